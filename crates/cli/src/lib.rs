@@ -1,0 +1,304 @@
+//! The `wasmlayer` command line: argument parsing and printing only. All
+//! behaviour lives in `wasmlayer-core`.
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmlayer_core::caps::parse_env_flag;
+use wasmlayer_core::limits::{parse_duration, parse_size};
+use wasmlayer_core::{
+    Admission, AdmissionContext, Capabilities, DirGrant, EngineOptions, Error, Invoke, Limits, LoadOptions, NetPattern,
+    RunOptions, Runtime,
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "wasmlayer", version, about = "Run WebAssembly as a lightweight, capability-secured compute unit")]
+struct Cli {
+    /// Print what the host does (cache hits, compilation, admission) on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a WASI p1 module, a WASI p2 component or a precompiled artifact.
+    Run(RunArgs),
+    /// Compile ahead of time into a precompiled artifact (.cwasm).
+    Compile(CompileArgs),
+    /// Show an artifact's kind, imports, exports and the capabilities it could use.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct CacheArgs {
+    /// Compile cache directory [default: $XDG_CACHE_HOME/wasmlayer or ~/.cache/wasmlayer].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Grant a host directory read-write: HOST[::GUEST], or read-only with HOST::GUEST:ro.
+    #[arg(long = "dir", value_name = "HOST[::GUEST[:ro]]")]
+    dirs: Vec<String>,
+    /// Grant a host directory read-only: HOST[::GUEST].
+    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]")]
+    dirs_ro: Vec<String>,
+    /// Set an environment variable (K=V), or pass one from the host (K).
+    #[arg(long = "env", value_name = "K[=V]")]
+    env: Vec<String>,
+    /// Allow outbound connections to HOST:PORT (IP, [v6], CIDR, name or *; port, range or *).
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    allow_net: Vec<String>,
+    /// Grant the capabilities listed in a TOML file (merged with the flags).
+    #[arg(long, value_name = "FILE.toml")]
+    caps: Option<PathBuf>,
+    /// Limit all linear memories and tables together, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
+    /// Limit the guest to N units of fuel.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Limit wall-clock time, e.g. 500ms, 2s.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Call this exported function of a core module instead of `_start`; ARGS are its arguments.
+    #[arg(long, value_name = "NAME")]
+    invoke: Option<String>,
+    /// Allow loading precompiled code (.cwasm). Only for files from a trusted source.
+    #[arg(long)]
+    allow_precompiled: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// The artifact: .wasm (module or component), .wat, or .cwasm with --allow-precompiled.
+    file: PathBuf,
+    /// Arguments passed to the guest.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct CompileArgs {
+    /// The module or component to compile.
+    file: PathBuf,
+    /// Where to write the precompiled artifact.
+    #[arg(short, long, value_name = "OUT.cwasm")]
+    output: PathBuf,
+    /// Compile with fuel metering (needed to run it with --fuel).
+    #[arg(long)]
+    fuel: bool,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// The artifact to inspect.
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Allow inspecting precompiled code (.cwasm), which must be loaded to be read.
+    #[arg(long)]
+    allow_precompiled: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Parses `args`, runs the command and returns the process exit code.
+/// `admission` decides what `run` may grant.
+pub fn main_with<I, T>(args: I, admission: Arc<dyn Admission>) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { wasmlayer_core::ErrorKind::Usage.exit_code() } else { 0 };
+        }
+    };
+    init_logging(cli.verbose);
+    let code = match dispatch(cli.command, admission) {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", render_error(&e));
+            e.exit_code()
+        }
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    code
+}
+
+/// The message printed for an error: one line naming what happened, then
+/// the guest backtrace for traps.
+pub fn render_error(e: &Error) -> String {
+    let mut out = String::new();
+    match e {
+        Error::Denied { reasons } if reasons.len() > 1 => {
+            out.push_str("error: admission denied:\n");
+            for r in reasons {
+                out.push_str(&format!("  - {r}\n"));
+            }
+        }
+        _ => out.push_str(&format!("error: {e}\n")),
+    }
+    let bt = e.backtrace();
+    if !bt.is_empty() {
+        out.push_str("wasm backtrace:\n");
+        for (i, f) in bt.iter().enumerate() {
+            out.push_str(&format!("  {i:>3}: {f}\n"));
+        }
+    }
+    out
+}
+
+fn init_logging(verbose: bool) {
+    let level = if verbose { tracing_subscriber::filter::LevelFilter::DEBUG } else { tracing_subscriber::filter::LevelFilter::WARN };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn runtime(cache: &CacheArgs, fuel: bool, admission: Arc<dyn Admission>) -> Result<Runtime, Error> {
+    Runtime::builder()
+        .engine_options(EngineOptions { fuel, ..Default::default() })
+        .cache(!cache.no_cache)
+        .cache_dir(cache.cache_dir.clone())
+        .admission(admission)
+        .build()
+}
+
+fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Error> {
+    match command {
+        Command::Run(args) => run(args, admission),
+        Command::Compile(args) => compile(args),
+        Command::Inspect(args) => inspect(args),
+    }
+}
+
+/// Builds the requested capabilities from the flags and the `--caps` file.
+fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
+    let mut caps = match &args.caps {
+        Some(path) => Capabilities::from_toml_file(path)?,
+        None => Capabilities::default(),
+    };
+    let mut flags = Capabilities::default();
+    for d in &args.dirs {
+        flags.dirs.push(DirGrant::parse(d, false)?);
+    }
+    for d in &args.dirs_ro {
+        flags.dirs.push(DirGrant::parse(d, true)?);
+    }
+    for e in &args.env {
+        parse_env_flag(&mut flags, e)?;
+    }
+    for n in &args.allow_net {
+        flags.allow_net.push(n.parse::<NetPattern>().map_err(Error::usage)?);
+    }
+    if args.invoke.is_none() {
+        flags.args = args.args.clone();
+    }
+    caps.merge(flags);
+    caps.resolve_dirs()?;
+    Ok(caps)
+}
+
+fn limits(args: &RunArgs) -> Result<Limits, Error> {
+    Ok(Limits {
+        max_memory: args.max_memory.as_deref().map(parse_size).transpose().map_err(|e| Error::usage(format!("--max-memory: {e}")))?,
+        fuel: args.fuel,
+        timeout: args.timeout.as_deref().map(parse_duration).transpose().map_err(|e| Error::usage(format!("--timeout: {e}")))?,
+        max_instances: None,
+    })
+}
+
+fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
+    let caps = capabilities(&args)?;
+    let limits = limits(&args)?;
+    let rt = runtime(&args.cache, args.fuel.is_some(), admission)?;
+    let loaded = rt.load(&args.file, LoadOptions { allow_precompiled: args.allow_precompiled })?;
+    tracing::debug!(kind = %loaded.facts.kind, cache = ?loaded.cache, "loaded");
+    let program_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let outcome = rt.run(
+        &loaded,
+        RunOptions {
+            capabilities: caps,
+            limits,
+            invoke: args.invoke.map(|name| Invoke { name, args: args.args }),
+            program_name,
+            context: AdmissionContext { command: "run".into() },
+        },
+    )?;
+    if !outcome.results.is_empty() {
+        let mut out = std::io::stdout().lock();
+        for r in &outcome.results {
+            let _ = writeln!(out, "{r}");
+        }
+    }
+    if let Some(f) = outcome.fuel_consumed {
+        tracing::info!(fuel_consumed = f, "fuel");
+    }
+    tracing::info!(peak_memory = outcome.peak_memory, exit_code = outcome.exit_code, "guest finished");
+    Ok(outcome.exit_code)
+}
+
+fn compile(args: CompileArgs) -> Result<i32, Error> {
+    let rt = runtime(&CacheArgs { no_cache: true, cache_dir: None }, args.fuel, Arc::new(wasmlayer_core::GrantRequested))?;
+    let loaded = rt.load(&args.file, LoadOptions::default())?;
+    let code = rt.serialize(&loaded.compiled)?;
+    write_file_atomic(&args.output, &code)?;
+    eprintln!("compiled {} ({}) to {} ({} bytes)", args.file.display(), loaded.facts.kind, args.output.display(), code.len());
+    Ok(0)
+}
+
+fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::host(format!("cannot write {}: {e}", path.display()))
+        })
+}
+
+fn inspect(args: InspectArgs) -> Result<i32, Error> {
+    let rt = runtime(&args.cache, false, Arc::new(wasmlayer_core::GrantRequested))?;
+    let loaded = rt.load(&args.file, LoadOptions { allow_precompiled: args.allow_precompiled })?;
+    let report = wasmlayer_core::inspect::inspect(rt.engine(), &loaded);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("inspection serialises"));
+        return Ok(0);
+    }
+    let _ = writeln!(out, "file:         {}", report.path);
+    let _ = writeln!(out, "kind:         {} ({})", report.kind, match report.kind {
+        wasmlayer_core::ArtifactKind::Module => "core module, WASI p1",
+        wasmlayer_core::ArtifactKind::Component => "component, WASI p2",
+    });
+    let _ = writeln!(out, "format:       {:?}", report.format);
+    let _ = writeln!(out, "size:         {} bytes", report.size);
+    let _ = writeln!(out, "sha256:       {}", report.sha256);
+    let _ = writeln!(out, "capabilities: {}", if report.capabilities.is_empty() { "none".to_string() } else { report.capabilities.join(", ") });
+    for (title, items) in [("imports", &report.imports), ("exports", &report.exports)] {
+        let _ = writeln!(out, "{title} ({}):", items.len());
+        for i in items.iter() {
+            let _ = writeln!(out, "  {}: {}", i.name, i.ty);
+            for sub in &i.items {
+                let _ = writeln!(out, "      {sub}");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,229 @@
+//! The content-addressed compile cache.
+//!
+//! Layout under the cache root:
+//!
+//! ```text
+//! v1/<engine-id>/objects/<sha256 of the source>.cwasm   compiled code + integrity trailer
+//! v1/<engine-id>/index/<stat key>                       "<sha256> <kind>" for a file seen before
+//! ```
+//!
+//! `engine-id` hashes the Wasmtime version and every engine setting that
+//! changes generated code, so entries from another engine are never tried.
+//! Each object ends with a trailer (BLAKE3 of the code, then a magic tag);
+//! an entry whose trailer does not match is treated as a miss and rewritten.
+//! The stat key (device, inode, size, mtime, ctime) lets a warm start skip
+//! reading and hashing the source entirely. Writes go to a temporary file and
+//! are renamed into place, so concurrent runs never see a partial entry.
+
+use crate::artifact::{ArtifactKind, Format};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const TRAILER_MAGIC: &[u8; 8] = b"WLCACHE1";
+const TRAILER_LEN: usize = 32 + TRAILER_MAGIC.len();
+
+/// A cache for one engine configuration.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// An index entry: what the file at a stat key was last time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub sha256: String,
+    pub kind: ArtifactKind,
+    pub format: Format,
+}
+
+/// The default cache root: `$XDG_CACHE_HOME/wasmlayer` or `~/.cache/wasmlayer`.
+pub fn default_root() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("wasmlayer"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("wasmlayer"))
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache for `engine_id` under `root`.
+    /// Refuses a directory that another user owns or others can write to:
+    /// compiled code is trusted when loaded, so its directory must be ours.
+    pub fn open(root: &Path, engine_id: &str) -> Result<Cache, String> {
+        let dir = root.join("v1").join(engine_id);
+        let mk = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
+        mk(&dir.join("objects")).map_err(|e| format!("cache {}: {e}", dir.display()))?;
+        mk(&dir.join("index")).map_err(|e| format!("cache {}: {e}", dir.display()))?;
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        for p in [root.to_path_buf(), dir.clone(), dir.join("objects"), dir.join("index")] {
+            let m = fs::metadata(&p).map_err(|e| format!("cache {}: {e}", p.display()))?;
+            if m.uid() != uid || m.permissions().mode() & 0o022 != 0 {
+                return Err(format!(
+                    "cache directory {} is not private to this user (owner uid {}, mode {:o}); not using it",
+                    p.display(),
+                    m.uid(),
+                    m.permissions().mode() & 0o777
+                ));
+            }
+        }
+        Ok(Cache { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The stat key of a file: changes whenever the file is replaced or
+    /// written (ctime cannot be set back by a user).
+    pub fn stat_key(meta: &fs::Metadata) -> String {
+        let mut h = blake3::Hasher::new();
+        for v in [
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+        ] {
+            h.update(&v.to_le_bytes());
+        }
+        h.finalize().to_hex()[..32].to_string()
+    }
+
+    pub fn lookup_index(&self, stat_key: &str) -> Option<IndexEntry> {
+        let text = fs::read_to_string(self.dir.join("index").join(stat_key)).ok()?;
+        let mut parts = text.trim_end().split(' ');
+        let (sha, kind, format) = (parts.next()?, parts.next()?, parts.next()?);
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) || parts.next().is_some() {
+            return None;
+        }
+        let format = match format {
+            "wasm" => Format::Wasm,
+            "wat" => Format::Wat,
+            _ => return None,
+        };
+        Some(IndexEntry { sha256: sha.to_string(), kind: ArtifactKind::parse(kind)?, format })
+    }
+
+    pub fn write_index(&self, stat_key: &str, entry: &IndexEntry) {
+        let format = if entry.format == Format::Wat { "wat" } else { "wasm" };
+        let body = format!("{} {} {format}\n", entry.sha256, entry.kind);
+        if let Err(e) = self.write_atomic(&self.dir.join("index").join(stat_key), &[body.as_bytes()]) {
+            tracing::warn!("could not write cache index entry: {e}");
+        }
+    }
+
+    fn object_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("objects").join(format!("{sha256}.cwasm"))
+    }
+
+    /// Returns the compiled code for `sha256` if present and intact.
+    pub fn load_object(&self, sha256: &str) -> Option<Vec<u8>> {
+        let path = self.object_path(sha256);
+        let mut bytes = fs::read(&path).ok()?;
+        if bytes.len() < TRAILER_LEN || &bytes[bytes.len() - TRAILER_MAGIC.len()..] != TRAILER_MAGIC {
+            tracing::warn!("cache entry {} has no valid trailer; recompiling", path.display());
+            return None;
+        }
+        let code_len = bytes.len() - TRAILER_LEN;
+        let expect = &bytes[code_len..code_len + 32];
+        if blake3::hash(&bytes[..code_len]).as_bytes() != expect {
+            tracing::warn!("cache entry {} is corrupted (checksum mismatch); recompiling", path.display());
+            return None;
+        }
+        bytes.truncate(code_len);
+        Some(bytes)
+    }
+
+    /// Stores compiled code for `sha256`.
+    pub fn store_object(&self, sha256: &str, code: &[u8]) {
+        let sum = blake3::hash(code);
+        if let Err(e) = self.write_atomic(&self.object_path(sha256), &[code, sum.as_bytes(), TRAILER_MAGIC]) {
+            tracing::warn!("could not write cache entry: {e}");
+        }
+    }
+
+    /// Removes a bad entry so the next run does not try it again.
+    pub fn evict_object(&self, sha256: &str) {
+        let _ = fs::remove_file(self.object_path(sha256));
+    }
+
+    fn write_atomic(&self, dest: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+        let tmp = dest.with_extension(format!(
+            "tmp.{}.{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+        ));
+        let result = (|| {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode_0600().open(&tmp)?;
+            for p in parts {
+                f.write_all(p)?;
+            }
+            drop(f);
+            fs::rename(&tmp, dest)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("wl-cache-test-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let root = tmpdir("rt");
+        let c = Cache::open(&root, "e1").unwrap();
+        let sha = "a".repeat(64);
+        assert!(c.load_object(&sha).is_none());
+        c.store_object(&sha, b"compiled code");
+        assert_eq!(c.load_object(&sha).unwrap(), b"compiled code");
+        // Flip one byte of the code: the entry must be refused.
+        let p = c.object_path(&sha);
+        let mut raw = fs::read(&p).unwrap();
+        raw[3] ^= 0xff;
+        fs::write(&p, &raw).unwrap();
+        assert!(c.load_object(&sha).is_none());
+        // Truncated entries too.
+        fs::write(&p, b"short").unwrap();
+        assert!(c.load_object(&sha).is_none());
+        let e = IndexEntry { sha256: sha.clone(), kind: ArtifactKind::Component, format: Format::Wat };
+        c.write_index("k", &e);
+        assert_eq!(c.lookup_index("k").unwrap(), e);
+        fs::write(c.dir.join("index/k"), "garbage").unwrap();
+        assert!(c.lookup_index("k").is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn refuses_world_writable_dir() {
+        let root = tmpdir("perm");
+        Cache::open(&root, "e").unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(Cache::open(&root, "e").unwrap_err().contains("not private"));
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

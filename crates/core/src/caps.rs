@@ -1,0 +1,410 @@
+//! `Capabilities`: everything a guest may touch. Deny-by-default: the empty
+//! value grants nothing but inherited stdio.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// A preopened host directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Host directory (absolute once resolved).
+    pub host: PathBuf,
+    /// Path the guest sees it as.
+    pub guest: String,
+    /// Read-only: the guest may read but not create, write or delete.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl DirGrant {
+    /// Parses the `--dir` syntax: `HOST`, `HOST::GUEST`, `HOST::GUEST:ro`,
+    /// `HOST::GUEST:rw`. `read_only` forces read-only (for `--dir-ro`).
+    pub fn parse(spec: &str, read_only: bool) -> Result<DirGrant> {
+        let (host, rest) = match spec.split_once("::") {
+            Some((h, g)) => (h, Some(g)),
+            None => (spec, None),
+        };
+        let (guest, mode_ro) = match rest {
+            None => (host.to_string(), false),
+            Some(g) => {
+                if let Some(g) = g.strip_suffix(":ro") {
+                    (g.to_string(), true)
+                } else if let Some(g) = g.strip_suffix(":rw") {
+                    (g.to_string(), false)
+                } else {
+                    (g.to_string(), false)
+                }
+            }
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(Error::usage(format!(
+                "invalid directory `{spec}`: expected HOST[::GUEST[:ro|:rw]]"
+            )));
+        }
+        Ok(DirGrant { host: PathBuf::from(host), guest, read_only: read_only || mode_ro })
+    }
+}
+
+/// One entry of the outbound network allowlist: `HOST:PORT` where HOST is
+/// an IP address, `[v6]`, a CIDR block, a host name or `*`, and PORT a
+/// number, a range `A-B` or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPattern {
+    pub host: HostPattern,
+    pub ports: (u16, u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Any,
+    Cidr(IpAddr, u8),
+    Name(String),
+}
+
+impl NetPattern {
+    /// Whether this pattern names hosts that must be looked up.
+    pub fn needs_name_lookup(&self) -> bool {
+        matches!(self.host, HostPattern::Name(_) | HostPattern::Any)
+    }
+
+    fn port_matches(&self, port: u16) -> bool {
+        self.ports.0 <= port && port <= self.ports.1
+    }
+
+    /// Whether `addr` is allowed by this pattern. Host names are resolved
+    /// with the host's resolver.
+    pub fn matches(&self, addr: &SocketAddr) -> bool {
+        if !self.port_matches(addr.port()) {
+            return false;
+        }
+        let ip = canonical_ip(addr.ip());
+        match &self.host {
+            HostPattern::Any => true,
+            HostPattern::Cidr(net, bits) => cidr_contains(*net, *bits, ip),
+            HostPattern::Name(name) => (name.as_str(), 0)
+                .to_socket_addrs()
+                .map(|mut it| it.any(|a| canonical_ip(a.ip()) == ip))
+                .unwrap_or(false),
+        }
+    }
+}
+
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn cidr_contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits as u32) };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits as u32) };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+impl FromStr for NetPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = |why: &str| format!("invalid network pattern `{s}`: {why} (expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:*, 10.0.0.0/8:443)");
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, p) = rest.split_once("]:").ok_or_else(|| bad("missing `]:PORT`"))?;
+            (h, p)
+        } else {
+            s.rsplit_once(':').ok_or_else(|| bad("missing `:PORT`"))?
+        };
+        let ports = if port == "*" {
+            (0, u16::MAX)
+        } else if let Some((a, b)) = port.split_once('-') {
+            let a: u16 = a.parse().map_err(|_| bad("bad port range"))?;
+            let b: u16 = b.parse().map_err(|_| bad("bad port range"))?;
+            if a > b {
+                return Err(bad("empty port range"));
+            }
+            (a, b)
+        } else {
+            let p: u16 = port.parse().map_err(|_| bad("bad port"))?;
+            (p, p)
+        };
+        let host = if host == "*" {
+            HostPattern::Any
+        } else if let Some((ip, bits)) = host.split_once('/') {
+            let ip: IpAddr = ip.parse().map_err(|_| bad("bad CIDR address"))?;
+            let bits: u8 = bits.parse().map_err(|_| bad("bad CIDR prefix"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if bits > max {
+                return Err(bad("CIDR prefix too long"));
+            }
+            HostPattern::Cidr(canonical_ip(ip), bits)
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            let ip = canonical_ip(ip);
+            HostPattern::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 })
+        } else if !host.is_empty()
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            HostPattern::Name(host.to_ascii_lowercase())
+        } else {
+            return Err(bad("bad host"));
+        };
+        Ok(NetPattern { host, ports })
+    }
+}
+
+impl fmt::Display for NetPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            HostPattern::Any => write!(f, "*")?,
+            HostPattern::Name(n) => write!(f, "{n}")?,
+            HostPattern::Cidr(IpAddr::V4(ip), 32) => write!(f, "{ip}")?,
+            HostPattern::Cidr(IpAddr::V6(ip), 128) => write!(f, "[{ip}]")?,
+            HostPattern::Cidr(ip, bits) => write!(f, "{ip}/{bits}")?,
+        }
+        match self.ports {
+            (0, u16::MAX) => write!(f, ":*"),
+            (a, b) if a == b => write!(f, ":{a}"),
+            (a, b) => write!(f, ":{a}-{b}"),
+        }
+    }
+}
+
+impl Serialize for NetPattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NetPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// What a guest may touch. The default value grants nothing from the host
+/// but the process's stdio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Preopened directories.
+    #[serde(default, rename = "dir", skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables with their values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Names of host environment variables passed through (when set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherit_env: Vec<String>,
+    /// Arguments after the program name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Outbound network allowlist (TCP connects, UDP sends, name lookup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_net: Vec<NetPattern>,
+    /// Whether the guest inherits the host's stdin, stdout and stderr.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub inherit_stdio: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            dirs: Vec::new(),
+            env: BTreeMap::new(),
+            inherit_env: Vec::new(),
+            args: Vec::new(),
+            allow_net: Vec::new(),
+            inherit_stdio: true,
+        }
+    }
+}
+
+impl Capabilities {
+    /// Parses a capability file (TOML). Relative directories are resolved
+    /// against the file's own directory.
+    pub fn from_toml_file(path: &Path) -> Result<Capabilities> {
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::usage(format!("{}: capability file not found", path.display())),
+            _ => Error::usage(format!("{}: {e}", path.display())),
+        })?;
+        let mut caps = Self::from_toml_str(&text)
+            .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for d in &mut caps.dirs {
+            if d.host.is_relative() {
+                d.host = base.join(&d.host);
+            }
+        }
+        Ok(caps)
+    }
+
+    /// Parses capabilities from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Capabilities> {
+        let caps: Capabilities =
+            toml::from_str(text).map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))?;
+        for (k, _) in &caps.env {
+            check_env_name(k)?;
+        }
+        for k in &caps.inherit_env {
+            check_env_name(k)?;
+        }
+        Ok(caps)
+    }
+
+    /// Adds everything `other` grants to `self` (a file's grant plus flags).
+    pub fn merge(&mut self, other: Capabilities) {
+        self.dirs.extend(other.dirs);
+        self.env.extend(other.env);
+        for k in other.inherit_env {
+            if !self.inherit_env.contains(&k) {
+                self.inherit_env.push(k);
+            }
+        }
+        self.args.extend(other.args);
+        for p in other.allow_net {
+            if !self.allow_net.contains(&p) {
+                self.allow_net.push(p);
+            }
+        }
+        self.inherit_stdio &= other.inherit_stdio;
+    }
+
+    /// Makes every host directory absolute and checks it exists, so the
+    /// value names exactly what is granted.
+    pub fn resolve_dirs(&mut self) -> Result<()> {
+        for d in &mut self.dirs {
+            let abs = std::fs::canonicalize(&d.host)
+                .map_err(|e| Error::usage(format!("directory {}: {e}", d.host.display())))?;
+            if !abs.is_dir() {
+                return Err(Error::usage(format!("directory {}: not a directory", d.host.display())));
+            }
+            d.host = abs;
+        }
+        Ok(())
+    }
+
+    /// Environment the guest sees: explicit pairs plus the inherited names
+    /// that are set on the host.
+    pub fn resolved_env(&self) -> Vec<(String, String)> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for k in &self.inherit_env {
+            if let Ok(v) = std::env::var(k) {
+                env.insert(k.clone(), v);
+            }
+        }
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.into_iter().collect()
+    }
+
+    /// Whether `addr` may be connected or sent to.
+    pub fn net_allows(&self, addr: &SocketAddr) -> bool {
+        self.allow_net.iter().any(|p| p.matches(addr))
+    }
+}
+
+fn check_env_name(k: &str) -> Result<()> {
+    if k.is_empty() || k.contains('=') || k.contains('\0') {
+        return Err(Error::usage(format!("invalid environment variable name `{k}`")));
+    }
+    Ok(())
+}
+
+/// Parses `--env K=V` or `--env K` into the capability value.
+pub fn parse_env_flag(caps: &mut Capabilities, spec: &str) -> Result<()> {
+    match spec.split_once('=') {
+        Some((k, v)) => {
+            check_env_name(k)?;
+            caps.env.insert(k.to_string(), v.to_string());
+        }
+        None => {
+            check_env_name(spec)?;
+            if !caps.inherit_env.iter().any(|k| k == spec) {
+                caps.inherit_env.push(spec.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn net_patterns() {
+        let p: NetPattern = "127.0.0.1:8080".parse().unwrap();
+        assert!(p.matches(&addr("127.0.0.1:8080")));
+        assert!(!p.matches(&addr("127.0.0.1:8081")));
+        assert!(!p.matches(&addr("127.0.0.2:8080")));
+        assert!(p.matches(&addr("[::ffff:127.0.0.1]:8080")));
+        let p: NetPattern = "127.0.0.0/8:1000-2000".parse().unwrap();
+        assert!(p.matches(&addr("127.1.2.3:1500")));
+        assert!(!p.matches(&addr("128.0.0.1:1500")));
+        assert!(!p.matches(&addr("127.0.0.1:2001")));
+        let p: NetPattern = "[::1]:*".parse().unwrap();
+        assert!(p.matches(&addr("[::1]:1")));
+        assert_eq!(p.to_string(), "[::1]:*");
+        let p: NetPattern = "localhost:80".parse().unwrap();
+        assert!(p.needs_name_lookup());
+        assert!(p.matches(&addr("127.0.0.1:80")));
+        for bad in ["", "host", "1.2.3.4:", "1.2.3.4:70000", "1.2.3.4/40:1", "a b:1", "x:9-1"] {
+            assert!(bad.parse::<NetPattern>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dir_specs() {
+        let d = DirGrant::parse("/a::/b:ro", false).unwrap();
+        assert_eq!((d.host.to_str().unwrap(), d.guest.as_str(), d.read_only), ("/a", "/b", true));
+        let d = DirGrant::parse("/a", false).unwrap();
+        assert_eq!((d.guest.as_str(), d.read_only), ("/a", false));
+        assert!(DirGrant::parse("/a", true).unwrap().read_only);
+        assert!(DirGrant::parse("::/b", false).is_err());
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let text = r#"
+            args = ["x"]
+            inherit_env = ["HOME"]
+            allow_net = ["127.0.0.1:80"]
+            [env]
+            A = "1"
+            [[dir]]
+            host = "/tmp"
+            guest = "/t"
+            read_only = true
+        "#;
+        let caps = Capabilities::from_toml_str(text).unwrap();
+        assert_eq!(caps.dirs[0].guest, "/t");
+        assert!(caps.inherit_stdio);
+        let back = Capabilities::from_toml_str(&toml::to_string(&caps).unwrap()).unwrap();
+        assert_eq!(back, caps);
+        assert!(Capabilities::from_toml_str("bogus = 1").is_err());
+        assert!(Capabilities::from_toml_str("allow_net = [\"nope\"]").is_err());
+    }
+}

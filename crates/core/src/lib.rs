@@ -1,0 +1,21 @@
+//! Wasmlayer core: the engine builder, capabilities and limits, artifact
+//! loading with the compile cache, the admission hook, the command runner
+//! and the one error type. Everything else builds on this crate.
+
+pub mod admission;
+pub mod artifact;
+pub mod cache;
+pub mod caps;
+pub mod error;
+pub mod inspect;
+pub mod limits;
+pub mod run;
+pub mod runtime;
+
+pub use admission::{Admission, AdmissionContext, AdmissionRequest, Denied, Grant, GrantRequested};
+pub use artifact::{ArtifactFacts, ArtifactKind, Format};
+pub use caps::{Capabilities, DirGrant, NetPattern};
+pub use error::{Error, ErrorKind, Result};
+pub use limits::Limits;
+pub use run::{Invoke, RunOptions, RunOutcome};
+pub use runtime::{build_engine, CacheOutcome, Compiled, EngineOptions, LoadOptions, Loaded, PoolingOptions, Runtime};

@@ -1,0 +1,266 @@
+//! Resource limits for a guest, and the limiter that enforces memory.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What a guest may consume. `None` means "no limit beyond WebAssembly's own".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Total bytes of all linear memories and tables of the guest.
+    #[serde(default, with = "size_opt", skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<u64>,
+    /// Fuel (WebAssembly work units) the guest may burn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Wall-clock time the guest may run.
+    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Maximum number of instances a guest may create (components create several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<usize>,
+}
+
+/// Size of one table element, as counted against the memory limit.
+pub const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
+
+/// Parses `64MiB`, `1GiB`, `512KiB`, `100MB`, `65536` (bytes), `2g`...
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("invalid size `{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    let v = num * mult as f64;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(format!("invalid size `{s}`: out of range"));
+    }
+    Ok(v as u64)
+}
+
+/// Formats a byte count the way users write it: `64 MiB`, `1.5 GiB`, `100 bytes`.
+pub fn format_size(n: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (name, size) in UNITS {
+        if n >= size {
+            return if n % size == 0 {
+                format!("{} {name}", n / size)
+            } else {
+                format!("{:.1} {name}", n as f64 / size as f64)
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, `250us`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}`: expected e.g. 500ms, 2s, 1m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => num,
+        "ms" => num / 1e3,
+        "us" | "µs" => num / 1e6,
+        "ns" => num / 1e9,
+        "m" | "min" => num * 60.0,
+        "h" => num * 3600.0,
+        other => return Err(format!("invalid duration `{s}`: unknown unit `{other}` (use ns, us, ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration `{s}`: out of range"))
+}
+
+/// Formats a duration compactly: `500ms`, `2s`, `1.5s`.
+pub fn format_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:?}", d)
+    }
+}
+
+mod size_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u64(*n),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::N(n)) => Ok(Some(n)),
+            Some(Raw::S(s)) => super::parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+mod duration_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Enforces [`Limits::max_memory`] across every linear memory and table of a
+/// store, and remembers whether the limit was hit so the runner can report it.
+#[derive(Debug, Default)]
+pub struct MemoryLimiter {
+    limit: Option<u64>,
+    max_instances: usize,
+    used: u64,
+    peak: u64,
+    hit: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        MemoryLimiter {
+            limit: limits.max_memory,
+            max_instances: limits.max_instances.unwrap_or(10_000),
+            ..Default::default()
+        }
+    }
+
+    /// Whether a growth was refused because of the limit.
+    pub fn hit(&self) -> bool {
+        self.hit
+    }
+
+    /// Peak bytes of memories and tables seen.
+    pub fn peak(&self) -> u64 {
+        self.peak
+    }
+
+    fn grow(&mut self, current: u64, desired: u64) -> wasmtime::Result<bool> {
+        let next = self.used.saturating_sub(current).saturating_add(desired);
+        if let Some(limit) = self.limit {
+            if next > limit {
+                self.hit = true;
+                return Err(wasmtime::Error::new(MemoryLimitHit(limit)));
+            }
+        }
+        self.used = next;
+        self.peak = self.peak.max(next);
+        Ok(true)
+    }
+}
+
+/// The error a refused growth traps with.
+#[derive(Debug)]
+pub struct MemoryLimitHit(pub u64);
+
+impl std::fmt::Display for MemoryLimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "guest exceeded its memory limit ({})", format_size(self.0))
+    }
+}
+
+impl std::error::Error for MemoryLimitHit {}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow(current as u64, desired as u64)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        self.grow(current as u64 * TABLE_ELEMENT_BYTES, desired as u64 * TABLE_ELEMENT_BYTES)
+    }
+
+    fn instances(&self) -> usize {
+        self.max_instances
+    }
+
+    fn tables(&self) -> usize {
+        self.max_instances
+    }
+
+    fn memories(&self) -> usize {
+        self.max_instances
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64 MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("-1MiB").is_err());
+        assert_eq!(format_size(64 << 20), "64 MiB");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+        assert_eq!(format_size(100), "100 bytes");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1 fortnight").is_err());
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+    }
+
+    #[test]
+    fn limiter_counts_all_memories_and_tables() {
+        use wasmtime::ResourceLimiter;
+        let mut l = MemoryLimiter::new(&Limits { max_memory: Some(1 << 20), ..Default::default() });
+        assert!(l.memory_growing(0, 512 << 10, None).unwrap());
+        assert!(l.memory_growing(0, 256 << 10, None).unwrap());
+        assert!(l.memory_growing(512 << 10, (768 << 10) + 1, None).is_err());
+        assert!(l.hit());
+        assert_eq!(l.peak(), 768 << 10);
+        assert!(l.table_growing(0, 1000, None).unwrap());
+    }
+}

@@ -1,0 +1,357 @@
+//! The one engine builder and the per-process `Runtime`: engine, compile
+//! cache and admission. Every command gets its engine from here.
+
+use crate::admission::{Admission, GrantRequested};
+use crate::artifact::{detect, ArtifactFacts, ArtifactKind, Format};
+use crate::cache::{Cache, IndexEntry};
+use crate::error::{Error, Result};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, Module};
+
+/// Engine settings that change generated code (and so the cache key).
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Instrument code with fuel counting (needed for `--fuel`).
+    pub fuel: bool,
+    /// Use the pooling instance allocator with room for this many instances.
+    pub pooling: Option<PoolingOptions>,
+}
+
+/// Pooling allocator sizing, for hosts that keep many instances alive.
+#[derive(Debug, Clone)]
+pub struct PoolingOptions {
+    pub total_instances: u32,
+    pub max_memory_size: usize,
+}
+
+impl Default for PoolingOptions {
+    fn default() -> Self {
+        PoolingOptions { total_instances: 1000, max_memory_size: 64 << 20 }
+    }
+}
+
+/// Builds the engine. This is the only place a `wasmtime::Config` is made.
+pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.consume_fuel(opts.fuel);
+    config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
+    if let Some(p) = &opts.pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_core_instances(p.total_instances)
+            .total_component_instances(p.total_instances)
+            .total_memories(p.total_instances)
+            .total_tables(p.total_instances)
+            .max_memory_size(p.max_memory_size);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config).map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))
+}
+
+/// A compiled artifact.
+#[derive(Clone)]
+pub enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+/// How the code was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Found in the cache via the file's stat key, without reading the source.
+    HitByStat,
+    /// Found in the cache by content hash.
+    Hit,
+    /// Compiled now (and stored, when the cache is on).
+    Compiled,
+    /// Precompiled artifact loaded as given.
+    Precompiled,
+}
+
+/// An artifact ready to instantiate.
+#[derive(Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub compiled: Compiled,
+    pub facts: ArtifactFacts,
+    pub cache: CacheOutcome,
+}
+
+/// Options for loading an artifact.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Allow precompiled (`.cwasm`) input. Deserialising precompiled code
+    /// trusts it completely, so it must be asked for explicitly.
+    pub allow_precompiled: bool,
+}
+
+/// Builder for [`Runtime`].
+pub struct RuntimeBuilder {
+    engine: EngineOptions,
+    cache_root: Option<PathBuf>,
+    cache: bool,
+    admission: Arc<dyn Admission>,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            engine: EngineOptions::default(),
+            cache_root: None,
+            cache: true,
+            admission: Arc::new(GrantRequested),
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    pub fn engine_options(mut self, opts: EngineOptions) -> Self {
+        self.engine = opts;
+        self
+    }
+
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_root = dir;
+        self
+    }
+
+    pub fn cache(mut self, enabled: bool) -> Self {
+        self.cache = enabled;
+        self
+    }
+
+    pub fn admission(mut self, admission: Arc<dyn Admission>) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    pub fn build(self) -> Result<Runtime> {
+        let engine = build_engine(&self.engine)?;
+        let cache = if self.cache {
+            match self.cache_root.or_else(crate::cache::default_root) {
+                Some(root) => match Cache::open(&root, &engine_id(&engine)) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::warn!("compile cache disabled: {e}");
+                        None
+                    }
+                },
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok(Runtime { engine, cache, admission: self.admission, fuel: self.engine.fuel })
+    }
+}
+
+/// Identifies an engine configuration for the cache: Wasmtime version and
+/// every setting that affects compiled code.
+pub fn engine_id(engine: &Engine) -> String {
+    use std::hash::Hash;
+    struct B3(blake3::Hasher);
+    impl std::hash::Hasher for B3 {
+        fn finish(&self) -> u64 {
+            u64::from_le_bytes(self.0.finalize().as_bytes()[..8].try_into().unwrap())
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut h = B3(blake3::Hasher::new());
+    concat!("wasmlayer ", env!("CARGO_PKG_VERSION")).hash(&mut h);
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.finalize().to_hex()[..24].to_string()
+}
+
+/// One per process: the engine, the compile cache and the admission.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    cache: Option<Cache>,
+    pub(crate) admission: Arc<dyn Admission>,
+    pub(crate) fuel: bool,
+}
+
+impl Runtime {
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    /// Loads an artifact from disk: detects its kind, and compiles it or
+    /// takes its code from the cache.
+    pub fn load(&self, path: &Path, opts: LoadOptions) -> Result<Loaded> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(Error::invalid(format!("{}: is a directory, not a WebAssembly file", path.display())));
+        }
+        let stat_key = self.cache.as_ref().map(|_| Cache::stat_key(&meta));
+        if let (Some(cache), Some(key)) = (&self.cache, &stat_key) {
+            if let Some(entry) = cache.lookup_index(key) {
+                if let Some(compiled) = self.from_cache(cache, &entry.sha256, entry.kind) {
+                    tracing::info!(path = %path.display(), sha256 = %entry.sha256, "cache hit (by file identity): nothing compiled");
+                    return Ok(self.finish(path, compiled, entry.sha256, meta.len(), entry.format, CacheOutcome::HitByStat));
+                }
+            }
+        }
+
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (format, kind) = detect(&bytes).map_err(|e| prefix(path, e))?;
+        let sha256 = hex(&sha2::Sha256::digest(&bytes));
+        if format == Format::Precompiled {
+            if !opts.allow_precompiled {
+                return Err(Error::invalid(format!(
+                    "{}: is precompiled code; loading it trusts it completely, so pass --allow-precompiled if it comes from a trusted source",
+                    path.display()
+                )));
+            }
+            let compiled = self.deserialize_precompiled(path, kind.expect("detected"))?;
+            return Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Precompiled));
+        }
+
+        let wasm: std::borrow::Cow<[u8]> = match format {
+            Format::Wat => wat::parse_bytes(&bytes)
+                .map_err(|e| Error::invalid(format!("{}: invalid WebAssembly text: {e}", path.display())))?,
+            _ => std::borrow::Cow::Borrowed(&bytes[..]),
+        };
+        let kind = match kind {
+            Some(k) => k,
+            None => detect(&wasm).map_err(|e| prefix(path, e))?.1.expect("binary wasm has a kind"),
+        };
+
+        if let Some(cache) = &self.cache {
+            if let Some(compiled) = self.from_cache(cache, &sha256, kind) {
+                tracing::info!(path = %path.display(), %sha256, "cache hit (by content): nothing compiled");
+                if let Some(key) = &stat_key {
+                    cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
+                }
+                return Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Hit));
+            }
+        }
+
+        let start = Instant::now();
+        let compiled = self.compile(&wasm, kind).map_err(|e| prefix(path, e))?;
+        tracing::info!(path = %path.display(), %sha256, elapsed_ms = start.elapsed().as_secs_f64() * 1e3, "compiled (cache miss)");
+        if let Some(cache) = &self.cache {
+            match self.serialize(&compiled) {
+                Ok(code) => {
+                    cache.store_object(&sha256, &code);
+                    if let Some(key) = &stat_key {
+                        cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
+                    }
+                }
+                Err(e) => tracing::warn!("could not serialise compiled code for the cache: {e}"),
+            }
+        }
+        Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Compiled))
+    }
+
+    /// Compiles WebAssembly bytes (binary) of the given kind.
+    pub fn compile(&self, wasm: &[u8], kind: ArtifactKind) -> Result<Compiled> {
+        match kind {
+            ArtifactKind::Module => Module::new(&self.engine, wasm).map(Compiled::Module),
+            ArtifactKind::Component => Component::new(&self.engine, wasm).map(Compiled::Component),
+        }
+        .map_err(|e| Error::invalid(format!("invalid WebAssembly {kind}: {}", root_message(&e))))
+    }
+
+    /// Serialises compiled code (the `.cwasm` format of `wasmlayer compile`).
+    pub fn serialize(&self, compiled: &Compiled) -> Result<Vec<u8>> {
+        match compiled {
+            Compiled::Module(m) => m.serialize(),
+            Compiled::Component(c) => c.serialize(),
+        }
+        .map_err(|e| Error::host(format!("cannot serialise compiled code: {e:#}")))
+    }
+
+    fn from_cache(&self, cache: &Cache, sha256: &str, kind: ArtifactKind) -> Option<Compiled> {
+        let code = cache.load_object(sha256)?;
+        // SAFETY: the bytes come from our private cache directory, were
+        // written by this engine configuration (the directory is keyed by
+        // it) and passed the integrity check.
+        let result = unsafe {
+            match kind {
+                ArtifactKind::Module => Module::deserialize(&self.engine, &code).map(Compiled::Module),
+                ArtifactKind::Component => Component::deserialize(&self.engine, &code).map(Compiled::Component),
+            }
+        };
+        match result {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("cache entry {sha256} rejected ({e}); recompiling");
+                cache.evict_object(sha256);
+                None
+            }
+        }
+    }
+
+    fn deserialize_precompiled(&self, path: &Path, kind: ArtifactKind) -> Result<Compiled> {
+        // SAFETY: the user vouched for this file with --allow-precompiled.
+        let result = unsafe {
+            match kind {
+                ArtifactKind::Module => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
+                ArtifactKind::Component => Component::deserialize_file(&self.engine, path).map(Compiled::Component),
+            }
+        };
+        result.map_err(|e| {
+            Error::invalid(format!(
+                "{}: cannot load precompiled code: {} (it must be compiled by this wasmlayer version with the same engine settings, e.g. --fuel)",
+                path.display(),
+                root_message(&e)
+            ))
+        })
+    }
+
+    fn finish(&self, path: &Path, compiled: Compiled, sha256: String, size: u64, format: Format, cache: CacheOutcome) -> Loaded {
+        let (kind, imports) = match &compiled {
+            Compiled::Module(m) => (
+                ArtifactKind::Module,
+                m.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect(),
+            ),
+            Compiled::Component(c) => (
+                ArtifactKind::Component,
+                c.component_type().imports(&self.engine).map(|(n, _)| n.to_string()).collect(),
+            ),
+        };
+        Loaded {
+            path: path.to_owned(),
+            compiled,
+            facts: ArtifactFacts { sha256, size, kind, format, imports },
+            cache,
+        }
+    }
+}
+
+fn prefix(path: &Path, e: Error) -> Error {
+    match e {
+        Error::InvalidArtifact(m) => Error::InvalidArtifact(format!("{}: {m}", path.display())),
+        other => other,
+    }
+}
+
+/// The innermost useful message of a wasmtime error chain.
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
+    let msgs: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    msgs.join(": ")
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
