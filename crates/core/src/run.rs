@@ -321,7 +321,7 @@ fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error {
                 .map(|f| Frame {
                     module: f.module().name().map(str::to_string),
                     func_index: f.func_index(),
-                    func_name: f.func_name().map(str::to_string),
+                    func_name: f.func_name().map(|n| format!("{:#}", rustc_demangle::demangle(n))),
                     offset: f.module_offset(),
                     location: f.symbols().first().and_then(|s| {
                         let file = s.file()?;

@@ -1,0 +1,148 @@
+//! `wasmlayer run`: p1 modules, p2 components, exit codes, --invoke.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Write};
+
+#[test]
+fn p1_hello_uses_args_env_and_files() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("input.txt"), "shout this\n").unwrap();
+    let r = run([
+        "run".into(),
+        "--dir".into(),
+        format!("{}::/data", s(dir.path())),
+        "--env".into(),
+        "NAME=ignored".into(),
+        s(&guest("hello-p1.wasm")),
+        "Ada".into(),
+        "two".into(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Hello, Ada!"), "{r:?}");
+    assert!(r.stdout.contains(r#"args: ["Ada", "two"]"#), "{r:?}");
+    assert!(r.stdout.contains("env NAME=ignored"), "{r:?}");
+    assert!(r.stdout.contains("wrote /data/output.txt (11 bytes)"), "{r:?}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("output.txt")).unwrap(), "SHOUT THIS\n");
+}
+
+#[test]
+fn p1_hello_without_grants_sees_nothing() {
+    let r = run_with(wasmlayer().env("NAME", "host-secret").args(["run", &s(&guest("hello-p1.wasm"))]));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Hello, world!"), "{r:?}");
+    assert!(r.stdout.contains("env NAME is not set"), "{r:?}");
+    assert!(r.stderr.contains("no /data preopen"), "{r:?}");
+}
+
+/// A loopback server that answers one line per connection with `pong <line>`.
+fn pong_server() -> (u16, std::thread::JoinHandle<usize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(false).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut served = 0;
+        // One connection at most, or give up after the test's deadline.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    let mut line = String::new();
+                    BufReader::new(conn.try_clone().unwrap()).read_line(&mut line).unwrap();
+                    conn.write_all(format!("pong {line}").as_bytes()).unwrap();
+                    served += 1;
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        served
+    });
+    (port, h)
+}
+
+#[test]
+fn p2_component_uses_filesystem_random_clocks_and_tcp() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("input.txt"), "component data").unwrap();
+    let (port, server) = pong_server();
+    let r = run([
+        "run".into(),
+        "--dir".into(),
+        format!("{}::/data", s(dir.path())),
+        "--allow-net".into(),
+        format!("127.0.0.1:{port}"),
+        s(&guest("hello-p2.wasm")),
+        "--connect".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Hello from a p2 component!"), "{r:?}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("output.txt")).unwrap(), "COMPONENT DATA");
+    let random = r.stdout.lines().find_map(|l| l.strip_prefix("random: ")).expect("random line");
+    assert_eq!(random.len(), 32, "{r:?}");
+    assert!(random.chars().all(|c| c.is_ascii_hexdigit()));
+    let wall: u64 = r.stdout.lines().find_map(|l| l.strip_prefix("wall clock: ")).unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(now.abs_diff(wall) < 120, "{r:?}");
+    assert!(r.stdout.contains("monotonic: ok"), "{r:?}");
+    assert!(r.stdout.contains("reply: pong ping"), "{r:?}");
+    assert_eq!(server.join().unwrap(), 1);
+}
+
+#[test]
+fn p2_random_differs_between_runs() {
+    let a = run(["run", &s(&guest("hello-p2.wasm"))]);
+    let b = run(["run", &s(&guest("hello-p2.wasm"))]);
+    let pick = |r: &Run| r.stdout.lines().find(|l| l.starts_with("random: ")).unwrap().to_string();
+    assert_ne!(pick(&a), pick(&b));
+}
+
+#[test]
+fn guest_exit_code_is_process_exit_code() {
+    for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
+        for code in ["0", "3", "42"] {
+            let r = run(["run", &s(&guest(g)), "exit", code]);
+            assert_eq!(r.code.to_string(), code, "{g}: {r:?}");
+        }
+    }
+    let r = run(["run", &s(&guest("hello-p1.wasm")), "--exit", "5"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stdout.contains("Hello"), "{r:?}");
+}
+
+#[test]
+fn invoke_calls_exports_with_numeric_args() {
+    let f = fixture("reactor.wat");
+    let r = run(["run", "--invoke", "answer", &s(&f), "2"]);
+    assert_eq!((r.code, r.stdout.trim()), (0, "42"), "{r:?}");
+    let r = run(["run", "--invoke", "mul64", &s(&f), "-3", "5000000000"]);
+    assert_eq!((r.code, r.stdout.trim()), (0, "-15000000000"), "{r:?}");
+    let r = run(["run", "--invoke", "half", &s(&f), "5"]);
+    assert_eq!((r.code, r.stdout.trim()), (0, "2.5"), "{r:?}");
+    let r = run(["run", "--invoke", "add", &s(&fixture("traps.wat")), "2", "3"]);
+    assert_eq!((r.code, r.stdout.trim()), (0, "5"), "{r:?}");
+}
+
+#[test]
+fn invoke_errors_are_clear() {
+    let f = fixture("reactor.wat");
+    let r = run(["run", &s(&f)]);
+    assert_eq!(r.code, 126, "{r:?}");
+    assert!(r.stderr.contains("no `_start` export") && r.stderr.contains("--invoke"), "{r:?}");
+    assert!(r.stderr.contains("answer"), "lists the exports: {r:?}");
+    let r = run(["run", "--invoke", "answer", &s(&f)]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("takes 1 argument(s), 0 given"), "{r:?}");
+    let r = run(["run", "--invoke", "answer", &s(&f), "zebra"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("invalid argument `zebra`"), "{r:?}");
+    let r = run(["run", "--invoke", "nope", &s(&f)]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no exported function `nope`"), "{r:?}");
+    let r = run(["run", "--invoke", "x", &s(&guest("hello-p2.wasm"))]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("component"), "{r:?}");
+}
