@@ -153,8 +153,15 @@ pub fn render_error(e: &Error) -> String {
     let bt = e.backtrace();
     if !bt.is_empty() {
         out.push_str("wasm backtrace:\n");
-        for (i, f) in bt.iter().enumerate() {
-            out.push_str(&format!("  {i:>3}: {f}\n"));
+        let mut i = 0;
+        while i < bt.len() {
+            out.push_str(&format!("  {i:>3}: {}\n", bt[i]));
+            // Deep recursion: show a run of identical frames once.
+            let same = bt[i + 1..].iter().take_while(|f| f.func_index == bt[i].func_index && f.module == bt[i].module && f.offset == bt[i].offset).count();
+            if same > 0 {
+                out.push_str(&format!("       ... the frame above repeated {same} more time(s)\n"));
+            }
+            i += same + 1;
         }
     }
     out

@@ -137,18 +137,32 @@ impl WasiView for P2State {
 }
 
 impl Job {
+    /// Runs the guest on a current-thread Tokio runtime of its own: WASI's
+    /// host calls are async, and a multi-threaded runtime would start worker
+    /// threads that a one-shot command never needs.
     fn execute(self) -> Result<RunOutcome> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::host(format!("cannot start the I/O runtime: {e}")))?;
+        rt.block_on(self.execute_async())
+    }
+
+    async fn execute_async(self) -> Result<RunOutcome> {
         let mut wasi = wasi_builder(&self.grant.capabilities, &self.program_name)?;
+        // One guest per thread here: blocking file I/O in place is cheaper
+        // than handing it to a thread pool.
+        wasi.allow_blocking_current_thread(true);
         let limits = self.grant.limits.clone();
         match &self.compiled {
             Compiled::Module(module) => {
-                wasi.allow_blocking_current_thread(true);
                 let state = P1State { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(&limits) };
                 let mut store = new_store(&self.engine, state, &limits, |s| &mut s.limiter)?;
                 let mut linker = wasmtime::Linker::new(&self.engine);
-                wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut P1State| &mut s.wasi)
+                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
-                let result = run_module(&mut store, &linker, module, self.invoke.as_ref());
+                let result = run_module(&mut store, &linker, module, self.invoke.as_ref()).await;
                 finish(store, result, &limits, |s| &s.limiter)
             }
             Compiled::Component(component) => {
@@ -158,16 +172,16 @@ impl Job {
                 let state = P2State { wasi: wasi.build(), table: ResourceTable::new(), limiter: MemoryLimiter::new(&limits) };
                 let mut store = new_store(&self.engine, state, &limits, |s| &mut s.limiter)?;
                 let mut linker = wasmtime::component::Linker::new(&self.engine);
-                wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                wasmtime_wasi::p2::add_to_linker_async(&mut linker)
                     .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
-                let result = run_component(&mut store, &linker, component);
+                let result = run_component(&mut store, &linker, component).await;
                 finish(store, result, &limits, |s| &s.limiter)
             }
         }
     }
 }
 
-fn new_store<T: 'static>(
+fn new_store<T: Send + 'static>(
     engine: &Engine,
     state: T,
     limits: &Limits,
@@ -201,8 +215,8 @@ impl From<Error> for GuestError {
     }
 }
 
-fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1State>, module: &wasmtime::Module, invoke: Option<&Invoke>) -> GuestResult {
-    let instance = linker.instantiate(&mut *store, module).map_err(instantiate_error)?;
+async fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1State>, module: &wasmtime::Module, invoke: Option<&Invoke>) -> GuestResult {
+    let instance = linker.instantiate_async(&mut *store, module).await.map_err(instantiate_error)?;
     match invoke {
         None => {
             let Some(start) = instance.get_func(&mut *store, "_start") else {
@@ -216,12 +230,12 @@ fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1State>, mo
             let start = start
                 .typed::<(), ()>(&*store)
                 .map_err(|_| Error::invalid("`_start` must take no parameters and return nothing"))?;
-            start.call(&mut *store, ()).map_err(GuestError::Wasm)?;
+            start.call_async(&mut *store, ()).await.map_err(GuestError::Wasm)?;
             Ok((0, Vec::new()))
         }
         Some(inv) => {
             if let Some(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize").ok() {
-                init.call(&mut *store, ()).map_err(GuestError::Wasm)?;
+                init.call_async(&mut *store, ()).await.map_err(GuestError::Wasm)?;
             }
             let func = instance.get_func(&mut *store, &inv.name).ok_or_else(|| {
                 let funcs: Vec<String> = module
@@ -248,18 +262,18 @@ fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1State>, mo
                 .map(|(t, a)| parse_val(t, a))
                 .collect::<Result<Vec<Val>>>()?;
             let mut results = vec![Val::I32(0); ty.results().len()];
-            func.call(&mut *store, &args, &mut results).map_err(GuestError::Wasm)?;
+            func.call_async(&mut *store, &args, &mut results).await.map_err(GuestError::Wasm)?;
             Ok((0, results.iter().map(format_val).collect()))
         }
     }
 }
 
-fn run_component(
+async fn run_component(
     store: &mut Store<P2State>,
     linker: &wasmtime::component::Linker<P2State>,
     component: &wasmtime::component::Component,
 ) -> GuestResult {
-    use wasmtime_wasi::p2::bindings::sync::Command;
+    use wasmtime_wasi::p2::bindings::Command;
     let exports_run = component
         .component_type()
         .exports(store.engine())
@@ -267,8 +281,8 @@ fn run_component(
     if !exports_run {
         return Err(Error::invalid("component does not export `wasi:cli/run` (it is not a WASI command)").into());
     }
-    let command = Command::instantiate(&mut *store, component, linker).map_err(instantiate_error)?;
-    match command.wasi_cli_run().call_run(&mut *store).map_err(GuestError::Wasm)? {
+    let command = Command::instantiate_async(&mut *store, component, linker).await.map_err(instantiate_error)?;
+    match command.wasi_cli_run().call_run(&mut *store).await.map_err(GuestError::Wasm)? {
         Ok(()) => Ok((0, Vec::new())),
         Err(()) => Ok((1, Vec::new())),
     }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Sets up everything and shows the main job on the bundled example guests:
+# WASI p1 and p2 guests under deny-by-default capabilities, limits that end
+# runaway guests, and the compile cache.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh
+bash scripts/build-guests.sh
+cargo build --release -q -p wasmlayer-cli
+W="$ROOT/target/release/wasmlayer"
+G="$ROOT/target/guests"
+WORK="$(mktemp -d)"
+CACHE="$WORK/cache"
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/data"
+echo "hello from the host" > "$WORK/data/input.txt"
+
+step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+# Runs a demo command, showing its exit code (non-zero is often the point).
+show() {
+    local rc=0
+    "$@" || rc=$?
+    echo "(exit code $rc)"
+}
+
+step "inspect a WASI p2 component" "wasmlayer inspect hello-p2.wasm"
+show "$W" inspect --cache-dir "$CACHE" "$G/hello-p2.wasm" | sed -n '1,6p'
+
+step "a p1 module with an argument, an env var and a read-write directory" \
+    "wasmlayer run --dir DATA::/data --env NAME=demo hello-p1.wasm Ada"
+show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" --env NAME=demo "$G/hello-p1.wasm" Ada
+echo "host file now holds: $(cat "$WORK/data/output.txt")"
+
+step "a p2 component: filesystem, random, clocks" "wasmlayer run --dir DATA::/data hello-p2.wasm"
+show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" "$G/hello-p2.wasm"
+
+step "deny by default: no env var leaks from the host" "SECRET=hunter2 wasmlayer run hostile-p1.wasm env SECRET"
+SECRET=hunter2 show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" env SECRET
+
+step "escaping a preopen fails inside the guest" "wasmlayer run --dir DATA::/data hostile-p1.wasm read /data/../../etc/passwd"
+show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" "$G/hostile-p1.wasm" read /data/../../etc/passwd
+
+step "read-only directory" "wasmlayer run --dir DATA::/data:ro hostile-p1.wasm write /data/input.txt x"
+show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data:ro" "$G/hostile-p1.wasm" write /data/input.txt x
+
+step "network is an allowlist: a connect nobody granted" "wasmlayer run hostile-p2.wasm connect 127.0.0.1:9"
+show "$W" run --cache-dir "$CACHE" "$G/hostile-p2.wasm" connect 127.0.0.1:9
+
+step "memory bomb under a 64 MiB limit" "wasmlayer run --max-memory 64MiB hostile-p1.wasm membomb"
+show "$W" run --cache-dir "$CACHE" --max-memory 64MiB "$G/hostile-p1.wasm" membomb
+
+step "endless loop under a fuel limit" "wasmlayer run --fuel 10000000 hostile-p1.wasm loop"
+show "$W" run --cache-dir "$CACHE" --fuel 10000000 "$G/hostile-p1.wasm" loop
+
+step "endless loop under a wall-clock limit" "wasmlayer run --timeout 500ms hostile-p2.wasm loop"
+show "$W" run --cache-dir "$CACHE" --timeout 500ms "$G/hostile-p2.wasm" loop
+
+step "unbounded recursion" "wasmlayer run hostile-p1.wasm recurse"
+show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" recurse 2>&1 | head -5
+
+step "malformed input" "wasmlayer run /etc/hostname"
+show "$W" run --cache-dir "$CACHE" /etc/hostname
+
+step "the compile cache: first run compiles, second run does not" "wasmlayer run -v hello-p1.wasm (twice, fresh cache)"
+rm -rf "$CACHE"
+for i in 1 2; do
+    start=$(date +%s%N)
+    "$W" run -v --cache-dir "$CACHE" "$G/hello-p1.wasm" >/dev/null 2>"$WORK/log" || true
+    end=$(date +%s%N)
+    printf 'run %d: %8s ms  %s\n' "$i" "$(awk "BEGIN { printf \"%.2f\", ($end - $start) / 1e6 }")" "$(grep -oE 'compiled \(cache miss\)|cache hit[^:]*' "$WORK/log" | head -1)"
+done
+echo
+echo "demo finished"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up everything and runs every test: unit tests of the library crates
+# and end-to-end tests that drive the real `wasmlayer` binary on real guests.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh
+bash scripts/build-guests.sh
+
+# One shared target dir; tests share one compile cache under target/.
+rm -rf target/test-cache
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
