@@ -9,8 +9,10 @@
 //!
 //! `engine-id` hashes the Wasmtime version and every engine setting that
 //! changes generated code, so entries from another engine are never tried.
-//! Each object ends with a trailer (BLAKE3 of the code, then a magic tag);
-//! an entry whose trailer does not match is treated as a miss and rewritten.
+//! Each object is Wasmtime's serialised code followed by a trailer (BLAKE3
+//! of the code, then a magic tag; Wasmtime's loader ignores bytes past the
+//! ELF image). An entry whose trailer does not match is treated as a miss
+//! and rewritten; an intact one is mapped straight from the file.
 //! The stat key (device, inode, size, mtime, ctime) lets a warm start skip
 //! reading and hashing the source entirely. Writes go to a temporary file and
 //! are renamed into place, so concurrent runs never see a partial entry.
@@ -120,22 +122,31 @@ impl Cache {
         self.dir.join("objects").join(format!("{sha256}.cwasm"))
     }
 
-    /// Returns the compiled code for `sha256` if present and intact.
-    pub fn load_object(&self, sha256: &str) -> Option<Vec<u8>> {
+    /// Returns the path of the compiled code for `sha256` if present and
+    /// intact. The checksum is computed by streaming the file, so nothing
+    /// but a small buffer is held in memory; the caller then maps the file.
+    pub fn verified_object(&self, sha256: &str) -> Option<PathBuf> {
+        use std::io::{Read, Seek, SeekFrom};
         let path = self.object_path(sha256);
-        let mut bytes = fs::read(&path).ok()?;
-        if bytes.len() < TRAILER_LEN || &bytes[bytes.len() - TRAILER_MAGIC.len()..] != TRAILER_MAGIC {
+        let mut f = fs::File::open(&path).ok()?;
+        let len = f.metadata().ok()?.len();
+        let mut trailer = [0u8; TRAILER_LEN];
+        let intact = len >= TRAILER_LEN as u64
+            && f.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).is_ok()
+            && f.read_exact(&mut trailer).is_ok()
+            && &trailer[32..] == TRAILER_MAGIC;
+        if !intact {
             tracing::warn!("cache entry {} has no valid trailer; recompiling", path.display());
             return None;
         }
-        let code_len = bytes.len() - TRAILER_LEN;
-        let expect = &bytes[code_len..code_len + 32];
-        if blake3::hash(&bytes[..code_len]).as_bytes() != expect {
+        let mut hasher = blake3::Hasher::new();
+        let hashed = f.seek(SeekFrom::Start(0)).is_ok()
+            && hasher.update_reader((&mut f).take(len - TRAILER_LEN as u64)).is_ok();
+        if !hashed || hasher.finalize().as_bytes() != &trailer[..32] {
             tracing::warn!("cache entry {} is corrupted (checksum mismatch); recompiling", path.display());
             return None;
         }
-        bytes.truncate(code_len);
-        Some(bytes)
+        Some(path)
     }
 
     /// Stores compiled code for `sha256`.
@@ -198,18 +209,18 @@ mod tests {
         let root = tmpdir("rt");
         let c = Cache::open(&root, "e1").unwrap();
         let sha = "a".repeat(64);
-        assert!(c.load_object(&sha).is_none());
+        assert!(c.verified_object(&sha).is_none());
         c.store_object(&sha, b"compiled code");
-        assert_eq!(c.load_object(&sha).unwrap(), b"compiled code");
+        let p = c.verified_object(&sha).unwrap();
+        assert!(fs::read(&p).unwrap().starts_with(b"compiled code"));
         // Flip one byte of the code: the entry must be refused.
-        let p = c.object_path(&sha);
         let mut raw = fs::read(&p).unwrap();
         raw[3] ^= 0xff;
         fs::write(&p, &raw).unwrap();
-        assert!(c.load_object(&sha).is_none());
+        assert!(c.verified_object(&sha).is_none());
         // Truncated entries too.
         fs::write(&p, b"short").unwrap();
-        assert!(c.load_object(&sha).is_none());
+        assert!(c.verified_object(&sha).is_none());
         let e = IndexEntry { sha256: sha.clone(), kind: ArtifactKind::Component, format: Format::Wat };
         c.write_index("k", &e);
         assert_eq!(c.lookup_index("k").unwrap(), e);

@@ -34,9 +34,17 @@ impl Default for PoolingOptions {
     }
 }
 
-/// Builds the engine. This is the only place a `wasmtime::Config` is made.
+/// Builds an engine that compiles and runs code. This (through
+/// [`engine_config`]) is the only place a `wasmtime::Config` is made.
 pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
+    Engine::new(&engine_config(opts, true)).map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))
+}
+
+/// The engine configuration; `compiler: false` gives an engine that only
+/// loads precompiled code, which is much cheaper to create.
+fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
     let mut config = Config::new();
+    config.enable_compiler(compiler);
     config.epoch_interruption(true);
     config.consume_fuel(opts.fuel);
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
@@ -49,7 +57,7 @@ pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
             .max_memory_size(p.max_memory_size);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
-    Engine::new(&config).map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))
+    config
 }
 
 /// A compiled artifact.
@@ -130,7 +138,11 @@ impl RuntimeBuilder {
     }
 
     pub fn build(self) -> Result<Runtime> {
-        let engine = build_engine(&self.engine)?;
+        // Instances live in an engine without a compiler: a warm start only
+        // maps cached code. The compiling engine is made on the first miss,
+        // and its output is loaded into this one.
+        let engine = Engine::new(&engine_config(&self.engine, false))
+            .map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))?;
         let cache = if self.cache {
             match self.cache_root.or_else(crate::cache::default_root) {
                 Some(root) => match Cache::open(&root, &engine_id(&engine)) {
@@ -145,7 +157,14 @@ impl RuntimeBuilder {
         } else {
             None
         };
-        Ok(Runtime { engine, cache, admission: self.admission, fuel: self.engine.fuel })
+        Ok(Runtime {
+            engine,
+            compiler: std::sync::OnceLock::new(),
+            fuel: self.engine.fuel,
+            options: self.engine,
+            cache,
+            admission: self.admission,
+        })
     }
 }
 
@@ -170,7 +189,11 @@ pub fn engine_id(engine: &Engine) -> String {
 
 /// One per process: the engine, the compile cache and the admission.
 pub struct Runtime {
+    /// Loads and runs code; has no compiler.
     pub(crate) engine: Engine,
+    /// Compiles code; created on first use.
+    compiler: std::sync::OnceLock<Engine>,
+    options: EngineOptions,
     cache: Option<Cache>,
     pub(crate) admission: Arc<dyn Admission>,
     pub(crate) fuel: bool,
@@ -241,29 +264,51 @@ impl Runtime {
         }
 
         let start = Instant::now();
-        let compiled = self.compile(&wasm, kind).map_err(|e| prefix(path, e))?;
+        let (compiled, code) = self.compile_serialized(&wasm, kind).map_err(|e| prefix(path, e))?;
         tracing::info!(path = %path.display(), %sha256, elapsed_ms = start.elapsed().as_secs_f64() * 1e3, "compiled (cache miss)");
         if let Some(cache) = &self.cache {
-            match self.serialize(&compiled) {
-                Ok(code) => {
-                    cache.store_object(&sha256, &code);
-                    if let Some(key) = &stat_key {
-                        cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
-                    }
-                }
-                Err(e) => tracing::warn!("could not serialise compiled code for the cache: {e}"),
+            cache.store_object(&sha256, &code);
+            if let Some(key) = &stat_key {
+                cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
             }
         }
         Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Compiled))
     }
 
-    /// Compiles WebAssembly bytes (binary) of the given kind.
+    /// Compiles WebAssembly bytes (binary) of the given kind into this
+    /// runtime's engine.
     pub fn compile(&self, wasm: &[u8], kind: ArtifactKind) -> Result<Compiled> {
-        match kind {
-            ArtifactKind::Module => Module::new(&self.engine, wasm).map(Compiled::Module),
-            ArtifactKind::Component => Component::new(&self.engine, wasm).map(Compiled::Component),
+        self.compile_serialized(wasm, kind).map(|(c, _)| c)
+    }
+
+    fn compiler(&self) -> Result<&Engine> {
+        if let Some(e) = self.compiler.get() {
+            return Ok(e);
         }
-        .map_err(|e| Error::invalid(format!("invalid WebAssembly {kind}: {}", root_message(&e))))
+        let engine = build_engine(&self.options)?;
+        Ok(self.compiler.get_or_init(|| engine))
+    }
+
+    /// Compiles, and returns the code both loaded and serialised (the
+    /// `.cwasm` format of `wasmlayer compile` and of the cache).
+    pub fn compile_serialized(&self, wasm: &[u8], kind: ArtifactKind) -> Result<(Compiled, Vec<u8>)> {
+        let compiler = self.compiler()?;
+        let invalid = |e: wasmtime::Error| Error::invalid(format!("invalid WebAssembly {kind}: {}", root_message(&e)));
+        let code = match kind {
+            ArtifactKind::Module => compiler.precompile_module(wasm),
+            ArtifactKind::Component => compiler.precompile_component(wasm),
+        }
+        .map_err(invalid)?;
+        // SAFETY: the code was produced just now by an engine with the same
+        // configuration as `self.engine`.
+        let compiled = unsafe {
+            match kind {
+                ArtifactKind::Module => Module::deserialize(&self.engine, &code).map(Compiled::Module),
+                ArtifactKind::Component => Component::deserialize(&self.engine, &code).map(Compiled::Component),
+            }
+        }
+        .map_err(|e| Error::host(format!("cannot load freshly compiled code: {}", root_message(&e))))?;
+        Ok((compiled, code))
     }
 
     /// Serialises compiled code (the `.cwasm` format of `wasmlayer compile`).
@@ -276,14 +321,14 @@ impl Runtime {
     }
 
     fn from_cache(&self, cache: &Cache, sha256: &str, kind: ArtifactKind) -> Option<Compiled> {
-        let code = cache.load_object(sha256)?;
-        // SAFETY: the bytes come from our private cache directory, were
-        // written by this engine configuration (the directory is keyed by
-        // it) and passed the integrity check.
+        let path = cache.verified_object(sha256)?;
+        // SAFETY: the file is in our private cache directory, was written by
+        // this engine configuration (the directory is keyed by it) and passed
+        // the integrity check.
         let result = unsafe {
             match kind {
-                ArtifactKind::Module => Module::deserialize(&self.engine, &code).map(Compiled::Module),
-                ArtifactKind::Component => Component::deserialize(&self.engine, &code).map(Compiled::Component),
+                ArtifactKind::Module => Module::deserialize_file(&self.engine, &path).map(Compiled::Module),
+                ArtifactKind::Component => Component::deserialize_file(&self.engine, &path).map(Compiled::Component),
             }
         };
         match result {
