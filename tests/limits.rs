@@ -91,3 +91,15 @@ fn a_guest_panic_is_a_trap() {
     assert_eq!(r.code, 134, "{r:?}");
     assert!(r.stderr.contains("boom") && r.stderr.contains("error: guest trapped"), "{r:?}");
 }
+
+#[test]
+fn timeout_ends_a_guest_blocked_in_a_host_call() {
+    for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
+        let start = Instant::now();
+        let r = run(["run", "--timeout", "300ms", &s(&guest(g)), "sleep", "60"]);
+        assert_eq!(r.code, 124, "{g}: {r:?}");
+        assert!(r.stderr.contains("error: guest exceeded its wall-clock timeout (300ms)"), "{g}: {r:?}");
+        assert!(start.elapsed() < Duration::from_secs(20), "{g}: took {:?}", start.elapsed());
+        assert!(!r.stdout.contains("slept"), "{r:?}");
+    }
+}

@@ -15,6 +15,7 @@
 //! connect HOST:PORT    TCP: send `ping\n`, print the reply line (p2 only)
 //! exit N               exit with code N
 //! panic                panic!("boom")
+//! sleep SECS           block in a host call (the WASI clock) for SECS seconds
 //! ```
 //!
 //! On wasm32-wasip2, exit codes 1..=255 are reported through
@@ -41,7 +42,8 @@ commands:
   envall               print every environment variable
   connect HOST:PORT    TCP ping (wasip2 only)
   exit N               exit with code N
-  panic                panic";
+  panic                panic
+  sleep SECS           sleep in a host call";
 
 fn main() {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -66,6 +68,13 @@ fn main() {
             Err(_) => usage(),
         },
         ["panic"] => panic!("boom"),
+        ["sleep", secs] => match secs.parse::<u64>() {
+            Ok(secs) => {
+                std::thread::sleep(std::time::Duration::from_secs(secs));
+                println!("slept {secs}s");
+            }
+            Err(_) => usage(),
+        },
         _ => usage(),
     }
 }
