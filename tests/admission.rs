@@ -6,10 +6,13 @@ use common::*;
 use std::sync::{Arc, Mutex};
 use wasmlayer_core::{Admission, AdmissionRequest, ArtifactKind, Denied, Grant};
 
+/// sha256, size, kind, number of imports, command.
+type Seen = (String, u64, ArtifactKind, usize, String);
+
 /// Denies network access for any artifact that imports wasi:sockets, and
 /// records what it was shown.
 struct NoNetwork {
-    seen: Mutex<Vec<(String, u64, ArtifactKind, usize, String)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl Admission for NoNetwork {

@@ -185,7 +185,7 @@ fn compile_then_run_precompiled() {
     let r = run(["run", "--allow-precompiled", "--fuel", "100000", &s(&fueled), "loop"]);
     assert_eq!(r.code, 152, "{r:?}");
     // A corrupted precompiled file is an error, not a crash.
-    let mut bytes = std::fs::read(&out_of(t.path())).unwrap();
+    let mut bytes = std::fs::read(out_of(t.path())).unwrap();
     bytes.truncate(bytes.len() / 2);
     let broken = t.path().join("broken.cwasm");
     std::fs::write(&broken, &bytes).unwrap();

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a WASI p1 module, a WASI p2 component or a precompiled artifact.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compile ahead of time into a precompiled artifact (.cwasm).
     Compile(CompileArgs),
     /// Show an artifact's kind, imports, exports and the capabilities it could use.
@@ -189,7 +189,7 @@ fn runtime(cache: &CacheArgs, fuel: bool, admission: Arc<dyn Admission>) -> Resu
 
 fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     match command {
-        Command::Run(args) => run(args, admission),
+        Command::Run(args) => run(*args, admission),
         Command::Compile(args) => compile(args),
         Command::Inspect(args) => inspect(args),
     }

@@ -262,7 +262,7 @@ impl Capabilities {
     pub fn from_toml_str(text: &str) -> Result<Capabilities> {
         let caps: Capabilities =
             toml::from_str(text).map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))?;
-        for (k, _) in &caps.env {
+        for k in caps.env.keys() {
             check_env_name(k)?;
         }
         for k in &caps.inherit_env {

@@ -57,7 +57,7 @@ pub fn format_size(n: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (name, size) in UNITS {
         if n >= size {
-            return if n % size == 0 {
+            return if n.is_multiple_of(size) {
                 format!("{} {name}", n / size)
             } else {
                 format!("{:.1} {name}", n as f64 / size as f64)
@@ -91,7 +91,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Formats a duration compactly: `500ms`, `2s`, `1.5s`.
 pub fn format_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+    if d.as_millis() < 1000 && d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
     } else if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())

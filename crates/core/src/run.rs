@@ -234,7 +234,7 @@ async fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1Stat
             Ok((0, Vec::new()))
         }
         Some(inv) => {
-            if let Some(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize").ok() {
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
                 init.call_async(&mut *store, ()).await.map_err(GuestError::Wasm)?;
             }
             let func = instance.get_func(&mut *store, &inv.name).ok_or_else(|| {

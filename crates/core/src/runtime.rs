@@ -222,7 +222,7 @@ impl Runtime {
         let stat_key = self.cache.as_ref().map(|_| Cache::stat_key(&meta));
         if let (Some(cache), Some(key)) = (&self.cache, &stat_key) {
             if let Some(entry) = cache.lookup_index(key) {
-                if let Some(compiled) = self.from_cache(cache, &entry.sha256, entry.kind) {
+                if let Some(compiled) = self.load_cached(cache, &entry.sha256, entry.kind) {
                     tracing::info!(path = %path.display(), sha256 = %entry.sha256, "cache hit (by file identity): nothing compiled");
                     return Ok(self.finish(path, compiled, entry.sha256, meta.len(), entry.format, CacheOutcome::HitByStat));
                 }
@@ -254,7 +254,7 @@ impl Runtime {
         };
 
         if let Some(cache) = &self.cache {
-            if let Some(compiled) = self.from_cache(cache, &sha256, kind) {
+            if let Some(compiled) = self.load_cached(cache, &sha256, kind) {
                 tracing::info!(path = %path.display(), %sha256, "cache hit (by content): nothing compiled");
                 if let Some(key) = &stat_key {
                     cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
@@ -320,7 +320,7 @@ impl Runtime {
         .map_err(|e| Error::host(format!("cannot serialise compiled code: {e:#}")))
     }
 
-    fn from_cache(&self, cache: &Cache, sha256: &str, kind: ArtifactKind) -> Option<Compiled> {
+    fn load_cached(&self, cache: &Cache, sha256: &str, kind: ArtifactKind) -> Option<Compiled> {
         let path = cache.verified_object(sha256)?;
         // SAFETY: the file is in our private cache directory, was written by
         // this engine configuration (the directory is keyed by it) and passed
