@@ -283,7 +283,7 @@ fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> 
 fn inspect(args: InspectArgs) -> Result<i32, Error> {
     let rt = runtime(&args.cache, false, Arc::new(wasmlayer_core::GrantRequested))?;
     let loaded = rt.load(&args.file, LoadOptions { allow_precompiled: args.allow_precompiled })?;
-    let report = wasmlayer_core::inspect::inspect(rt.engine(), &loaded);
+    let report = wasmlayer_core::inspect::inspect(&loaded);
     let mut out = std::io::stdout().lock();
     if args.json {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("inspection serialises"));

@@ -33,7 +33,8 @@ pub struct Inspection {
 }
 
 /// Inspects a loaded artifact.
-pub fn inspect(engine: &Engine, loaded: &Loaded) -> Inspection {
+pub fn inspect(loaded: &Loaded) -> Inspection {
+    let engine = loaded.compiled.engine();
     let (imports, exports) = match &loaded.compiled {
         Compiled::Module(m) => (
             m.imports().map(|i| item(format!("{}::{}", i.module(), i.name()), extern_ty(&i.ty()))).collect(),

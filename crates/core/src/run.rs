@@ -71,7 +71,7 @@ impl Runtime {
             return Err(Error::usage("a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)"));
         }
         let job = Job {
-            engine: self.engine.clone(),
+            engine: loaded.compiled.engine().clone(),
             compiled: loaded.compiled.clone(),
             grant,
             invoke: opts.invoke,

@@ -67,6 +67,16 @@ pub enum Compiled {
     Component(Component),
 }
 
+impl Compiled {
+    /// The engine the code belongs to: stores that run it must use it.
+    pub fn engine(&self) -> &Engine {
+        match self {
+            Compiled::Module(m) => m.engine(),
+            Compiled::Component(c) => c.engine(),
+        }
+    }
+}
+
 /// How the code was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -138,9 +148,9 @@ impl RuntimeBuilder {
     }
 
     pub fn build(self) -> Result<Runtime> {
-        // Instances live in an engine without a compiler: a warm start only
-        // maps cached code. The compiling engine is made on the first miss,
-        // and its output is loaded into this one.
+        // Cached code loads into an engine without a compiler, so a warm
+        // start never sets up Cranelift. The compiling engine, with the same
+        // configuration otherwise, is made on the first cache miss.
         let engine = Engine::new(&engine_config(&self.engine, false))
             .map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))?;
         let cache = if self.cache {
@@ -264,10 +274,10 @@ impl Runtime {
         }
 
         let start = Instant::now();
-        let (compiled, code) = self.compile_serialized(&wasm, kind).map_err(|e| prefix(path, e))?;
+        let compiled = self.compile(&wasm, kind).map_err(|e| prefix(path, e))?;
         tracing::info!(path = %path.display(), %sha256, elapsed_ms = start.elapsed().as_secs_f64() * 1e3, "compiled (cache miss)");
         if let Some(cache) = &self.cache {
-            cache.store_object(&sha256, &code);
+            cache.store_object(&sha256, &self.serialize(&compiled)?);
             if let Some(key) = &stat_key {
                 cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
             }
@@ -275,10 +285,16 @@ impl Runtime {
         Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Compiled))
     }
 
-    /// Compiles WebAssembly bytes (binary) of the given kind into this
-    /// runtime's engine.
+    /// Compiles WebAssembly bytes (binary) of the given kind. The result
+    /// belongs to the compiling engine, which has the same configuration as
+    /// the loading one, so it runs exactly like code taken from the cache.
     pub fn compile(&self, wasm: &[u8], kind: ArtifactKind) -> Result<Compiled> {
-        self.compile_serialized(wasm, kind).map(|(c, _)| c)
+        let compiler = self.compiler()?;
+        match kind {
+            ArtifactKind::Module => Module::new(compiler, wasm).map(Compiled::Module),
+            ArtifactKind::Component => Component::new(compiler, wasm).map(Compiled::Component),
+        }
+        .map_err(|e| Error::invalid(format!("invalid WebAssembly {kind}: {}", root_message(&e))))
     }
 
     fn compiler(&self) -> Result<&Engine> {
@@ -287,28 +303,6 @@ impl Runtime {
         }
         let engine = build_engine(&self.options)?;
         Ok(self.compiler.get_or_init(|| engine))
-    }
-
-    /// Compiles, and returns the code both loaded and serialised (the
-    /// `.cwasm` format of `wasmlayer compile` and of the cache).
-    pub fn compile_serialized(&self, wasm: &[u8], kind: ArtifactKind) -> Result<(Compiled, Vec<u8>)> {
-        let compiler = self.compiler()?;
-        let invalid = |e: wasmtime::Error| Error::invalid(format!("invalid WebAssembly {kind}: {}", root_message(&e)));
-        let code = match kind {
-            ArtifactKind::Module => compiler.precompile_module(wasm),
-            ArtifactKind::Component => compiler.precompile_component(wasm),
-        }
-        .map_err(invalid)?;
-        // SAFETY: the code was produced just now by an engine with the same
-        // configuration as `self.engine`.
-        let compiled = unsafe {
-            match kind {
-                ArtifactKind::Module => Module::deserialize(&self.engine, &code).map(Compiled::Module),
-                ArtifactKind::Component => Component::deserialize(&self.engine, &code).map(Compiled::Component),
-            }
-        }
-        .map_err(|e| Error::host(format!("cannot load freshly compiled code: {}", root_message(&e))))?;
-        Ok((compiled, code))
     }
 
     /// Serialises compiled code (the `.cwasm` format of `wasmlayer compile`).
@@ -366,7 +360,7 @@ impl Runtime {
             ),
             Compiled::Component(c) => (
                 ArtifactKind::Component,
-                c.component_type().imports(&self.engine).map(|(n, _)| n.to_string()).collect(),
+                c.component_type().imports(c.engine()).map(|(n, _)| n.to_string()).collect(),
             ),
         };
         Loaded {
