@@ -58,7 +58,7 @@ step "endless loop under a wall-clock limit" "wasmlayer run --timeout 500ms host
 show "$W" run --cache-dir "$CACHE" --timeout 500ms "$G/hostile-p2.wasm" loop
 
 step "unbounded recursion" "wasmlayer run hostile-p1.wasm recurse"
-show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" recurse 2>&1 | head -5
+show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" recurse
 
 step "malformed input" "wasmlayer run /etc/hostname"
 show "$W" run --cache-dir "$CACHE" /etc/hostname

@@ -294,7 +294,11 @@ fn inspect(args: InspectArgs) -> Result<i32, Error> {
         wasmlayer_core::ArtifactKind::Module => "core module, WASI p1",
         wasmlayer_core::ArtifactKind::Component => "component, WASI p2",
     });
-    let _ = writeln!(out, "format:       {:?}", report.format);
+    let _ = writeln!(out, "format:       {}", match report.format {
+        wasmlayer_core::Format::Wasm => "binary WebAssembly",
+        wasmlayer_core::Format::Wat => "WebAssembly text",
+        wasmlayer_core::Format::Precompiled => "precompiled (.cwasm)",
+    });
     let _ = writeln!(out, "size:         {} bytes", report.size);
     let _ = writeln!(out, "sha256:       {}", report.sha256);
     let _ = writeln!(out, "capabilities: {}", if report.capabilities.is_empty() { "none".to_string() } else { report.capabilities.join(", ") });
