@@ -218,7 +218,6 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
         flags.args = args.args.clone();
     }
     caps.merge(flags);
-    caps.resolve_dirs()?;
     Ok(caps)
 }
 

@@ -63,11 +63,15 @@ impl Runtime {
         Ok(grant)
     }
 
-    /// Admits and runs a loaded artifact to completion.
-    pub fn run(&self, loaded: &Loaded, opts: RunOptions) -> Result<RunOutcome> {
+    /// Admits and runs a loaded artifact to completion. Directories are
+    /// resolved to absolute paths before admission, so the admission judges
+    /// exactly what would be opened.
+    pub fn run(&self, loaded: &Loaded, mut opts: RunOptions) -> Result<RunOutcome> {
+        opts.capabilities.resolve_dirs()?;
         let mut grant = self.admit(loaded, &opts.capabilities, &opts.limits, &opts.context)?;
+        // An admission may add directories of its own: resolve those too.
         grant.capabilities.resolve_dirs()?;
-        if grant.limits.fuel.is_some() && !self.fuel {
+        if grant.limits.fuel.is_some() && !self.meters_fuel() {
             return Err(Error::usage("a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)"));
         }
         let job = Job {

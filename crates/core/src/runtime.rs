@@ -170,7 +170,6 @@ impl RuntimeBuilder {
         Ok(Runtime {
             engine,
             compiler: std::sync::OnceLock::new(),
-            fuel: self.engine.fuel,
             options: self.engine,
             cache,
             admission: self.admission,
@@ -206,12 +205,16 @@ pub struct Runtime {
     options: EngineOptions,
     cache: Option<Cache>,
     pub(crate) admission: Arc<dyn Admission>,
-    pub(crate) fuel: bool,
 }
 
 impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// Whether this runtime's code is instrumented for fuel.
+    pub fn meters_fuel(&self) -> bool {
+        self.options.fuel
     }
 
     pub fn engine(&self) -> &Engine {
