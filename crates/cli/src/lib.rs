@@ -31,6 +31,8 @@ enum Command {
     Compile(CompileArgs),
     /// Show an artifact's kind, imports, exports and the capabilities it could use.
     Inspect(InspectArgs),
+    /// Wrap a WASI p1 core module into a WASI p2 component (preview1 adapter).
+    Componentize(ComponentizeArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -94,6 +96,28 @@ struct CompileArgs {
     /// Compile with fuel metering (needed to run it with --fuel).
     #[arg(long)]
     fuel: bool,
+}
+
+#[derive(Args, Debug)]
+struct ComponentizeArgs {
+    /// The WASI p1 core module (.wasm or .wat).
+    file: PathBuf,
+    /// Where to write the component.
+    #[arg(short, long, value_name = "COMPONENT.wasm")]
+    output: PathBuf,
+    /// Where the adapter keeps its state: `reserved` moves the module up and
+    /// gives the adapter the bottom of memory (works for Go and any runtime that
+    /// owns all memory); `grow` lets the adapter grow memory for itself.
+    #[arg(long, value_name = "reserved|grow", default_value = "reserved", value_parser = parse_adapter_memory)]
+    adapter_memory: wasmlayer_core::componentize::AdapterMemory,
+}
+
+fn parse_adapter_memory(s: &str) -> Result<wasmlayer_core::componentize::AdapterMemory, String> {
+    match s {
+        "reserved" => Ok(wasmlayer_core::componentize::AdapterMemory::Reserved),
+        "grow" => Ok(wasmlayer_core::componentize::AdapterMemory::Grow),
+        _ => Err(format!("expected `reserved` or `grow`, got `{s}`")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +216,7 @@ fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Erro
         Command::Run(args) => run(*args, admission),
         Command::Compile(args) => compile(args),
         Command::Inspect(args) => inspect(args),
+        Command::Componentize(args) => componentize(args),
     }
 }
 
@@ -266,6 +291,25 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
     let code = rt.serialize(&loaded.compiled)?;
     write_file_atomic(&args.output, &code)?;
     eprintln!("compiled {} ({}) to {} ({} bytes)", args.file.display(), loaded.facts.kind, args.output.display(), code.len());
+    Ok(0)
+}
+
+fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
+    let bytes = std::fs::read(&args.file).map_err(|e| Error::io(&args.file, e))?;
+    let out = wasmlayer_core::componentize::componentize(&bytes, args.adapter_memory)?;
+    write_file_atomic(&args.output, &out.component)?;
+    eprintln!(
+        "componentized {} ({} bytes) to {} ({} bytes, {} adapter, adapter memory {})",
+        args.file.display(),
+        bytes.len(),
+        args.output.display(),
+        out.component.len(),
+        out.adapter.as_str(),
+        match out.memory {
+            wasmlayer_core::componentize::AdapterMemory::Reserved => "reserved",
+            wasmlayer_core::componentize::AdapterMemory::Grow => "grown",
+        }
+    );
     Ok(0)
 }
 

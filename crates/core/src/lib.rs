@@ -6,9 +6,11 @@ pub mod admission;
 pub mod artifact;
 pub mod cache;
 pub mod caps;
+pub mod componentize;
 pub mod error;
 pub mod inspect;
 pub mod limits;
+pub mod memshift;
 pub mod run;
 pub mod runtime;
 
