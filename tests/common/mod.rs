@@ -2,6 +2,8 @@
 //! `wasmlayer` binary on real guests built by scripts/build-guests.sh.
 #![allow(dead_code)]
 
+pub mod transform;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
