@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything and shows the main job on the bundled example guests:
-# WASI p1 and p2 guests under deny-by-default capabilities, limits that end
-# runaway guests, and the compile cache.
+# WASI p1 and p2 guests under deny-by-default capabilities, the same program
+# in Rust, C, C++, Go and AssemblyScript, a p1 module turned into a p2
+# component, limits that end runaway guests, and the compile cache.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -35,6 +36,20 @@ echo "host file now holds: $(cat "$WORK/data/output.txt")"
 
 step "a p2 component: filesystem, random, clocks" "wasmlayer run --dir DATA::/data hello-p2.wasm"
 show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" "$G/hello-p2.wasm"
+
+step "one program in five languages, same behaviour" \
+    "wasmlayer run --dir DATA::/data --env MODE=upper transform-LANG.wasm /data/input.txt /data/out-LANG.txt 3"
+for lang in rust c cpp go as; do
+    show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" --env MODE=upper \
+        "$G/transform-$lang.wasm" /data/input.txt "/data/out-$lang.txt" 3 2>&1 | sed 's/^/  /'
+done
+echo "host file from Go: $(cat "$WORK/data/out-go.txt")"
+
+step "a p1 module becomes a p2 component" "wasmlayer componentize transform-go.wasm -o transform-go.component.wasm"
+show "$W" componentize "$G/transform-go.wasm" -o "$WORK/transform-go.component.wasm"
+show "$W" inspect --cache-dir "$CACHE" "$WORK/transform-go.component.wasm" | sed -n '2p'
+show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" --env MODE=lower \
+    "$WORK/transform-go.component.wasm" /data/input.txt /data/out-p2.txt
 
 step "deny by default: no env var leaks from the host" "SECRET=hunter2 wasmlayer run hostile-p1.wasm env SECRET"
 SECRET=hunter2 show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" env SECRET
