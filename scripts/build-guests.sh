@@ -132,7 +132,7 @@ for group in "${groups[@]}"; do
             ;;
         go)
             ARTIFACTS=(transform-go.wasm)
-            hash=$(version_of "${GO:-go}" version | content_hash examples/go examples/lib)
+            hash=$(version_of "$(. "$EX/lib/toolchain.sh"; find_go)" version | content_hash examples/go examples/lib)
             build_group go "$hash" bash "$EX/go/build.sh" "$OUT_DIR/transform-go.wasm"
             ;;
         assemblyscript)

@@ -5,7 +5,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/../lib/toolchain.sh"
 usage_out "$@"
-GO="${GO:-go}"
+GO="$(find_go)"
 need "$GO" "the Go toolchain"
 out="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 cd "$HERE"

