@@ -6,28 +6,8 @@
 # target/bench/languages.json and target/bench/languages.png.
 #
 #   bash benches/languages.sh [RUNS]        (default 100 runs per command)
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 RUNS="${1:-100}"
-
-bash scripts/setup.sh --bench
-bash scripts/build-guests.sh >/dev/null
-cargo build --release -q -p wasmlayer-cli
-
-OUT="$ROOT/target/bench"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-W="$ROOT/target/release/wasmlayer"
-WT="$(python3 -c 'import wasmtime_cli, os; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')"
-
-unset RUST_BACKTRACE RUST_LOG WASMTIME_BACKTRACE_DETAILS
-export XDG_CACHE_HOME="$WORK/xdg"
-cat >"$WORK/wasmtime-cache.toml" <<TOML
-[cache]
-directory = "$WORK/wasmtime-cache"
-TOML
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 mkdir -p "$WORK/data"
 # 64 KiB of text, the same for every guest.
@@ -51,7 +31,7 @@ GUESTS=(
 
 ARGS="/data/in.txt /data/out.txt"
 ours()   { echo "$W run --dir $WORK/data::/data $1 $ARGS"; }
-theirs() { echo "$WT run -C cache=y -C cache-config=$WORK/wasmtime-cache.toml --dir $WORK/data::/data $1 $ARGS"; }
+theirs() { echo "$WT run $WT_CACHE --dir $WORK/data::/data $1 $ARGS"; }
 
 rows=()
 for entry in "${GUESTS[@]}"; do
@@ -63,10 +43,7 @@ for entry in "${GUESTS[@]}"; do
     hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$json" \
         -n wasmlayer "$(ours "$g")" -n wasmtime "$(theirs "$g")" >/dev/null 2>&1
     for who in ours theirs; do
-        cmd="$($who "$g")"
-        for _ in $(seq 15); do
-            /usr/bin/time -f '%M' $cmd 2>&1 >/dev/null | tail -1
-        done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}' >"$OUT/languages-rss-$name-$who.txt"
+        median_rss 15 $($who "$g") >"$OUT/languages-rss-$name-$who.txt"
     done
     rows+=("$name $(wc -c <"$g" | tr -d ' ') $json")
 done

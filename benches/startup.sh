@@ -5,36 +5,12 @@
 # writes target/bench/startup.json and target/bench/startup.png.
 #
 #   bash benches/startup.sh [RUNS]        (default 200 runs per command)
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 RUNS="${1:-200}"
-
-bash scripts/setup.sh --bench
-bash scripts/build-guests.sh >/dev/null
-cargo build --release -q -p wasmlayer-cli
-
-OUT="$ROOT/target/bench"
-mkdir -p "$OUT"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-W="$ROOT/target/release/wasmlayer"
-WT="$(python3 -c 'import wasmtime_cli, os; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')"
-
-# Same, minimal environment for both programs (no RUST_BACKTRACE etc.).
-export -n RUST_BACKTRACE RUST_LOG WASMTIME_BACKTRACE_DETAILS 2>/dev/null || true
-unset RUST_BACKTRACE RUST_LOG WASMTIME_BACKTRACE_DETAILS
-export XDG_CACHE_HOME="$WORK/xdg"
-
-# wasmtime's CLI cache is off unless configured: give it a directory.
-cat >"$WORK/wasmtime-cache.toml" <<TOML
-[cache]
-directory = "$WORK/wasmtime-cache"
-TOML
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ours_warm()  { echo "$W run $1"; }
 ours_cold()  { echo "$W run --no-cache $1"; }
-theirs_warm() { echo "$WT run -C cache=y -C cache-config=$WORK/wasmtime-cache.toml $1"; }
+theirs_warm() { echo "$WT run $WT_CACHE $1"; }
 theirs_cold() { echo "$WT run -C cache=n $1"; }
 
 rows=()
@@ -54,10 +30,7 @@ for guest in hello-p1 hello-p2; do
     done
     # Peak RSS over 20 warm runs, median.
     for who in ours theirs; do
-        cmd="$(${who}_warm "$g")"
-        for _ in $(seq 20); do
-            /usr/bin/time -f '%M' $cmd 2>&1 >/dev/null | tail -1
-        done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}' >"$OUT/rss-$guest-$who.txt"
+        median_rss 20 $(${who}_warm "$g") >"$OUT/rss-$guest-$who.txt"
     done
 done
 

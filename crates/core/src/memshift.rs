@@ -479,66 +479,60 @@ fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Res
     Ok(f)
 }
 
+/// `base + i * stride`, with `base` and `i` locals.
+fn element(base: u32, i: u32, stride: i32) -> [Instruction<'static>; 5] {
+    use Instruction as I;
+    [I::LocalGet(i), I::I32Const(stride), I::I32Mul, I::LocalGet(base), I::I32Add]
+}
+
+/// `for i in 0..count { body }`, with `i` and `count` locals.
+fn counted_loop(f: &mut Function, i: u32, count: u32, body: &[Instruction<'_>]) {
+    use Instruction as I;
+    let empty = wasm_encoder::BlockType::Empty;
+    for ins in [I::I32Const(0), I::LocalSet(i), I::Block(empty), I::Loop(empty), I::LocalGet(i), I::LocalGet(count), I::I32GeU, I::BrIf(1)] {
+        f.instruction(&ins);
+    }
+    for ins in body {
+        f.instruction(ins);
+    }
+    for ins in [I::LocalGet(i), I::I32Const(1), I::I32Add, I::LocalSet(i), I::Br(0), I::End, I::End] {
+        f.instruction(&ins);
+    }
+}
+
+fn load32(offset: u32) -> Instruction<'static> {
+    Instruction::I32Load(MemArg { offset: u64::from(offset), align: 2, memory_index: 0 })
+}
+
+fn store32(offset: u32) -> Instruction<'static> {
+    Instruction::I32Store(MemArg { offset: u64::from(offset), align: 2, memory_index: 0 })
+}
+
 /// A shim with the import's signature: converts pointers, then calls it.
 fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes: Option<u32>) -> Function {
     use Instruction as I;
     let n = params.len() as u32;
-    let (i, count) = (n, n + 1);
-    let mut f = Function::new([(2, ValType::I32)]);
+    // Two extra locals: a loop index and a count; `zero` is a local holding 0
+    // for addressing the scratch area by the index alone.
+    let (i, count, zero) = (n, n + 1, n + 2);
+    let mut f = Function::new([(3, ValType::I32)]);
     let shift = RESERVED as i32;
     if let Some(iovs) = ptrs.iovs {
         let len = iovs + 1;
         // count = min(len, IOV_MAX)
-        for ins in [
-            I::LocalGet(len),
-            I::I32Const(IOV_MAX),
-            I::LocalGet(len),
-            I::I32Const(IOV_MAX),
-            I::I32LtU,
-            I::Select,
-            I::LocalSet(count),
-            I::I32Const(0),
-            I::LocalSet(i),
-            I::Block(wasm_encoder::BlockType::Empty),
-            I::Loop(wasm_encoder::BlockType::Empty),
-            I::LocalGet(i),
-            I::LocalGet(count),
-            I::I32GeU,
-            I::BrIf(1),
-            // scratch[i].buf = iovs[i].buf + shift
-            I::LocalGet(i),
-            I::I32Const(8),
-            I::I32Mul,
-            I::LocalGet(iovs),
-            I::LocalGet(i),
-            I::I32Const(8),
-            I::I32Mul,
-            I::I32Add,
-            I::I32Load(MemArg { offset: u64::from(RESERVED), align: 2, memory_index: 0 }),
-            I::I32Const(shift),
-            I::I32Add,
-            I::I32Store(MemArg { offset: u64::from(IOV_SCRATCH), align: 2, memory_index: 0 }),
-            // scratch[i].len = iovs[i].len
-            I::LocalGet(i),
-            I::I32Const(8),
-            I::I32Mul,
-            I::LocalGet(iovs),
-            I::LocalGet(i),
-            I::I32Const(8),
-            I::I32Mul,
-            I::I32Add,
-            I::I32Load(MemArg { offset: u64::from(RESERVED + 4), align: 2, memory_index: 0 }),
-            I::I32Store(MemArg { offset: u64::from(IOV_SCRATCH + 4), align: 2, memory_index: 0 }),
-            I::LocalGet(i),
-            I::I32Const(1),
-            I::I32Add,
-            I::LocalSet(i),
-            I::Br(0),
-            I::End,
-            I::End,
-        ] {
+        for ins in [I::LocalGet(len), I::I32Const(IOV_MAX), I::LocalGet(len), I::I32Const(IOV_MAX), I::I32LtU, I::Select, I::LocalSet(count)] {
             f.instruction(&ins);
         }
+        let mut body = Vec::new();
+        // scratch[i].buf = iovs[i].buf + shift (the module's iovs are at iovs + shift)
+        body.extend(element(zero, i, 8));
+        body.extend(element(iovs, i, 8));
+        body.extend([load32(RESERVED), I::I32Const(shift), I::I32Add, store32(IOV_SCRATCH)]);
+        // scratch[i].len = iovs[i].len
+        body.extend(element(zero, i, 8));
+        body.extend(element(iovs, i, 8));
+        body.extend([load32(RESERVED + 4), store32(IOV_SCRATCH + 4)]);
+        counted_loop(&mut f, i, count, &body);
     }
     for p in 0..n {
         if Some(p) == ptrs.iovs {
@@ -554,10 +548,11 @@ fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes
     f.instruction(&I::Call(import));
     if let Some(sizes) = sizes {
         // The callee wrote real addresses into the pointer array at param 0;
-        // convert them back to the module's addresses.
+        // convert them back to the module's addresses. Errors return as is.
+        let empty = wasm_encoder::BlockType::Empty;
         for ins in [
             I::LocalTee(i),
-            I::If(wasm_encoder::BlockType::Empty),
+            I::If(empty),
             I::LocalGet(i),
             I::Return,
             I::End,
@@ -565,47 +560,23 @@ fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes
             I::I32Const(SIZES as i32 + 4),
             I::Call(sizes),
             I::LocalTee(i),
-            I::If(wasm_encoder::BlockType::Empty),
+            I::If(empty),
             I::LocalGet(i),
             I::Return,
             I::End,
             I::I32Const(0),
-            I::I32Load(MemArg { offset: u64::from(SIZES), align: 2, memory_index: 0 }),
+            load32(SIZES),
             I::LocalSet(count),
-            I::I32Const(0),
-            I::LocalSet(i),
-            I::Block(wasm_encoder::BlockType::Empty),
-            I::Loop(wasm_encoder::BlockType::Empty),
-            I::LocalGet(i),
-            I::LocalGet(count),
-            I::I32GeU,
-            I::BrIf(1),
-            // array[i] -= shift (array is at param 0 + shift)
-            I::LocalGet(0),
-            I::LocalGet(i),
-            I::I32Const(4),
-            I::I32Mul,
-            I::I32Add,
-            I::LocalGet(0),
-            I::LocalGet(i),
-            I::I32Const(4),
-            I::I32Mul,
-            I::I32Add,
-            I::I32Load(MemArg { offset: u64::from(RESERVED), align: 2, memory_index: 0 }),
-            I::I32Const(shift),
-            I::I32Sub,
-            I::I32Store(MemArg { offset: u64::from(RESERVED), align: 2, memory_index: 0 }),
-            I::LocalGet(i),
-            I::I32Const(1),
-            I::I32Add,
-            I::LocalSet(i),
-            I::Br(0),
-            I::End,
-            I::End,
-            I::I32Const(0),
         ] {
             f.instruction(&ins);
         }
+        // array[i] -= shift (the module's array is at param 0 + shift)
+        let mut body = Vec::new();
+        body.extend(element(0, i, 4));
+        body.extend(element(0, i, 4));
+        body.extend([load32(RESERVED), I::I32Const(shift), I::I32Sub, store32(RESERVED)]);
+        counted_loop(&mut f, i, count, &body);
+        f.instruction(&I::I32Const(0));
     }
     f.instruction(&I::End);
     f
@@ -678,12 +649,13 @@ fn realloc_body() -> Function {
 mod tests {
     use super::*;
 
-    fn run_i32(wasm: &[u8], func: &str) -> i32 {
+    /// Instantiates `wasm` with stand-ins for args_sizes_get/args_get that
+    /// report two arguments, stored at real addresses.
+    fn instantiate(wasm: &[u8]) -> (wasmtime::Store<()>, wasmtime::Instance) {
         let engine = wasmtime::Engine::default();
         let module = wasmtime::Module::new(&engine, wasm).unwrap();
         let mut store = wasmtime::Store::new(&engine, ());
         let mut linker = wasmtime::Linker::new(&engine);
-        // A stand-in for args_get/args_sizes_get: two arguments, stored at real addresses.
         linker
             .func_wrap(WASI, "args_sizes_get", |mut c: wasmtime::Caller<'_, ()>, argc: i32, size: i32| {
                 let m = c.get_export("memory").unwrap().into_memory().unwrap();
@@ -702,6 +674,11 @@ mod tests {
             })
             .unwrap();
         let instance = linker.instantiate(&mut store, &module).unwrap();
+        (store, instance)
+    }
+
+    fn run_i32(wasm: &[u8], func: &str) -> i32 {
+        let (mut store, instance) = instantiate(wasm);
         instance.get_typed_func::<(), i32>(&mut store, func).unwrap().call(&mut store, ()).unwrap()
     }
 
@@ -737,13 +714,7 @@ mod tests {
     #[test]
     fn module_never_touches_the_reserved_region() {
         let shifted = shift(&wat::parse_str(PROGRAM).unwrap()).unwrap();
-        let engine = wasmtime::Engine::default();
-        let module = wasmtime::Module::new(&engine, &shifted).unwrap();
-        let mut store = wasmtime::Store::new(&engine, ());
-        let mut linker = wasmtime::Linker::<()>::new(&engine);
-        linker.func_wrap(WASI, "args_sizes_get", |_: i32, _: i32| 0).unwrap();
-        linker.func_wrap(WASI, "args_get", |_: i32, _: i32| 0).unwrap();
-        let instance = linker.instantiate(&mut store, &module).unwrap();
+        let (mut store, instance) = instantiate(&shifted);
         let memory = instance.get_memory(&mut store, "memory").unwrap();
         assert_eq!(memory.data(&store)[RESERVED as usize + 16], 0x2a);
         let realloc = instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc_adapter").unwrap();
