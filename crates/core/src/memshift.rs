@@ -711,6 +711,52 @@ mod tests {
         assert_eq!(run_i32(&shifted, "copy"), 0x07070707);
     }
 
+    /// fd_write through the shim: the host sees real buffer addresses.
+    #[test]
+    fn io_vectors_are_translated() {
+        let wat = r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 100) "abc")
+            (data (i32.const 200) "de")
+            (data (i32.const 400) "\64\00\00\00\03\00\00\00\c8\00\00\00\02\00\00\00")
+            (func (export "_start"))
+            (func (export "write") (result i32)
+                (drop (call $write (i32.const 1) (i32.const 400) (i32.const 2) (i32.const 300)))
+                (i32.load (i32.const 300))))"#;
+        let shifted = shift(&wat::parse_str(wat).unwrap()).unwrap();
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, &shifted).unwrap();
+        let mut store = wasmtime::Store::new(&engine, Vec::<u8>::new());
+        let mut linker = wasmtime::Linker::new(&engine);
+        linker
+            .func_wrap(
+                WASI,
+                "fd_write",
+                |mut c: wasmtime::Caller<'_, Vec<u8>>, _fd: i32, iovs: i32, n: i32, written: i32| {
+                    let m = c.get_export("memory").unwrap().into_memory().unwrap();
+                    let mut out = Vec::new();
+                    for k in 0..n as usize {
+                        let mut iov = [0u8; 8];
+                        m.read(&c, iovs as usize + 8 * k, &mut iov).unwrap();
+                        let buf = u32::from_le_bytes(iov[..4].try_into().unwrap()) as usize;
+                        let len = u32::from_le_bytes(iov[4..].try_into().unwrap()) as usize;
+                        let mut data = vec![0; len];
+                        m.read(&c, buf, &mut data).unwrap();
+                        out.extend(data);
+                    }
+                    m.write(&mut c, written as usize, &(out.len() as u32).to_le_bytes()).unwrap();
+                    *c.data_mut() = out;
+                    0
+                },
+            )
+            .unwrap();
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        let n = instance.get_typed_func::<(), i32>(&mut store, "write").unwrap().call(&mut store, ()).unwrap();
+        assert_eq!(store.data().as_slice(), b"abcde");
+        assert_eq!(n, 5);
+    }
+
     #[test]
     fn module_never_touches_the_reserved_region() {
         let shifted = shift(&wat::parse_str(PROGRAM).unwrap()).unwrap();
