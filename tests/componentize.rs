@@ -65,7 +65,7 @@ fn go_needs_the_reserved_adapter_memory() {
     let grown = dir.path().join("grown.wasm");
     let r = componentize(&guest("transform-go.wasm"), &grown, &["--adapter-memory", "grow"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("adapter memory grown"), "{r:?}");
+    assert!(r.stderr.contains("adapter memory: grow)"), "{r:?}");
     let r = run(["run", "--dir", &format!("{}::/data", s(dir.path())), &s(&grown), "/data/in.txt", "/data/out.txt"]);
     assert_eq!(r.code, 134, "expected the adapter to trap: {r:?}");
     assert!(r.stderr.contains("guest trapped"), "{r:?}");

@@ -108,16 +108,8 @@ struct ComponentizeArgs {
     /// Where the adapter keeps its state: `reserved` moves the module up and
     /// gives the adapter the bottom of memory (works for Go and any runtime that
     /// owns all memory); `grow` lets the adapter grow memory for itself.
-    #[arg(long, value_name = "reserved|grow", default_value = "reserved", value_parser = parse_adapter_memory)]
+    #[arg(long, value_name = "reserved|grow", default_value = "reserved")]
     adapter_memory: wasmlayer_core::componentize::AdapterMemory,
-}
-
-fn parse_adapter_memory(s: &str) -> Result<wasmlayer_core::componentize::AdapterMemory, String> {
-    match s {
-        "reserved" => Ok(wasmlayer_core::componentize::AdapterMemory::Reserved),
-        "grow" => Ok(wasmlayer_core::componentize::AdapterMemory::Grow),
-        _ => Err(format!("expected `reserved` or `grow`, got `{s}`")),
-    }
 }
 
 #[derive(Args, Debug)]
@@ -299,16 +291,13 @@ fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
     let out = wasmlayer_core::componentize::componentize(&bytes, args.adapter_memory)?;
     write_file_atomic(&args.output, &out.component)?;
     eprintln!(
-        "componentized {} ({} bytes) to {} ({} bytes, {} adapter, adapter memory {})",
+        "componentized {} ({} bytes) to {} ({} bytes, {} adapter, adapter memory: {})",
         args.file.display(),
         bytes.len(),
         args.output.display(),
         out.component.len(),
         out.adapter.as_str(),
-        match out.memory {
-            wasmlayer_core::componentize::AdapterMemory::Reserved => "reserved",
-            wasmlayer_core::componentize::AdapterMemory::Grow => "grown",
-        }
+        out.memory.as_str()
     );
     Ok(0)
 }

@@ -24,6 +24,27 @@ pub enum Adapter {
     Reactor,
 }
 
+impl AdapterMemory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterMemory::Reserved => "reserved",
+            AdapterMemory::Grow => "grow",
+        }
+    }
+}
+
+impl std::str::FromStr for AdapterMemory {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reserved" => Ok(AdapterMemory::Reserved),
+            "grow" => Ok(AdapterMemory::Grow),
+            _ => Err(format!("expected `reserved` or `grow`, got `{s}`")),
+        }
+    }
+}
+
 impl Adapter {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,8 +119,13 @@ pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized
     } else {
         (Adapter::Reactor, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)
     };
+    // A module that brings its own allocator for the adapter needs no room
+    // made; one with component type information has exports lifted with real
+    // addresses, which moving it would break.
     let (module, memory) = match memory {
-        AdapterMemory::Reserved if crate::memshift::applies(&module) => (crate::memshift::shift(&module)?, AdapterMemory::Reserved),
+        AdapterMemory::Reserved if !shape.exports_realloc && !shape.has_component_type => {
+            (crate::memshift::shift(&module)?, AdapterMemory::Reserved)
+        }
         _ => (module, AdapterMemory::Grow),
     };
     let component = wit_component::ComponentEncoder::default()
@@ -116,6 +142,8 @@ pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized
 struct ModuleShape {
     exports_start: bool,
     exports_memory: bool,
+    /// Exports an allocator `wit-component` would use for the adapter.
+    exports_realloc: bool,
     has_component_type: bool,
     /// `module::name` of every function import outside preview1.
     foreign_imports: Vec<String>,
@@ -142,6 +170,9 @@ impl ModuleShape {
                         match (export.name, export.kind) {
                             ("_start", wasmparser::ExternalKind::Func) => shape.exports_start = true,
                             ("memory", wasmparser::ExternalKind::Memory) => shape.exports_memory = true,
+                            ("cabi_realloc" | "canonical_abi_realloc" | "cabi_realloc_adapter", wasmparser::ExternalKind::Func) => {
+                                shape.exports_realloc = true
+                            }
                             _ => {}
                         }
                     }

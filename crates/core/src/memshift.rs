@@ -103,27 +103,6 @@ fn unsupported(what: impl std::fmt::Display) -> Error {
     Error::invalid(format!("cannot reserve adapter memory in this module: {what}"))
 }
 
-/// Whether [`shift`] applies: a plain preview1 module that brings no
-/// allocator of its own for the adapter.
-pub fn applies(module: &[u8]) -> bool {
-    let mut applies = true;
-    for payload in Parser::new(0).parse_all(module) {
-        match payload {
-            Ok(Payload::ExportSection(s)) => {
-                for e in s.into_iter().flatten() {
-                    if matches!(e.name, "cabi_realloc" | "canonical_abi_realloc" | "cabi_realloc_adapter") {
-                        applies = false;
-                    }
-                }
-            }
-            Ok(Payload::CustomSection(c)) if c.name().starts_with("component-type") => applies = false,
-            Err(_) => return false,
-            _ => {}
-        }
-    }
-    applies
-}
-
 /// What the first pass learns about the module.
 #[derive(Default)]
 struct Layout {
