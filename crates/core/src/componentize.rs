@@ -7,7 +7,7 @@
 //! adapter and becomes a `wasi:cli/command` component; any other module gets
 //! the reactor adapter.
 
-use crate::artifact::{detect, ArtifactKind, Format};
+use crate::artifact::{detect, Format};
 use crate::error::{Error, Result};
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
@@ -82,20 +82,16 @@ pub struct Componentized {
 
 /// Wraps the core module in `bytes` (binary or text) into a component.
 pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized> {
-    let module = match detect(bytes)? {
-        (Format::Wasm, Some(ArtifactKind::Module)) => bytes.to_vec(),
-        (Format::Wasm, _) => return Err(Error::invalid("the input is already a component; only core modules can be componentized")),
-        (Format::Wat, _) => {
-            let b = wat::parse_bytes(bytes).map_err(|e| Error::invalid(format!("invalid WebAssembly text: {e}")))?.into_owned();
-            if matches!(detect(&b)?, (_, Some(ArtifactKind::Component))) {
-                return Err(Error::invalid("the input is already a component; only core modules can be componentized"));
-            }
-            b
-        }
-        (Format::Precompiled, _) => {
+    let module = match detect(bytes)?.0 {
+        Format::Wasm => bytes.to_vec(),
+        Format::Wat => wat::parse_bytes(bytes).map_err(|e| Error::invalid(format!("invalid WebAssembly text: {e}")))?.into_owned(),
+        Format::Precompiled => {
             return Err(Error::invalid("the input is precompiled code (.cwasm); componentize needs the original .wasm module"))
         }
     };
+    if Parser::is_component(&module) {
+        return Err(Error::invalid("the input is already a component; only core modules can be componentized"));
+    }
     let shape = ModuleShape::read(&module)?;
     if !shape.exports_memory {
         return Err(Error::invalid(
@@ -103,10 +99,9 @@ pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized
         ));
     }
     if !shape.foreign_imports.is_empty() && !shape.has_component_type {
-        let mut names = shape.foreign_imports.clone();
-        let more = names.len().saturating_sub(5);
-        names.truncate(5);
-        let mut list = names.join(", ");
+        let shown = shape.foreign_imports.len().min(5);
+        let more = shape.foreign_imports.len() - shown;
+        let mut list = shape.foreign_imports[..shown].join(", ");
         if more > 0 {
             list.push_str(&format!(" and {more} more"));
         }
