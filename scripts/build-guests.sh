@@ -12,6 +12,8 @@
 #   transform-cpp.wasm       examples/cpp             C++, clang++ + libc++
 #   transform-go.wasm        examples/go              Go, GOOS=wasip1
 #   transform-as.wasm        examples/assemblyscript  AssemblyScript + WASI shim
+#   http-{hello,echo,upstream,hostile}.wasm
+#                            examples/http/*          Rust wasi:http proxy components
 #
 # Usage: scripts/build-guests.sh [rust|c|cpp|go|assemblyscript ...]
 # (no argument: all of them). Each group is rebuilt only when the hash of its
@@ -79,6 +81,10 @@ RUST_GUESTS=(
     "hostile-p2.wasm|hostile|wasm32-wasip2"
     "transform-rust.wasm|transform|wasm32-wasip1"
     "transform-rust-p2.wasm|transform|wasm32-wasip2"
+    "http-hello.wasm|http-hello|wasm32-wasip2"
+    "http-echo.wasm|http-echo|wasm32-wasip2"
+    "http-upstream.wasm|http-upstream|wasm32-wasip2"
+    "http-hostile.wasm|http-hostile|wasm32-wasip2"
 )
 
 check_rust() {
@@ -105,7 +111,10 @@ build_rust() {
         IFS='|' read -r name pkg target <<<"$entry"
         cargo build --release --locked --quiet \
             --manifest-path "$EX/Cargo.toml" --target-dir "$TARGET_DIR" --target "$target" -p "$pkg"
-        cp "$TARGET_DIR/$target/release/$pkg.wasm" "$OUT_DIR/$name"
+        # Binaries keep the package name; libraries (components) use underscores.
+        local built="$TARGET_DIR/$target/release/$pkg.wasm"
+        [ -f "$built" ] || built="$TARGET_DIR/$target/release/${pkg//-/_}.wasm"
+        cp "$built" "$OUT_DIR/$name"
     done
 }
 
@@ -117,7 +126,7 @@ for group in "${groups[@]}"; do
             check_rust
             ARTIFACTS=()
             for entry in "${RUST_GUESTS[@]}"; do ARTIFACTS+=("${entry%%|*}"); done
-            hash=$( (rustc -Vv) | content_hash examples/Cargo.toml examples/Cargo.lock examples/rust examples/hostile)
+            hash=$( (rustc -Vv) | content_hash examples/Cargo.toml examples/Cargo.lock examples/rust examples/hostile examples/http)
             build_group rust "$hash" build_rust
             ;;
         c)

@@ -33,6 +33,8 @@ enum Command {
     Inspect(InspectArgs),
     /// Wrap a WASI p1 core module into a WASI p2 component (preview1 adapter).
     Componentize(ComponentizeArgs),
+    /// Serve a wasi:http component, or the routes of an app manifest (.toml).
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Args, Debug, Default)]
@@ -96,6 +98,50 @@ struct CompileArgs {
     /// Compile with fuel metering (needed to run it with --fuel).
     #[arg(long)]
     fuel: bool,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// A wasi:http proxy component, or an app manifest (wasmlayer.toml).
+    target: PathBuf,
+    /// Address to serve on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<std::net::SocketAddr>,
+    /// Instances alive at once; more concurrent requests get 503 [default: 1000].
+    #[arg(long, value_name = "N")]
+    pool_size: Option<u32>,
+    /// Largest linear memory of one instance [default: 64MiB].
+    #[arg(long, value_name = "SIZE")]
+    max_instance_memory: Option<String>,
+    /// How long in-flight requests may take to finish on SIGTERM/SIGINT.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    drain_timeout: String,
+    /// Grant a host directory: HOST[::GUEST[:ro]] (single component only).
+    #[arg(long = "dir", value_name = "HOST[::GUEST[:ro]]")]
+    dirs: Vec<String>,
+    /// Set an environment variable (K=V), or pass one from the host (K).
+    #[arg(long = "env", value_name = "K[=V]")]
+    env: Vec<String>,
+    /// Allow outbound HTTP to HOST[:PORT] (IP, CIDR, name or *; no port: any).
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+    allow_http: Vec<String>,
+    /// Per-request memory limit, e.g. 32MiB.
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
+    /// Per-request fuel limit.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Per-request wall-clock limit [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Largest request body accepted [default: 10MiB].
+    #[arg(long, value_name = "SIZE")]
+    max_body: Option<String>,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +255,7 @@ fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Erro
         Command::Compile(args) => compile(args),
         Command::Inspect(args) => inspect(args),
         Command::Componentize(args) => componentize(args),
+        Command::Serve(args) => serve(*args, admission),
     }
 }
 
@@ -284,6 +331,73 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
     write_file_atomic(&args.output, &code)?;
     eprintln!("compiled {} ({}) to {} ({} bytes)", args.file.display(), loaded.facts.kind, args.output.display(), code.len());
     Ok(0)
+}
+
+fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
+    use wasmlayer_http::{Manifest, RouteSpec, ServerSettings, Source};
+    let usage = |flag: &str, e: String| Error::usage(format!("{flag}: {e}"));
+    let is_manifest = args.target.extension().is_some_and(|e| e == "toml");
+    let route_flags = !args.dirs.is_empty()
+        || !args.env.is_empty()
+        || !args.allow_http.is_empty()
+        || args.max_memory.is_some()
+        || args.fuel.is_some()
+        || args.timeout.is_some()
+        || args.max_body.is_some();
+    let source = if is_manifest {
+        if route_flags || args.pool_size.is_some() || args.max_instance_memory.is_some() {
+            return Err(Error::usage(
+                "capability, limit and pool flags apply to a single component; with a manifest, set them in the manifest",
+            ));
+        }
+        Source::Manifest(args.target.clone())
+    } else {
+        let mut route = RouteSpec::new("/", args.target.clone());
+        for d in &args.dirs {
+            route.caps.dirs.push(DirGrant::parse(d, false)?);
+        }
+        route.caps.resolve_dirs()?;
+        for e in &args.env {
+            parse_env_flag(&mut route.caps, e)?;
+        }
+        for a in &args.allow_http {
+            route.allow_http.push(wasmlayer_http::manifest::parse_http_pattern(a).map_err(|e| usage("--allow-http", e))?);
+        }
+        if let Some(m) = &args.max_memory {
+            route.limits.max_memory = Some(parse_size(m).map_err(|e| usage("--max-memory", e))?);
+        }
+        route.limits.fuel = args.fuel;
+        if let Some(t) = &args.timeout {
+            route.limits.timeout = Some(parse_duration(t).map_err(|e| usage("--timeout", e))?);
+        }
+        if let Some(b) = &args.max_body {
+            route.max_body = parse_size(b).map_err(|e| usage("--max-body", e))?;
+        }
+        let mut server = ServerSettings::default();
+        if let Some(n) = args.pool_size {
+            if n == 0 {
+                return Err(Error::usage("--pool-size must be at least 1"));
+            }
+            server.pool_size = n;
+        }
+        if let Some(m) = &args.max_instance_memory {
+            server.max_instance_memory = parse_size(m).map_err(|e| usage("--max-instance-memory", e))?;
+        }
+        if route.limits.max_memory.is_some_and(|m| m > server.max_instance_memory) {
+            return Err(Error::usage("--max-memory is above --max-instance-memory"));
+        }
+        Source::Single(Box::new(Manifest::single(route, server)))
+    };
+    wasmlayer_http::serve(wasmlayer_http::ServeOptions {
+        admission,
+        source,
+        listen: args.listen,
+        admin: args.admin,
+        drain_timeout: parse_duration(&args.drain_timeout).map_err(|e| usage("--drain-timeout", e))?,
+        watch_interval: std::time::Duration::from_millis(500),
+        cache_dir: args.cache.cache_dir.clone(),
+        cache: !args.cache.no_cache,
+    })
 }
 
 fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {

@@ -77,6 +77,22 @@ impl NetPattern {
         self.ports.0 <= port && port <= self.ports.1
     }
 
+    /// Whether a request to `host:port` is allowed, matching the host as
+    /// written (a name is compared with names, not resolved). Used for
+    /// outbound HTTP, where the host's own client resolves the name.
+    pub fn matches_authority(&self, host: &str, port: u16) -> bool {
+        if !self.port_matches(port) {
+            return false;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match (&self.host, host.parse::<IpAddr>()) {
+            (HostPattern::Any, _) => true,
+            (HostPattern::Cidr(net, bits), Ok(ip)) => cidr_contains(*net, *bits, canonical_ip(ip)),
+            (HostPattern::Name(name), Err(_)) => name.eq_ignore_ascii_case(host),
+            _ => false,
+        }
+    }
+
     /// Whether `addr` is allowed by this pattern. Host names are resolved
     /// with the host's resolver.
     pub fn matches(&self, addr: &SocketAddr) -> bool {

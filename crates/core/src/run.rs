@@ -327,7 +327,9 @@ fn finish<T>(store: Store<T>, result: GuestResult, limits: &Limits, limiter: fn(
 }
 
 /// Turns a wasmtime error from guest execution into the platform error.
-fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error {
+/// Turns an error from running guest code into the platform's error: memory
+/// limit, fuel, timeout, or a trap with its kind and backtrace.
+pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error {
     if memory_hit || has_memory_limit_hit(&e) {
         return Error::MemoryLimit(limits.max_memory.unwrap_or(0));
     }
@@ -404,7 +406,7 @@ fn format_val(v: &Val) -> String {
 }
 
 /// Builds a WASI context that grants exactly `caps`.
-fn wasi_builder(caps: &Capabilities, program_name: &str) -> Result<WasiCtxBuilder> {
+pub fn wasi_builder(caps: &Capabilities, program_name: &str) -> Result<WasiCtxBuilder> {
     let mut b = WasiCtxBuilder::new();
     b.arg(program_name);
     b.args(&caps.args);

@@ -24,13 +24,22 @@ pub struct EngineOptions {
 /// Pooling allocator sizing, for hosts that keep many instances alive.
 #[derive(Debug, Clone)]
 pub struct PoolingOptions {
+    /// Instances (modules or components) alive at once.
     pub total_instances: u32,
+    /// Largest linear memory an instance may have.
     pub max_memory_size: usize,
+    /// Core instances, memories and tables per instance: a component made
+    /// by the usual toolchains holds several of each.
+    pub slots_per_instance: u32,
+    /// Reserve only `max_memory_size` of address space per memory (plus a
+    /// small guard) instead of Wasmtime's 4 GiB, so that many thousands of
+    /// instances fit; bounds checks become explicit.
+    pub compact_memory: bool,
 }
 
 impl Default for PoolingOptions {
     fn default() -> Self {
-        PoolingOptions { total_instances: 1000, max_memory_size: 64 << 20 }
+        PoolingOptions { total_instances: 1000, max_memory_size: 64 << 20, slots_per_instance: 1, compact_memory: false }
     }
 }
 
@@ -50,11 +59,18 @@ fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
     if let Some(p) = &opts.pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_core_instances(p.total_instances)
+        let slots = p.total_instances.saturating_mul(p.slots_per_instance.max(1));
+        pool.total_core_instances(slots)
             .total_component_instances(p.total_instances)
-            .total_memories(p.total_instances)
-            .total_tables(p.total_instances)
+            .total_memories(slots)
+            .total_tables(slots)
+            .total_stacks(p.total_instances)
             .max_memory_size(p.max_memory_size);
+        if p.compact_memory {
+            config.memory_reservation(p.max_memory_size as u64);
+            config.memory_guard_size(64 << 10);
+            config.memory_reservation_for_growth(0);
+        }
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config

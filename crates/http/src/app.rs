@@ -1,0 +1,414 @@
+//! One version of the app: routes with their pre-instantiated components,
+//! and the handling of one request in a fresh instance.
+
+use crate::manifest::{Manifest, RouteSpec};
+use crate::metrics::{Metrics, RouteLabel, RouteStatus};
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use wasmlayer_core::caps::NetPattern;
+use wasmlayer_core::limits::MemoryLimiter;
+use wasmlayer_core::runtime::Compiled;
+use wasmlayer_core::{Error, LoadOptions, Result, Runtime};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// The body type of every response.
+pub type Body = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// Per-request store data.
+pub struct Host {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+    }
+}
+
+/// Outbound HTTP only to the route's allowlist.
+struct Hooks {
+    route: Arc<str>,
+    allow: Arc<Vec<NetPattern>>,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
+        let uri = request.uri();
+        let host = uri.host().unwrap_or("").to_string();
+        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        if !self.allow.iter().any(|p| p.matches_authority(&host, port)) {
+            tracing::warn!(route = %self.route, %host, port, "outbound HTTP denied: not on the route's allowlist");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        tracing::debug!(route = %self.route, %host, port, "outbound HTTP allowed");
+        drop(fut);
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
+        })
+    }
+}
+
+/// A route ready to serve.
+pub struct Route {
+    pub spec: RouteSpec,
+    pub name: Arc<str>,
+    pre: ProxyPre<Host>,
+    allow: Arc<Vec<NetPattern>>,
+}
+
+/// One version of the app.
+pub struct App {
+    /// Longest prefix first.
+    pub routes: Vec<Route>,
+}
+
+impl App {
+    /// Loads (from the compile cache or by compiling) every route's component.
+    pub fn build(runtime: &Runtime, manifest: &Manifest) -> Result<App> {
+        let mut routes = Vec::new();
+        for spec in &manifest.routes {
+            let loaded = runtime.load(&spec.component, LoadOptions::default())?;
+            // Each route's grants go through admission, as `run`'s do.
+            let context = wasmlayer_core::AdmissionContext { command: "serve".into() };
+            let grant = runtime.admit(&loaded, &spec.caps, &spec.limits, &context)?;
+            let mut spec = spec.clone();
+            spec.caps = grant.capabilities;
+            spec.limits = grant.limits;
+            let component = match &loaded.compiled {
+                Compiled::Component(c) => c.clone(),
+                Compiled::Module(_) => {
+                    return Err(Error::invalid(format!(
+                        "{}: a core module; `serve` needs a wasi:http component (wasmlayer componentize cannot add an HTTP handler)",
+                        spec.component.display()
+                    )))
+                }
+            };
+            let mut linker = Linker::<Host>::new(component.engine());
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::host(format!("{e:#}")))?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| Error::host(format!("{e:#}")))?;
+            let pre = linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map_err(|e| Error::invalid(format!("{}: not a wasi:http proxy component: {e:#}", spec.component.display())))?;
+            routes.push(Route { name: spec.path.as_str().into(), allow: Arc::new(spec.allow_http.clone()), spec, pre });
+        }
+        Ok(App { routes })
+    }
+
+    pub fn route_for(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.spec.matches(path))
+    }
+
+    /// The engines whose epochs drive the routes' deadlines.
+    pub fn engines(&self) -> Vec<wasmtime::Engine> {
+        let mut engines: Vec<wasmtime::Engine> = Vec::new();
+        for r in &self.routes {
+            if !engines.iter().any(|e| wasmtime::Engine::same(e, r.pre.engine())) {
+                engines.push(r.pre.engine().clone());
+            }
+        }
+        engines
+    }
+}
+
+/// What one request did, written as one access-log line and into the
+/// metrics once the request is over: when its response body has been sent
+/// and its instance has finished, whichever is last (the last owner drops it).
+pub struct Record {
+    route: Arc<str>,
+    method: String,
+    path: String,
+    start: Instant,
+    metrics: Arc<Metrics>,
+    inner: Mutex<RecordInner>,
+}
+
+#[derive(Default)]
+struct RecordInner {
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    fuel: Option<u64>,
+    memory: Option<u64>,
+    error: Option<String>,
+}
+
+impl Record {
+    pub fn new(route: Arc<str>, method: &http::Method, path: &str, start: Instant, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Record {
+            route,
+            method: method.to_string(),
+            path: path.to_string(),
+            start,
+            metrics,
+            inner: Mutex::new(RecordInner::default()),
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut RecordInner) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn status(&self, status: u16) {
+        self.with(|i| i.status = status);
+    }
+
+    pub fn error(&self, error: String) {
+        self.with(|i| {
+            i.error.get_or_insert(error);
+        });
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        let wall = self.start.elapsed();
+        let i = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        let line = serde_json::json!({
+            "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "route": &*self.route,
+            "method": self.method,
+            "path": self.path,
+            "status": i.status,
+            "wall_us": wall.as_micros() as u64,
+            "fuel": i.fuel,
+            "memory_peak": i.memory,
+            "bytes_in": i.bytes_in,
+            "bytes_out": i.bytes_out,
+            "error": i.error,
+        });
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+        let route = RouteLabel { route: self.route.to_string() };
+        let m = &self.metrics;
+        m.requests.get_or_create(&RouteStatus { route: route.route.clone(), status: i.status.to_string() }).inc();
+        m.duration.get_or_create(&route).observe(wall.as_secs_f64());
+        if let Some(f) = i.fuel {
+            m.fuel.get_or_create(&route).observe(f as f64);
+        }
+        if let Some(mem) = i.memory {
+            m.memory.get_or_create(&route).observe(mem as f64);
+        }
+        m.bytes_in.get_or_create(&route).inc_by(i.bytes_in);
+        m.bytes_out.get_or_create(&route).inc_by(i.bytes_out);
+    }
+}
+
+/// A short plain-text response from the host.
+pub fn plain(status: u16, text: impl Into<String>) -> http::Response<Body> {
+    let text: String = text.into();
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(text + "\n")).map_err(|never| match never {}).boxed_unsync())
+        .expect("a valid response")
+}
+
+/// Counts the response body bytes into the request's record.
+struct Counted {
+    inner: Body,
+    record: Arc<Record>,
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let n = data.len() as u64;
+                self.record.with(|i| i.bytes_out += n);
+            }
+        }
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            self.record.error(format!("response body failed: {e}"));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a failed request is answered: 504 for a timeout, 500 otherwise.
+fn failure(record: &Record, route: &str, e: &Error) -> http::Response<Body> {
+    let status = if matches!(e, Error::Timeout(_)) { 504 } else { 500 };
+    tracing::warn!(route, status, cause = %e, "request failed");
+    record.error(e.to_string());
+    record.status(status);
+    plain(status, e.to_string())
+}
+
+/// Serves one request on `route` in a fresh instance.
+pub async fn handle(
+    route: &Route,
+    request: http::Request<hyper::body::Incoming>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+) -> http::Response<Body> {
+    let start = Instant::now();
+    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
+    let record = Record::new(route.name.clone(), request.method(), &path, start, metrics.clone());
+    let spec = &route.spec;
+
+    // The body, within the route's limit.
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > spec.max_body) {
+        record.status(413);
+        return plain(413, format!("request body larger than {} bytes", spec.max_body));
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, spec.max_body as usize).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            record.status(413);
+            return plain(413, format!("request body larger than {} bytes", spec.max_body));
+        }
+        Err(e) => {
+            record.status(400);
+            return plain(400, format!("cannot read the request body: {e}"));
+        }
+    };
+    record.with(|i| i.bytes_in = body.len() as u64);
+    let request = http::Request::from_parts(
+        parts,
+        Full::new(body).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} }),
+    );
+
+    // A fresh store with the route's grants and limits.
+    let mut wasi = match wasmlayer_core::run::wasi_builder(&spec.caps, &route.name) {
+        Ok(b) => b,
+        Err(e) => return failure(&record, &route.name, &e),
+    };
+    wasi.stdout(wasmtime_wasi::cli::stderr()).stderr(wasmtime_wasi::cli::stderr());
+    let host = Host {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: Hooks { route: route.name.clone(), allow: route.allow.clone() },
+        limiter: MemoryLimiter::new(&spec.limits),
+    };
+    let mut store = Store::new(route.pre.engine(), host);
+    store.limiter(|h| &mut h.limiter);
+    let fuel = spec.limits.fuel.unwrap_or(u64::MAX);
+    let _ = store.set_fuel(fuel);
+    let timeout = spec.limits.timeout.unwrap_or(crate::manifest::DEFAULT_TIMEOUT);
+    let deadline = start + timeout;
+    // Every epoch tick: trap past the deadline, otherwise let other tasks run.
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let req = store.data_mut().http().new_incoming_request(Scheme::Http, request);
+    let (req, out) = match req.and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(tx)?))) {
+        Ok(v) => v,
+        Err(e) => return failure(&record, &route.name, &Error::host(format!("{e:#}"))),
+    };
+
+    let pre = route.pre.clone();
+    let limits = spec.limits.clone();
+    let task_record = record.clone();
+    metrics.in_flight.inc();
+    let task = tokio::spawn(async move {
+        let result = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        }
+        .await;
+        let consumed = fuel - store.get_fuel().unwrap_or(fuel);
+        let peak = store.data().limiter.peak();
+        let hit = store.data().limiter.hit();
+        task_record.with(|i| {
+            i.fuel = Some(consumed);
+            i.memory = Some(peak);
+        });
+        metrics.in_flight.dec();
+        drop(permit);
+        result.map_err(|e| wasmlayer_core::run::classify(e, &limits, hit))
+    });
+
+    let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
+    match outcome {
+        Ok(Ok(Ok(response))) => {
+            record.status(response.status().as_u16());
+            let record_for_body = record.clone();
+            // If the guest fails after sending the head, the body ends early
+            // and the failure is logged with the request.
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = task.await {
+                    tracing::warn!(route = %record_for_body.route, cause = %e, "guest failed while sending its body");
+                    record_for_body.error(e.to_string());
+                }
+            });
+            response.map(|inner| Counted { inner, record }.boxed_unsync())
+        }
+        Ok(Ok(Err(code))) => {
+            let e = Error::Trap { kind: format!("the guest answered with an error: {code:?}"), backtrace: Vec::new() };
+            failure(&record, &route.name, &e)
+        }
+        Ok(Err(_)) => {
+            // The guest finished or failed without setting a response.
+            let e = match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => Error::Trap { kind: "the guest returned without a response".into(), backtrace: Vec::new() },
+                Err(join) => Error::host(format!("request task failed: {join}")),
+            };
+            failure(&record, &route.name, &e)
+        }
+        Err(_elapsed) => failure(&record, &route.name, &Error::Timeout(timeout)),
+    }
+}

@@ -1,0 +1,264 @@
+//! The app manifest (`wasmlayer.toml`): routes mapped to components, each
+//! with its own capabilities and limits.
+//!
+//! ```toml
+//! [server]
+//! pool_size = 1000            # instances alive at once (default 1000)
+//! max_instance_memory = "64MiB"
+//!
+//! [[route]]
+//! path = "/hello"              # path prefix; the longest match wins
+//! component = "hello.wasm"     # relative to this file
+//! env = { GREETING = "Hi" }
+//! dirs_ro = ["static::/static"]
+//! allow_http = ["127.0.0.1:9000", "api.example.com"]
+//! max_memory = "32MiB"
+//! fuel = 100000000
+//! timeout = "2s"
+//! max_body = "1MiB"
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmlayer_core::caps::{DirGrant, NetPattern};
+use wasmlayer_core::limits::{parse_duration, parse_size};
+use wasmlayer_core::{Capabilities, Error, Limits, Result};
+
+/// Default cap on a request body.
+pub const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// Default per-request wall-clock limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of instances alive at once.
+pub const DEFAULT_POOL_SIZE: u32 = 1000;
+/// Default largest linear memory of one instance.
+pub const DEFAULT_INSTANCE_MEMORY: u64 = 64 << 20;
+
+/// Server-wide settings, fixed when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub pool_size: u32,
+    pub max_instance_memory: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { pool_size: DEFAULT_POOL_SIZE, max_instance_memory: DEFAULT_INSTANCE_MEMORY }
+    }
+}
+
+/// One route: which component answers which paths, with what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Path prefix, starting with `/`.
+    pub path: String,
+    pub component: PathBuf,
+    pub caps: Capabilities,
+    pub limits: Limits,
+    /// Outbound HTTP allowlist.
+    pub allow_http: Vec<NetPattern>,
+    pub max_body: u64,
+}
+
+impl RouteSpec {
+    /// A route for `component` at `/` with nothing granted and default limits.
+    pub fn new(path: &str, component: PathBuf) -> Self {
+        RouteSpec {
+            path: path.to_string(),
+            component,
+            caps: Capabilities { inherit_stdio: false, ..Capabilities::default() },
+            limits: Limits { timeout: Some(DEFAULT_TIMEOUT), ..Limits::default() },
+            allow_http: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// Whether this route serves `path`: equal, or a prefix ending at a `/`.
+    pub fn matches(&self, path: &str) -> bool {
+        let prefix = self.path.trim_end_matches('/');
+        prefix.is_empty()
+            || path == prefix
+            || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+    }
+}
+
+/// A parsed manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub server: ServerSettings,
+    /// Routes, longest prefix first.
+    pub routes: Vec<RouteSpec>,
+}
+
+impl Manifest {
+    /// One component on `/`.
+    pub fn single(route: RouteSpec, server: ServerSettings) -> Self {
+        Manifest { server, routes: vec![route] }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_str(&text, base).map_err(|e| Error::usage(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses manifest text; relative paths are relative to `base`.
+    pub fn from_str(text: &str, base: &Path) -> Result<Self, String> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        let server = match raw.server {
+            None => ServerSettings::default(),
+            Some(s) => ServerSettings {
+                pool_size: s.pool_size.unwrap_or(DEFAULT_POOL_SIZE),
+                max_instance_memory: match s.max_instance_memory {
+                    Some(m) => parse_size(&m)?,
+                    None => DEFAULT_INSTANCE_MEMORY,
+                },
+            },
+        };
+        if server.pool_size == 0 {
+            return Err("server.pool_size must be at least 1".into());
+        }
+        if raw.route.is_empty() {
+            return Err("the manifest has no [[route]]".into());
+        }
+        let mut routes = Vec::new();
+        for r in raw.route {
+            if !r.path.starts_with('/') {
+                return Err(format!("route path `{}` must start with `/`", r.path));
+            }
+            if routes.iter().any(|o: &RouteSpec| o.path.trim_end_matches('/') == r.path.trim_end_matches('/')) {
+                return Err(format!("route path `{}` appears twice", r.path));
+            }
+            let mut spec = RouteSpec::new(&r.path, base.join(&r.component));
+            spec.caps.env = r.env;
+            for d in &r.dirs_ro {
+                let mut grant = DirGrant::parse(d, true).map_err(|e| e.to_string())?;
+                if grant.host.is_relative() {
+                    grant.host = base.join(&grant.host);
+                }
+                spec.caps.dirs.push(grant);
+            }
+            spec.caps.resolve_dirs().map_err(|e| e.to_string())?;
+            spec.allow_http = r.allow_http.iter().map(|p| parse_http_pattern(p)).collect::<Result<_, _>>()?;
+            if let Some(m) = &r.max_memory {
+                spec.limits.max_memory = Some(parse_size(m)?);
+            }
+            spec.limits.fuel = r.fuel;
+            if let Some(t) = &r.timeout {
+                spec.limits.timeout = Some(parse_duration(t)?);
+            }
+            if let Some(b) = &r.max_body {
+                spec.max_body = parse_size(b)?;
+            }
+            if spec.limits.max_memory.is_some_and(|m| m > server.max_instance_memory) {
+                return Err(format!(
+                    "route `{}`: max_memory is above server.max_instance_memory ({})",
+                    r.path,
+                    wasmlayer_core::limits::format_size(server.max_instance_memory)
+                ));
+            }
+            routes.push(spec);
+        }
+        sort_routes(&mut routes);
+        Ok(Manifest { server, routes })
+    }
+}
+
+/// Longest prefix first, so the first match is the longest.
+pub fn sort_routes(routes: &mut [RouteSpec]) {
+    routes.sort_by_key(|r| std::cmp::Reverse(r.path.trim_end_matches('/').len()));
+}
+
+/// `HOST[:PORT]` for outbound HTTP; no port means any port.
+pub fn parse_http_pattern(spec: &str) -> Result<NetPattern, String> {
+    let has_port = if let Some(rest) = spec.strip_prefix('[') { rest.contains("]:") } else { spec.contains(':') };
+    let full = if has_port { spec.to_string() } else { format!("{spec}:*") };
+    full.parse()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    server: Option<RawServer>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    pool_size: Option<u32>,
+    max_instance_memory: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: String,
+    component: PathBuf,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    dirs_ro: Vec<String>,
+    #[serde(default)]
+    allow_http: Vec<String>,
+    max_memory: Option<String>,
+    fuel: Option<u64>,
+    timeout: Option<String>,
+    max_body: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_routes_longest_first() {
+        let m = Manifest::from_str(
+            r#"
+            [server]
+            pool_size = 10
+            [[route]]
+            path = "/"
+            component = "a.wasm"
+            [[route]]
+            path = "/api/v1"
+            component = "b.wasm"
+            env = { K = "v" }
+            allow_http = ["127.0.0.1:9000", "example.com"]
+            max_memory = "16MiB"
+            fuel = 1000
+            timeout = "250ms"
+            max_body = "1KiB"
+            "#,
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(m.server.pool_size, 10);
+        assert_eq!(m.routes[0].path, "/api/v1");
+        assert_eq!(m.routes[0].component, Path::new("/srv/b.wasm"));
+        assert_eq!(m.routes[0].limits.max_memory, Some(16 << 20));
+        assert_eq!(m.routes[0].limits.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(m.routes[0].max_body, 1024);
+        assert!(m.routes[0].allow_http[1].matches_authority("example.com", 8080));
+        assert!(!m.routes[0].allow_http[0].matches_authority("127.0.0.1", 9001));
+        assert!(m.routes[0].matches("/api/v1/x") && m.routes[0].matches("/api/v1") && !m.routes[0].matches("/api/v10"));
+        assert!(m.routes[1].matches("/anything"));
+    }
+
+    #[test]
+    fn rejects_bad_manifests() {
+        for (text, why) in [
+            ("", "no [[route]]"),
+            ("[[route]]\npath = \"x\"\ncomponent = \"a.wasm\"", "must start with"),
+            ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"", "duration"),
+            ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ncolour = 1", "unknown field"),
+            ("[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\npath = \"/a/\"\ncomponent = \"b.wasm\"", "twice"),
+            ("[server]\npool_size = 0\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "pool_size"),
+        ] {
+            let e = Manifest::from_str(text, Path::new(".")).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+}
