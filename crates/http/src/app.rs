@@ -364,11 +364,14 @@ pub async fn handle(
     let task_record = record.clone();
     metrics.in_flight.inc();
     let task = tokio::spawn(async move {
-        let result = async {
+        // The deadline also ends a guest waiting in a host call (a sleep, a
+        // slow upstream), which epoch interruption cannot reach: the call is
+        // dropped and its instance freed.
+        let call = async {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
-        }
-        .await;
+        };
+        let result = tokio::time::timeout_at(deadline.into(), call).await;
         let consumed = fuel - store.get_fuel().unwrap_or(fuel);
         let peak = store.data().limiter.peak();
         let hit = store.data().limiter.hit();
@@ -376,9 +379,13 @@ pub async fn handle(
             i.fuel = Some(consumed);
             i.memory = Some(peak);
         });
+        drop(store);
         metrics.in_flight.dec();
         drop(permit);
-        result.map_err(|e| wasmlayer_core::run::classify(e, &limits, hit))
+        match result {
+            Ok(r) => r.map_err(|e| wasmlayer_core::run::classify(e, &limits, hit)),
+            Err(_elapsed) => Err(Error::Timeout(timeout)),
+        }
     });
 
     let outcome = tokio::time::timeout_at(deadline.into(), rx).await;

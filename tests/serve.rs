@@ -1,0 +1,392 @@
+//! `wasmlayer serve`, end to end: the real binary on real wasi:http
+//! components, driven by a real HTTP client.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `wasmlayer serve`, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    admin: u16,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut cmd = wasmlayer();
+        cmd.arg("serve").args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]).args(args);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn wasmlayer serve");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        let mut server = Server { child, port: 0, admin: 0, stdout, stderr };
+        let found = server.wait_for(Duration::from_secs(60), |s| {
+            let lines = s.stderr.lock().unwrap();
+            let port = |prefix: &str| {
+                lines.iter().find_map(|l| l.strip_prefix(prefix)?.split([' ', '/']).next()?.rsplit(':').next()?.parse::<u16>().ok())
+            };
+            match (port("serving http://"), port("admin http://")) {
+                (Some(p), Some(a)) => Some((p, a)),
+                _ => None,
+            }
+        });
+        let (port, admin) = found.unwrap_or_else(|| panic!("server did not start:\n{}", server.stderr_text()));
+        server.port = port;
+        server.admin = admin;
+        server
+    }
+
+    fn wait_for<T>(&mut self, limit: Duration, mut f: impl FnMut(&Server) -> Option<T>) -> Option<T> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(v) = f(self) {
+                return Some(v);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited with {status}:\n{}", self.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Access-log lines (JSON) written so far.
+    fn access_log(&self) -> Vec<serde_json::Value> {
+        self.stdout.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    fn metrics(&self) -> String {
+        get(&format!("http://127.0.0.1:{}/metrics", self.admin)).2
+    }
+
+    fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// GET: (status, headers as "name: value" lines, body).
+fn get(url: &str) -> (u16, String, String) {
+    let mut r = agent().get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let headers = r.headers().iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
+    (r.status().as_u16(), headers, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+fn post(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut r = agent().post(url).send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (r.status().as_u16(), r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap_or_default())
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+fn write_manifest(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("wasmlayer.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn routes_env_streaming_echo_and_access_log() {
+    let dir = tempdir();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+            [[route]]
+            path = "/hello"
+            component = "{hello}"
+            env = {{ GREETING = "Howdy" }}
+
+            [[route]]
+            path = "/hello/echo"
+            component = "{echo}"
+            "#,
+            hello = s(&guest("http-hello.wasm")),
+            echo = s(&guest("http-echo.wasm")),
+        ),
+    );
+    let server = Server::start(&[&s(&manifest)]);
+
+    let (status, _, body) = get(&server.url("/hello/world"));
+    assert_eq!(status, 200);
+    assert_eq!(body, "Howdy from wasmlayer! path=/hello/world\n");
+    // Longest prefix wins; a prefix only matches at a `/`.
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, echoed) = post(&server.url("/hello/echo"), &payload);
+    assert_eq!(status, 200);
+    assert!(echoed == payload, "echo returned {} bytes", echoed.len());
+    let (status, _, body) = get(&server.url("/hellothere"));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(get(&server.url("/")).0, 404);
+
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.access_log();
+    let hello = log.iter().find(|l| l["path"] == "/hello/world").expect("access-log line for /hello/world");
+    assert_eq!(hello["route"], "/hello");
+    assert_eq!(hello["status"], 200);
+    assert_eq!(hello["bytes_out"], 40);
+    assert!(hello["fuel"].as_u64().unwrap() > 0, "{hello}");
+    assert!(hello["memory_peak"].as_u64().unwrap() >= 65536, "{hello}");
+    assert!(hello["wall_us"].as_u64().unwrap() > 0, "{hello}");
+    let echo = log.iter().find(|l| l["route"] == "/hello/echo").expect("access-log line for the echo");
+    assert_eq!(echo["bytes_in"], 300_000);
+    assert_eq!(echo["bytes_out"], 300_000);
+    assert!(log.iter().any(|l| l["path"] == "/hellothere" && l["status"] == 404));
+}
+
+#[test]
+fn each_limit_has_its_status_and_the_server_keeps_serving() {
+    let server = Server::start(&[
+        "--timeout",
+        "1s",
+        "--max-memory",
+        "16MiB",
+        "--fuel",
+        "50000000",
+        "--max-body",
+        "1KiB",
+        &s(&guest("http-hostile.wasm")),
+    ]);
+    let (status, _, body) = get(&server.url("/loop"));
+    // The loop burns its fuel before the timeout.
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("exhausted its fuel"), "{body}");
+    let (status, _, body) = get(&server.url("/membomb"));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("memory limit (16 MiB)"), "{body}");
+    let (status, _, body) = get(&server.url("/trap"));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("unreachable"), "{body}");
+    let (status, _, body) = get(&server.url("/sleep?3000"));
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("timeout (1s)"), "{body}");
+    assert_eq!(post(&server.url("/ok"), &[b'x'; 2048]).0, 413);
+    assert_eq!(post(&server.url("/ok"), &[b'x'; 512]).0, 200);
+
+    // Malformed HTTP is answered by the host; the guest never sees it.
+    let mut raw = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    raw.write_all(b"THIS IS NOT HTTP\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = raw.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+
+    let (status, _, body) = get(&server.url("/ok"));
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let errors = server.stderr_text();
+    for cause in ["exhausted its fuel", "memory limit", "unreachable", "timeout"] {
+        assert!(errors.contains(cause), "no log line naming `{cause}`:\n{errors}");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let m = server.metrics();
+    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="500"}"#), Some(3.0), "{m}");
+    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="504"}"#), Some(1.0), "{m}");
+    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="413"}"#), Some(1.0), "{m}");
+    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="200"}"#), Some(2.0), "{m}");
+    let fuel_sum = metric(&m, r#"wasmlayer_request_fuel_sum{route="/"}"#).unwrap();
+    assert!(fuel_sum >= 50_000_000.0, "the loop's fuel is metered: {fuel_sum}");
+    assert_eq!(metric(&m, r#"wasmlayer_request_memory_bytes_count{route="/"}"#), Some(6.0), "{m}");
+    assert_eq!(get(&format!("http://127.0.0.1:{}/healthz", server.admin)).0, 200);
+    assert_eq!(get(&format!("http://127.0.0.1:{}/readyz", server.admin)).0, 200);
+}
+
+/// A loopback HTTP server answering every request with `upstream body`.
+fn upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nupstream body");
+        }
+    });
+    port
+}
+
+#[test]
+fn outbound_http_only_to_the_allowlist() {
+    let port = upstream();
+    let dir = tempdir();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+            [[route]]
+            path = "/allowed"
+            component = "{c}"
+            env = {{ UPSTREAM_URL = "http://127.0.0.1:{port}/data" }}
+            allow_http = ["127.0.0.1:{port}"]
+
+            [[route]]
+            path = "/denied"
+            component = "{c}"
+            env = {{ UPSTREAM_URL = "http://127.0.0.1:{port}/data" }}
+            allow_http = ["127.0.0.1:1"]
+            "#,
+            c = s(&guest("http-upstream.wasm")),
+        ),
+    );
+    let server = Server::start(&[&s(&manifest)]);
+    let (status, _, body) = get(&server.url("/allowed"));
+    assert_eq!((status, body.as_str()), (200, "upstream said 200: upstream body"));
+    let (status, _, body) = get(&server.url("/denied"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert!(server.stderr_text().contains("outbound HTTP denied"), "{}", server.stderr_text());
+}
+
+#[test]
+fn beyond_the_pool_requests_get_503_with_retry_after() {
+    let server = Server::start(&["--pool-size", "2", &s(&guest("http-hostile.wasm"))]);
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url("/sleep?1500");
+            std::thread::spawn(move || get(&url).0)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, headers, _) = get(&server.url("/ok"));
+    assert_eq!(status, 503);
+    assert!(headers.to_ascii_lowercase().contains("retry-after: 1"), "{headers}");
+    for t in slow {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(get(&server.url("/ok")).0, 200);
+    let m = server.metrics();
+    assert_eq!(metric(&m, r#"wasmlayer_rejected_total{result="at-capacity"}"#), Some(1.0), "{m}");
+}
+
+#[test]
+fn reload_swaps_versions_without_failing_requests() {
+    let dir = tempdir();
+    let component = dir.path().join("app.wasm");
+    std::fs::copy(guest("http-hello.wasm"), &component).unwrap();
+    let manifest = write_manifest(dir.path(), "[[route]]\npath = \"/\"\ncomponent = \"app.wasm\"\n");
+    let mut server = Server::start(&[&s(&manifest)]);
+    assert!(get(&server.url("/x")).2.starts_with("Hello from wasmlayer"));
+
+    // Load in the background while the component changes under it.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (url, stop) = (server.url("/x"), stop.clone());
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                statuses.push(get(&url).0);
+            }
+            statuses
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::copy(guest("http-hostile.wasm"), dir.path().join("next.wasm")).unwrap();
+    std::fs::rename(dir.path().join("next.wasm"), &component).unwrap();
+    let swapped = server.wait_for(Duration::from_secs(30), |s| get(&s.url("/x")).2.eq("ok\n").then_some(()));
+    assert!(swapped.is_some(), "the new version never answered:\n{}", server.stderr_text());
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = load.join().unwrap();
+    assert!(statuses.len() > 5 && statuses.iter().all(|s| *s == 200), "statuses during reload: {statuses:?}");
+
+    // A broken version is rejected and the running one keeps serving.
+    std::fs::write(dir.path().join("next.wasm"), b"\0asm\x0d\0\x01\0garbage").unwrap();
+    std::fs::rename(dir.path().join("next.wasm"), &component).unwrap();
+    let rejected = server.wait_for(Duration::from_secs(10), |s| s.stderr_text().contains("reload rejected").then_some(()));
+    assert!(rejected.is_some(), "{}", server.stderr_text());
+    assert_eq!(get(&server.url("/x")).2, "ok\n");
+
+    // SIGHUP reloads too (the manifest now points at a fixed component).
+    std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
+    std::fs::write(&manifest, "[[route]]\npath = \"/\"\ncomponent = \"hello.wasm\"\n").unwrap();
+    server.signal(libc::SIGHUP);
+    let back = server.wait_for(Duration::from_secs(30), |s| get(&s.url("/x")).2.starts_with("Hello").then_some(()));
+    assert!(back.is_some(), "{}", server.stderr_text());
+    let m = server.metrics();
+    assert!(metric(&m, r#"wasmlayer_reloads_total{result="ok"}"#).unwrap() >= 2.0, "{m}");
+    assert!(metric(&m, r#"wasmlayer_reloads_total{result="rejected"}"#).unwrap() >= 1.0, "{m}");
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_0() {
+    let mut server = Server::start(&[&s(&guest("http-hostile.wasm"))]);
+    let slow = {
+        let url = server.url("/sleep?1000");
+        std::thread::spawn(move || get(&url))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal(libc::SIGTERM);
+    let (status, _, body) = slow.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, "slept 1000 ms\n"));
+    let until = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < until, "did not exit after draining:\n{}", server.stderr_text());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
+    assert!(server.stderr_text().contains("drained"), "{}", server.stderr_text());
+    assert!(TcpStream::connect(("127.0.0.1", server.port)).is_err(), "still accepting after drain");
+}
+
+#[test]
+fn bad_targets_are_refused_clearly() {
+    let dir = tempdir();
+    let bad = write_manifest(dir.path(), "[[route]]\npath = \"nope\"\ncomponent = \"x.wasm\"\n");
+    let r = run(["serve", &s(&bad)]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("must start with `/`"), "{r:?}");
+    let r = run(["serve", &s(&guest("transform-c.wasm"))]);
+    assert_eq!(r.code, 126, "{r:?}");
+    assert!(r.stderr.contains("needs a wasi:http component"), "{r:?}");
+    let r = run(["serve", &s(&guest("hello-p2.wasm"))]);
+    assert_eq!(r.code, 126, "{r:?}");
+    assert!(r.stderr.contains("not a wasi:http proxy component"), "{r:?}");
+    let r = run(["serve", "--env", "A=1", &s(&bad)]);
+    assert_eq!(r.code, 2, "{r:?}");
+}
