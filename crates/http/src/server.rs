@@ -162,7 +162,16 @@ async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, r
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: back off
+                        // instead of spinning, and keep serving open ones.
+                        tracing::warn!("cannot accept a connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 connections.spawn(connection(stream, shared.clone(), stop_rx.clone()));
             }
@@ -238,7 +247,13 @@ async fn dispatch(req: http::Request<hyper::body::Incoming>, shared: Arc<Shared>
 
 async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
