@@ -160,7 +160,11 @@ fn routes_env_streaming_echo_and_access_log() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(get(&server.url("/")).0, 404);
 
-    std::thread::sleep(Duration::from_millis(200));
+    let mut server = server;
+    server.wait_for(Duration::from_secs(5), |s| {
+        let log = s.access_log();
+        (log.iter().any(|l| l["route"] == "/hello/echo") && log.iter().any(|l| l["path"] == "/hellothere")).then_some(())
+    });
     let log = server.access_log();
     let hello = log.iter().find(|l| l["path"] == "/hello/world").expect("access-log line for /hello/world");
     assert_eq!(hello["route"], "/hello");
@@ -177,7 +181,7 @@ fn routes_env_streaming_echo_and_access_log() {
 
 #[test]
 fn each_limit_has_its_status_and_the_server_keeps_serving() {
-    let server = Server::start(&[
+    let mut server = Server::start(&[
         "--timeout",
         "1s",
         "--max-memory",
@@ -213,9 +217,9 @@ fn each_limit_has_its_status_and_the_server_keeps_serving() {
 
     let (status, _, body) = get(&server.url("/ok"));
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let errors = server.stderr_text();
     for cause in ["exhausted its fuel", "memory limit", "unreachable", "timeout"] {
-        assert!(errors.contains(cause), "no log line naming `{cause}`:\n{errors}");
+        let logged = server.wait_for(Duration::from_secs(5), |s| s.stderr_text().contains(cause).then_some(()));
+        assert!(logged.is_some(), "no log line naming `{cause}`:\n{}", server.stderr_text());
     }
     std::thread::sleep(Duration::from_millis(100));
     let m = server.metrics();
@@ -271,13 +275,14 @@ fn outbound_http_only_to_the_allowlist() {
             c = s(&guest("http-upstream.wasm")),
         ),
     );
-    let server = Server::start(&[&s(&manifest)]);
+    let mut server = Server::start(&[&s(&manifest)]);
     let (status, _, body) = get(&server.url("/allowed"));
     assert_eq!((status, body.as_str()), (200, "upstream said 200: upstream body"));
     let (status, _, body) = get(&server.url("/denied"));
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("HttpRequestDenied"), "{body}");
-    assert!(server.stderr_text().contains("outbound HTTP denied"), "{}", server.stderr_text());
+    let logged = server.wait_for(Duration::from_secs(5), |s| s.stderr_text().contains("outbound HTTP denied").then_some(()));
+    assert!(logged.is_some(), "{}", server.stderr_text());
 }
 
 #[test]
@@ -370,6 +375,11 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
+    // The pipe may still hold the last lines after the exit.
+    let until = Instant::now() + Duration::from_secs(5);
+    while !server.stderr_text().contains("drained") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(server.stderr_text().contains("drained"), "{}", server.stderr_text());
     assert!(TcpStream::connect(("127.0.0.1", server.port)).is_err(), "still accepting after drain");
 }
