@@ -221,7 +221,10 @@ fn each_limit_has_its_status_and_the_server_keeps_serving() {
         let logged = server.wait_for(Duration::from_secs(5), |s| s.stderr_text().contains(cause).then_some(()));
         assert!(logged.is_some(), "no log line naming `{cause}`:\n{}", server.stderr_text());
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Records are written once body and instance are both done: wait for the last.
+    server.wait_for(Duration::from_secs(5), |s| {
+        (metric(&s.metrics(), r#"wasmlayer_request_memory_bytes_count{route="/"}"#) == Some(6.0)).then_some(())
+    });
     let m = server.metrics();
     assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="500"}"#), Some(3.0), "{m}");
     assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="504"}"#), Some(1.0), "{m}");
