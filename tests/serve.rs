@@ -84,6 +84,10 @@ impl Server {
         get(&format!("http://127.0.0.1:{}/metrics", self.admin)).2
     }
 
+    fn in_flight(&self) -> f64 {
+        metric(&self.metrics(), "wasmlayer_instances_in_flight").unwrap_or(0.0)
+    }
+
     fn signal(&self, sig: i32) {
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
@@ -297,7 +301,8 @@ fn beyond_the_pool_requests_get_503_with_retry_after() {
             std::thread::spawn(move || get(&url).0)
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut server = server;
+    server.wait_for(Duration::from_secs(10), |s| s.in_flight().eq(&2.0).then_some(())).expect("two requests in flight");
     let (status, headers, _) = get(&server.url("/ok"));
     assert_eq!(status, 503);
     assert!(headers.to_ascii_lowercase().contains("retry-after: 1"), "{headers}");
@@ -365,7 +370,7 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         let url = server.url("/sleep?1000");
         std::thread::spawn(move || get(&url))
     };
-    std::thread::sleep(Duration::from_millis(300));
+    server.wait_for(Duration::from_secs(10), |s| s.in_flight().eq(&1.0).then_some(())).expect("one request in flight");
     server.signal(libc::SIGTERM);
     let (status, _, body) = slow.join().unwrap();
     assert_eq!((status, body.as_str()), (200, "slept 1000 ms\n"));
