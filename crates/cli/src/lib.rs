@@ -64,15 +64,8 @@ struct RunArgs {
     /// Grant the capabilities listed in a TOML file (merged with the flags).
     #[arg(long, value_name = "FILE.toml")]
     caps: Option<PathBuf>,
-    /// Limit all linear memories and tables together, e.g. 64MiB.
-    #[arg(long, value_name = "SIZE")]
-    max_memory: Option<String>,
-    /// Limit the guest to N units of fuel.
-    #[arg(long, value_name = "N")]
-    fuel: Option<u64>,
-    /// Limit wall-clock time, e.g. 500ms, 2s.
-    #[arg(long, value_name = "DURATION")]
-    timeout: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Call this exported function of a core module instead of `_start`; ARGS are its arguments.
     #[arg(long, value_name = "NAME")]
     invoke: Option<String>,
@@ -86,6 +79,35 @@ struct RunArgs {
     /// Arguments passed to the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// Limits of a guest run (for `serve`: of each request).
+#[derive(Args, Debug, Default)]
+struct LimitArgs {
+    /// Limit all linear memories and tables together, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
+    /// Limit the guest to N units of fuel.
+    #[arg(long, value_name = "N")]
+    fuel: Option<u64>,
+    /// Limit wall-clock time, e.g. 500ms, 2s.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+}
+
+impl LimitArgs {
+    fn given(&self) -> bool {
+        self.max_memory.is_some() || self.fuel.is_some() || self.timeout.is_some()
+    }
+
+    fn to_limits(&self) -> Result<Limits, Error> {
+        Ok(Limits {
+            max_memory: self.max_memory.as_deref().map(parse_size).transpose().map_err(|e| Error::usage(format!("--max-memory: {e}")))?,
+            fuel: self.fuel,
+            timeout: self.timeout.as_deref().map(parse_duration).transpose().map_err(|e| Error::usage(format!("--timeout: {e}")))?,
+            max_instances: None,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -128,15 +150,9 @@ struct ServeArgs {
     /// Allow outbound HTTP to HOST[:PORT] (IP, CIDR, name or *; no port: any).
     #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
     allow_http: Vec<String>,
-    /// Per-request memory limit, e.g. 32MiB.
-    #[arg(long, value_name = "SIZE")]
-    max_memory: Option<String>,
-    /// Per-request fuel limit.
-    #[arg(long, value_name = "N")]
-    fuel: Option<u64>,
-    /// Per-request wall-clock limit [default: 30s].
-    #[arg(long, value_name = "DURATION")]
-    timeout: Option<String>,
+    /// Per request (timeout default: 30s).
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Largest request body accepted [default: 10MiB].
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
@@ -285,19 +301,10 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
     Ok(caps)
 }
 
-fn limits(args: &RunArgs) -> Result<Limits, Error> {
-    Ok(Limits {
-        max_memory: args.max_memory.as_deref().map(parse_size).transpose().map_err(|e| Error::usage(format!("--max-memory: {e}")))?,
-        fuel: args.fuel,
-        timeout: args.timeout.as_deref().map(parse_duration).transpose().map_err(|e| Error::usage(format!("--timeout: {e}")))?,
-        max_instances: None,
-    })
-}
-
 fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let caps = capabilities(&args)?;
-    let limits = limits(&args)?;
-    let rt = runtime(&args.cache, args.fuel.is_some(), admission)?;
+    let limits = args.limits.to_limits()?;
+    let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
     let loaded = rt.load(&args.file, LoadOptions { allow_precompiled: args.allow_precompiled })?;
     tracing::debug!(kind = %loaded.facts.kind, cache = ?loaded.cache, "loaded");
     let program_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -340,9 +347,7 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let route_flags = !args.dirs.is_empty()
         || !args.env.is_empty()
         || !args.allow_http.is_empty()
-        || args.max_memory.is_some()
-        || args.fuel.is_some()
-        || args.timeout.is_some()
+        || args.limits.given()
         || args.max_body.is_some();
     let source = if is_manifest {
         if route_flags || args.pool_size.is_some() || args.max_instance_memory.is_some() {
@@ -363,13 +368,10 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         for a in &args.allow_http {
             route.allow_http.push(wasmlayer_http::manifest::parse_http_pattern(a).map_err(|e| usage("--allow-http", e))?);
         }
-        if let Some(m) = &args.max_memory {
-            route.limits.max_memory = Some(parse_size(m).map_err(|e| usage("--max-memory", e))?);
-        }
-        route.limits.fuel = args.fuel;
-        if let Some(t) = &args.timeout {
-            route.limits.timeout = Some(parse_duration(t).map_err(|e| usage("--timeout", e))?);
-        }
+        let limits = args.limits.to_limits()?;
+        route.limits.max_memory = limits.max_memory;
+        route.limits.fuel = limits.fuel;
+        route.limits.timeout = limits.timeout.or(route.limits.timeout);
         if let Some(b) = &args.max_body {
             route.max_body = parse_size(b).map_err(|e| usage("--max-body", e))?;
         }
