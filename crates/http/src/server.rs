@@ -138,17 +138,14 @@ async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, r
         eprintln!("admin http://{} (/metrics, /healthz, /readyz)", a.local_addr().map_err(|e| Error::host(e.to_string()))?);
     }
 
-    // Epoch ticks for deadlines and fair scheduling.
-    let ticker = {
-        let shared = shared.clone();
-        std::thread::spawn(move || loop {
-            std::thread::sleep(TICK);
-            for e in shared.engines.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                e.increment_epoch();
-            }
-        })
-    };
-    drop(ticker);
+    // Epoch ticks for deadlines and fair scheduling, for the process's life.
+    let ticking = shared.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(TICK);
+        for e in ticking.engines.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            e.increment_epoch();
+        }
+    });
 
     if let Some(admin) = admin {
         tokio::spawn(admin_loop(admin, shared.clone()));
