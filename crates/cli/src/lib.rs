@@ -126,10 +126,10 @@ struct CompileArgs {
 struct ServeArgs {
     /// A wasi:http proxy component, or an app manifest (wasmlayer.toml).
     target: PathBuf,
-    /// Address to serve on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    listen: std::net::SocketAddr,
-    /// Address for /metrics, /healthz and /readyz.
+    /// Address to serve on [default: the manifest's server.listen, or 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Address for /metrics, /healthz and /readyz [default: the manifest's server.admin, or none].
     #[arg(long, value_name = "ADDR")]
     admin: Option<std::net::SocketAddr>,
     /// Instances alive at once; more concurrent requests get 503 [default: 1000].

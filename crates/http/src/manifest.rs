@@ -3,6 +3,8 @@
 //!
 //! ```toml
 //! [server]
+//! listen = "127.0.0.1:8080"    # unless --listen is given
+//! admin = "127.0.0.1:9090"     # unless --admin is given
 //! pool_size = 1000            # instances alive at once (default 1000)
 //! max_instance_memory = "64MiB"
 //!
@@ -10,7 +12,9 @@
 //! path = "/hello"              # path prefix; the longest match wins
 //! component = "hello.wasm"     # relative to this file
 //! env = { GREETING = "Hi" }
+//! inherit_env = ["HOME"]       # the host's values, when set
 //! dirs_ro = ["static::/static"]
+//! dirs = ["scratch::/tmp"]     # read-write (HOST::GUEST:ro is read-only)
 //! allow_http = ["127.0.0.1:9000", "api.example.com"]
 //! max_memory = "32MiB"
 //! fuel = 100000000
@@ -40,11 +44,15 @@ pub const DEFAULT_INSTANCE_MEMORY: u64 = 64 << 20;
 pub struct ServerSettings {
     pub pool_size: u32,
     pub max_instance_memory: u64,
+    /// Where to serve, when no `--listen` is given.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where to serve metrics and health, when no `--admin` is given.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { pool_size: DEFAULT_POOL_SIZE, max_instance_memory: DEFAULT_INSTANCE_MEMORY }
+        ServerSettings { pool_size: DEFAULT_POOL_SIZE, max_instance_memory: DEFAULT_INSTANCE_MEMORY, listen: None, admin: None }
     }
 }
 
@@ -114,6 +122,8 @@ impl Manifest {
                     Some(m) => parse_size(&m)?,
                     None => DEFAULT_INSTANCE_MEMORY,
                 },
+                listen: s.listen.map(|a| a.parse().map_err(|e| format!("server.listen `{a}`: {e}"))).transpose()?,
+                admin: s.admin.map(|a| a.parse().map_err(|e| format!("server.admin `{a}`: {e}"))).transpose()?,
             },
         };
         if server.pool_size == 0 {
@@ -132,8 +142,10 @@ impl Manifest {
             }
             let mut spec = RouteSpec::new(&r.path, base.join(&r.component));
             spec.caps.env = r.env;
-            for d in &r.dirs_ro {
-                let mut grant = DirGrant::parse(d, true).map_err(|e| e.to_string())?;
+            spec.caps.inherit_env = r.inherit_env;
+            let dirs = r.dirs_ro.iter().map(|d| (d, true)).chain(r.dirs.iter().map(|d| (d, false)));
+            for (d, read_only) in dirs {
+                let mut grant = DirGrant::parse(d, read_only).map_err(|e| e.to_string())?;
                 if grant.host.is_relative() {
                     grant.host = base.join(&grant.host);
                 }
@@ -190,6 +202,8 @@ struct RawManifest {
 struct RawServer {
     pool_size: Option<u32>,
     max_instance_memory: Option<String>,
+    listen: Option<String>,
+    admin: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,7 +214,11 @@ struct RawRoute {
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
+    inherit_env: Vec<String>,
+    #[serde(default)]
     dirs_ro: Vec<String>,
+    #[serde(default)]
+    dirs: Vec<String>,
     #[serde(default)]
     allow_http: Vec<String>,
     max_memory: Option<String>,
@@ -219,9 +237,12 @@ mod tests {
             r#"
             [server]
             pool_size = 10
+            listen = "127.0.0.1:9000"
             [[route]]
             path = "/"
             component = "a.wasm"
+            inherit_env = ["HOME"]
+            dirs = ["/tmp::/scratch", "/tmp::/ro:ro"]
             [[route]]
             path = "/api/v1"
             component = "b.wasm"
@@ -236,6 +257,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.server.pool_size, 10);
+        assert_eq!(m.server.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(m.routes[1].caps.inherit_env, ["HOME"]);
+        let dirs: Vec<_> = m.routes[1].caps.dirs.iter().map(|d| (d.guest.as_str(), d.read_only)).collect();
+        assert_eq!(dirs, [("/scratch", false), ("/ro", true)]);
         assert_eq!(m.routes[0].path, "/api/v1");
         assert_eq!(m.routes[0].component, Path::new("/srv/b.wasm"));
         assert_eq!(m.routes[0].limits.max_memory, Some(16 << 20));
@@ -256,6 +281,7 @@ mod tests {
             ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ncolour = 1", "unknown field"),
             ("[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\npath = \"/a/\"\ncomponent = \"b.wasm\"", "twice"),
             ("[server]\npool_size = 0\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "pool_size"),
+            ("[server]\nlisten = \"nowhere\"\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "server.listen"),
         ] {
             let e = Manifest::from_str(text, Path::new(".")).unwrap_err();
             assert!(e.contains(why), "{text}: {e}");

@@ -31,7 +31,9 @@ pub struct ServeOptions {
     /// Decides each route's grants, as for `run`.
     pub admission: Arc<dyn wasmlayer_core::Admission>,
     pub source: Source,
-    pub listen: SocketAddr,
+    /// Overrides the manifest's `server.listen` (default 127.0.0.1:8080).
+    pub listen: Option<SocketAddr>,
+    /// Overrides the manifest's `server.admin`.
     pub admin: Option<SocketAddr>,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
@@ -113,10 +115,9 @@ pub fn serve(opts: ServeOptions) -> Result<i32> {
 }
 
 async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, runtime: Arc<Runtime>, app: App) -> Result<i32> {
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| Error::host(format!("cannot listen on {}: {e}", opts.listen)))?;
-    let admin = match opts.admin {
+    let listen = opts.listen.or(settings.listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let listener = TcpListener::bind(listen).await.map_err(|e| Error::host(format!("cannot listen on {listen}: {e}")))?;
+    let admin = match opts.admin.or(settings.admin) {
         Some(a) => Some(TcpListener::bind(a).await.map_err(|e| Error::host(format!("cannot listen on {a}: {e}")))?),
         None => None,
     };
