@@ -29,8 +29,15 @@ fn collect(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
+        let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Server::start_with(&all)
+    }
+
+    /// Starts `wasmlayer serve ARGS` as given (addresses from the flags or the manifest).
+    fn start_with(args: &[&str]) -> Server {
         let mut cmd = wasmlayer();
-        cmd.arg("serve").args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]).args(args);
+        cmd.arg("serve").args(args);
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn wasmlayer serve");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -390,6 +397,22 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     }
     assert!(server.stderr_text().contains("drained"), "{}", server.stderr_text());
     assert!(TcpStream::connect(("127.0.0.1", server.port)).is_err(), "still accepting after drain");
+}
+
+#[test]
+fn the_manifest_can_set_the_addresses() {
+    let dir = tempdir();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\npool_size = 4\n[[route]]\npath = \"/\"\ncomponent = \"{}\"\ninherit_env = [\"PATH\"]\n",
+            s(&guest("http-hello.wasm"))
+        ),
+    );
+    let server = Server::start_with(&[&s(&manifest)]);
+    assert_eq!(get(&server.url("/")).0, 200);
+    assert!(server.stderr_text().contains("pool of 4"), "{}", server.stderr_text());
+    assert_eq!(get(&format!("http://127.0.0.1:{}/healthz", server.admin)).0, 200);
 }
 
 #[test]
