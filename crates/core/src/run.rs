@@ -326,7 +326,6 @@ fn finish<T>(store: Store<T>, result: GuestResult, limits: &Limits, limiter: fn(
     Ok(RunOutcome { exit_code, results, fuel_consumed, peak_memory })
 }
 
-/// Turns a wasmtime error from guest execution into the platform error.
 /// Turns an error from running guest code into the platform's error: memory
 /// limit, fuel, timeout, or a trap with its kind and backtrace.
 pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error {
