@@ -3,10 +3,9 @@
 # waits (`http-hostile.wasm`, /sleep), and report the server's resident
 # memory per live instance. wrk keeps N connections, each with one request
 # in flight; the server's `instances_in_flight` metric confirms N instances
-# are alive when RSS is read (/proc/PID/status VmRSS). Guest state (linear
-# memory, data images, tables) is told apart from the host's own memory by
-# its mappings (see guest_rss_kb); the rest of the growth is host overhead:
-# connections, stores, WASI contexts, fiber stacks.
+# are alive when RSS is read (/proc/PID/status VmRSS). Guest linear memory
+# and Wasmtime's stack and table pools are told apart by their mappings (see
+# pool_rss_kb); the rest of the growth is host overhead.
 #
 #   bash benches/density.sh [N ...]        (default 1000 10000)
 set -euo pipefail
@@ -17,27 +16,42 @@ COUNTS=("$@")
 GUEST="$ROOT/target/guests/http-hostile.wasm"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-# Resident KB of guest state, from /proc/PID/smaps: the pooled linear-memory
-# slots (anonymous mappings of exactly the slot size), the copy-on-write
-# initial-data images mapped from compiled code (.cwasm), and the table pool
-# (the one anonymous mapping of at least 512 MiB that is readable).
-guest_rss_kb() {
-    python3 - "$1" "$2" <<'PY'
+# Resident KB of per-instance state in Wasmtime's pools, from
+# /proc/PID/smaps, printed as "MEMORY POOLS":
+#  MEMORY: guest linear memory. In a pooled slot an instantiated memory is the
+#    copy-on-write initial-data image (mapped from the compiled .cwasm, or
+#    from a memfd when the code was compiled in-process) and the anonymous
+#    read-write mappings on either side of it.
+#  POOLS: fiber stacks (read-write anonymous mappings of exactly the stack
+#    size, 2 MiB, between guard pages) and the table pool (the readable
+#    anonymous mapping of at least 512 MiB).
+# Everything else that grows is host overhead: connections, tasks, stores,
+# instance state, WASI contexts.
+pool_rss_kb() {
+    python3 - "$1" <<'PY'
 import re, sys
-pid, slot_kb = sys.argv[1], int(sys.argv[2])
-total, cur = 0, None
-for line in open(f"/proc/{pid}/smaps"):
+STACK_KB = 2048
+vmas, cur = [], None
+for line in open(f"/proc/{sys.argv[1]}/smaps"):
     if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
         f = line.split()
-        cur = {"perm": f[1], "path": f[5] if len(f) > 5 else "", "size": 0}
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        cur = {"lo": lo, "hi": hi, "perm": f[1], "path": f[5] if len(f) > 5 else "", "size": 0, "rss": 0}
+        vmas.append(cur)
     elif line.startswith("Size:"):
         cur["size"] = int(line.split()[1])
-    elif line.startswith("Rss:") and cur["perm"] == "rw-p":
-        rss = int(line.split()[1])
-        anon = cur["path"] == ""
-        if (anon and cur["size"] == slot_kb) or cur["path"].endswith(".cwasm") or (anon and cur["size"] >= 512 << 10):
-            total += rss
-print(total)
+    elif line.startswith("Rss:"):
+        cur["rss"] = int(line.split()[1])
+image = lambda v: v["perm"] == "rw-p" and (v["path"].endswith(".cwasm") or v["path"].startswith("/memfd:wasm-memory-image"))
+anon = lambda v: v["perm"] == "rw-p" and v["path"] == ""
+memory = pools = 0
+for i, v in enumerate(vmas):
+    near = [vmas[j] for j in (i - 1, i + 1) if 0 <= j < len(vmas)]
+    if image(v) or (anon(v) and any(image(n) and (n["hi"] == v["lo"] or n["lo"] == v["hi"]) for n in near)):
+        memory += v["rss"]
+    elif anon(v) and (v["size"] == STACK_KB or v["size"] >= 512 << 10):
+        pools += v["rss"]
+print(memory, pools)
 PY
 }
 in_flight() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^wasmlayer_instances_in_flight / {print $2}'; }
@@ -53,10 +67,10 @@ for n in "${COUNTS[@]}"; do
     # Warm: a few requests so code pages and caches are in.
     for _ in $(seq 20); do curl -sf "http://127.0.0.1:$port/ok" >/dev/null; done
     base=$(rss_kb $pid)
-    base_pool=$(guest_rss_kb $pid 2048)
+    base_pool=$(pool_rss_kb $pid)
     wrk -t2 -c"$n" -d"$(( hold_ms / 1000 + 4 ))s" --timeout 60s "http://127.0.0.1:$port/sleep?$hold_ms" >"$WORK/wrk-$n.txt" 2>&1 &
     wrk_pid=$!
-    peak_live=0 rss_at_peak=0 pool_at_peak=0
+    peak_live=0 rss_at_peak=0 pool_at_peak="0 0"
     for _ in $(seq $(( hold_ms / 250 ))); do
         sleep 0.25
         live=$(in_flight $admin)
@@ -64,9 +78,9 @@ for n in "${COUNTS[@]}"; do
         if [ "${live:-0}" -gt "$peak_live" ]; then
             peak_live=$live
             rss_at_peak=$(rss_kb $pid)
-            pool_at_peak=$(guest_rss_kb $pid 2048)
+            pool_at_peak=$(pool_rss_kb $pid)
         fi
-        [ "$peak_live" -ge "$n" ] && { sleep 0.5; rss_at_peak=$(rss_kb $pid); pool_at_peak=$(guest_rss_kb $pid 2048); break; }
+        [ "$peak_live" -ge "$n" ] && { sleep 0.5; rss_at_peak=$(rss_kb $pid); pool_at_peak=$(pool_rss_kb $pid); break; }
     done
     guest_mem=$(curl -s "http://127.0.0.1:$admin/metrics" | awk -F'[ ]' '/^wasmlayer_request_memory_bytes_sum/ {s=$2} /^wasmlayer_request_memory_bytes_count/ {c=$2} END {if (c > 0) printf "%d", s / c; else print 0}')
     wait $wrk_pid || true
@@ -78,16 +92,19 @@ python3 - "$WORK/density.txt" "$OUT/density.json" <<'PY'
 import json, os, platform, sys, datetime
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rows = []
-print(f"{'N':>6} {'live':>6} {'RSS idle':>10} {'RSS held':>10} {'per instance':>13} {'of it guest memory':>19} {'host overhead':>14} {'declared memory':>16}")
+print(f"{'N':>6} {'live':>6} {'RSS idle':>9} {'RSS held':>9} {'per instance':>13} {'linear memory':>14} {'stacks+tables':>14} {'host overhead':>14}")
 for line in open(sys.argv[1]):
-    n, live, base, held, guest, pool_base, pool_held = map(int, line.split())
+    n, live, base, held, declared, mem_base, pools_base, mem_held, pools_held = map(int, line.split())
     live = max(live, 1)
     per = (held - base) / live
-    guest_per = (pool_held - pool_base) / live
+    mem = (mem_held - mem_base) / live
+    pools = (pools_held - pools_base) / live
+    host = per - mem - pools
     rows.append({"n": n, "live": live, "rss_idle_kb": base, "rss_held_kb": held, "per_instance_kb": per,
-                 "guest_resident_per_instance_kb": guest_per, "host_overhead_per_instance_kb": per - guest_per,
-                 "guest_memory_declared_bytes": guest})
-    print(f"{n:>6} {live:>6} {base/1024:>8.1f}MB {held/1024:>8.1f}MB {per:>10.1f} KB {guest_per:>16.1f} KB {per - guest_per:>11.1f} KB {guest/1024:>13.0f} KB")
+                 "guest_resident_per_instance_kb": mem, "pools_per_instance_kb": pools,
+                 "host_overhead_per_instance_kb": host, "guest_memory_declared_bytes": declared})
+    print(f"{n:>6} {live:>6} {base/1024:>7.1f}MB {held/1024:>7.1f}MB {per:>10.1f} KB {mem:>11.1f} KB {pools:>11.1f} KB {host:>11.1f} KB")
+print("host overhead = growth per instance - guest linear memory - fiber stack and table pools")
 json.dump({"date": datetime.date.today().isoformat(),
            "machine": f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}", "rows": rows},
           open(sys.argv[2], "w"), indent=2)

@@ -26,7 +26,10 @@ impl Admission for NoNetwork {
         ));
         let mut reasons = Vec::new();
         if !req.requested.allow_net.is_empty() {
-            reasons.push(format!("network access is not allowed (asked for {})", req.requested.allow_net[0]));
+            reasons.push(format!(
+                "network access is not allowed (asked for {})",
+                req.requested.allow_net[0]
+            ));
         }
         if req.requested.dirs.iter().any(|d| !d.read_only) {
             reasons.push("only read-only directories may be granted".to_string());
@@ -37,7 +40,10 @@ impl Admission for NoNetwork {
         // Narrow: cap memory at 64 MiB whatever was asked.
         let mut limits = req.limits.clone();
         limits.max_memory = Some(limits.max_memory.unwrap_or(u64::MAX).min(64 << 20));
-        Ok(Grant { capabilities: req.requested.clone(), limits })
+        Ok(Grant {
+            capabilities: req.requested.clone(),
+            limits,
+        })
     }
 }
 
@@ -50,13 +56,28 @@ fn cli(admission: Arc<dyn Admission>, args: &[&str]) -> i32 {
 
 #[test]
 fn denial_exits_with_its_own_code_and_names_every_reason() {
-    let adm = Arc::new(NoNetwork { seen: Mutex::new(Vec::new()) });
+    let adm = Arc::new(NoNetwork {
+        seen: Mutex::new(Vec::new()),
+    });
     let g = s(&guest("hostile-p2.wasm"));
     let t = tempdir();
-    let code = cli(adm.clone(), &["--allow-net", "127.0.0.1:80", "--dir", &s(t.path()), &g, "envall"]);
+    let code = cli(
+        adm.clone(),
+        &[
+            "--allow-net",
+            "127.0.0.1:80",
+            "--dir",
+            &s(t.path()),
+            &g,
+            "envall",
+        ],
+    );
     assert_eq!(code, 77);
     let err = wasmlayer_core::Error::Denied {
-        reasons: vec!["network access is not allowed (asked for 127.0.0.1:80)".into(), "only read-only directories may be granted".into()],
+        reasons: vec![
+            "network access is not allowed (asked for 127.0.0.1:80)".into(),
+            "only read-only directories may be granted".into(),
+        ],
     };
     let text = wasmlayer_cli::render_error(&err);
     assert_eq!(
@@ -74,9 +95,22 @@ fn denial_exits_with_its_own_code_and_names_every_reason() {
 
 #[test]
 fn grant_may_narrow_the_request() {
-    let adm = Arc::new(NoNetwork { seen: Mutex::new(Vec::new()) });
+    let adm = Arc::new(NoNetwork {
+        seen: Mutex::new(Vec::new()),
+    });
     // Asked for 1 GiB, granted 64 MiB: the memory bomb stops at 64 MiB.
-    assert_eq!(cli(adm.clone(), &["--max-memory", "1GiB", &s(&guest("hostile-p1.wasm")), "membomb"]), 137);
+    assert_eq!(
+        cli(
+            adm.clone(),
+            &[
+                "--max-memory",
+                "1GiB",
+                &s(&guest("hostile-p1.wasm")),
+                "membomb"
+            ]
+        ),
+        137
+    );
     // Within the grant, a normal run is unaffected.
     assert_eq!(cli(adm, &[&s(&guest("hostile-p1.wasm")), "exit", "0"]), 0);
 }
@@ -87,12 +121,21 @@ fn default_admission_grants_what_was_requested() {
     std::fs::write(t.path().join("f"), "x").unwrap();
     let code = cli(
         Arc::new(wasmlayer_core::GrantRequested),
-        &["--dir", &format!("{}::/d", s(t.path())), &s(&guest("hostile-p1.wasm")), "read", "/d/f"],
+        &[
+            "--dir",
+            &format!("{}::/d", s(t.path())),
+            &s(&guest("hostile-p1.wasm")),
+            "read",
+            "/d/f",
+        ],
     );
     assert_eq!(code, 0);
 }
 
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }

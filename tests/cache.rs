@@ -6,7 +6,13 @@ use common::*;
 use std::path::Path;
 
 fn run_cached(cache: &Path, file: &Path, extra: &[&str]) -> Run {
-    let mut v = vec!["run".to_string(), "-v".into(), "--cache-dir".into(), s(cache), s(file)];
+    let mut v = vec![
+        "run".to_string(),
+        "-v".into(),
+        "--cache-dir".into(),
+        s(cache),
+        s(file),
+    ];
     v.extend(extra.iter().map(|s| s.to_string()));
     run(v)
 }
@@ -30,13 +36,21 @@ fn second_run_compiles_nothing() {
         assert!(r.stderr.contains("compiled (cache miss)"), "{r:?}");
         let r = run_cached(cache.path(), &guest(g), &[]);
         assert_eq!(r.code, 0, "{r:?}");
-        assert!(r.stderr.contains("cache hit (by file identity): nothing compiled"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("cache hit (by file identity): nothing compiled"),
+            "{r:?}"
+        );
         assert!(!r.stderr.contains("compiled (cache miss)"), "{r:?}");
         // The same bytes under another name: found by content.
         let copy = cache.path().join("copy.wasm");
         std::fs::copy(guest(g), &copy).unwrap();
         let r = run_cached(cache.path(), &copy, &[]);
-        assert!(r.stderr.contains("cache hit (by content): nothing compiled"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("cache hit (by content): nothing compiled"),
+            "{r:?}"
+        );
         assert_eq!(objects(cache.path()).len(), 1);
     }
 }
@@ -45,11 +59,35 @@ fn second_run_compiles_nothing() {
 fn changed_file_is_recompiled() {
     let cache = tempdir();
     let f = cache.path().join("m.wat");
-    std::fs::write(&f, "(module (func (export \"v\") (result i32) i32.const 1))").unwrap();
-    let r = run(["run", "-v", "--cache-dir", &s(cache.path()), "--invoke", "v", &s(&f)]);
+    std::fs::write(
+        &f,
+        "(module (func (export \"v\") (result i32) i32.const 1))",
+    )
+    .unwrap();
+    let r = run([
+        "run",
+        "-v",
+        "--cache-dir",
+        &s(cache.path()),
+        "--invoke",
+        "v",
+        &s(&f),
+    ]);
     assert_eq!(r.stdout.trim(), "1", "{r:?}");
-    std::fs::write(&f, "(module (func (export \"v\") (result i32) i32.const 2))").unwrap();
-    let r = run(["run", "-v", "--cache-dir", &s(cache.path()), "--invoke", "v", &s(&f)]);
+    std::fs::write(
+        &f,
+        "(module (func (export \"v\") (result i32) i32.const 2))",
+    )
+    .unwrap();
+    let r = run([
+        "run",
+        "-v",
+        "--cache-dir",
+        &s(cache.path()),
+        "--invoke",
+        "v",
+        &s(&f),
+    ]);
     assert_eq!(r.stdout.trim(), "2", "{r:?}");
     assert!(r.stderr.contains("compiled (cache miss)"), "{r:?}");
 }
@@ -68,8 +106,13 @@ fn corrupted_and_foreign_entries_are_recompiled() {
     std::fs::write(&obj, &bad).unwrap();
     let r = run_cached(cache.path(), &g, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("corrupted") && r.stderr.contains("compiled (cache miss)"), "{r:?}");
-    assert!(run_cached(cache.path(), &g, &[]).stderr.contains("cache hit"));
+    assert!(
+        r.stderr.contains("corrupted") && r.stderr.contains("compiled (cache miss)"),
+        "{r:?}"
+    );
+    assert!(run_cached(cache.path(), &g, &[])
+        .stderr
+        .contains("cache hit"));
 
     // A truncated entry.
     std::fs::write(&obj, &good[..100]).unwrap();
@@ -89,7 +132,10 @@ fn corrupted_and_foreign_entries_are_recompiled() {
     std::fs::write(&obj, &entry).unwrap();
     let r = run_cached(cache.path(), &g, &[]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("rejected") && r.stderr.contains("compiled (cache miss)"), "{r:?}");
+    assert!(
+        r.stderr.contains("rejected") && r.stderr.contains("compiled (cache miss)"),
+        "{r:?}"
+    );
 
     // Garbage in the index.
     for idx in std::fs::read_dir(obj.parent().unwrap().parent().unwrap().join("index")).unwrap() {
@@ -142,7 +188,14 @@ fn concurrent_runs_fill_the_cache_safely() {
 fn no_cache_always_compiles_and_writes_nothing() {
     let cache = tempdir();
     for _ in 0..2 {
-        let r = run(["run", "-v", "--no-cache", "--cache-dir", &s(cache.path()), &s(&guest("hello-p1.wasm"))]);
+        let r = run([
+            "run",
+            "-v",
+            "--no-cache",
+            "--cache-dir",
+            &s(cache.path()),
+            &s(&guest("hello-p1.wasm")),
+        ]);
         assert_eq!(r.code, 0);
         assert!(r.stderr.contains("compiled (cache miss)"), "{r:?}");
     }
@@ -162,7 +215,10 @@ fn an_unsafe_cache_directory_is_not_used() {
 #[test]
 fn compile_then_run_precompiled() {
     let t = tempdir();
-    for (g, extra) in [("hello-p1.wasm", "Hello, world!"), ("hello-p2.wasm", "Hello from a p2 component!")] {
+    for (g, extra) in [
+        ("hello-p1.wasm", "Hello, world!"),
+        ("hello-p2.wasm", "Hello from a p2 component!"),
+    ] {
         let out = t.path().join(format!("{g}.cwasm"));
         let r = run(["compile", &s(&guest(g)), "-o", &s(&out)]);
         assert_eq!(r.code, 0, "{r:?}");
@@ -176,13 +232,40 @@ fn compile_then_run_precompiled() {
     }
     // Engine settings must match.
     let plain = t.path().join("hostile.cwasm");
-    assert_eq!(run(["compile", &s(&guest("hostile-p1.wasm")), "-o", &s(&plain)]).code, 0);
-    let r = run(["run", "--allow-precompiled", "--fuel", "1000", &s(&plain), "loop"]);
+    assert_eq!(
+        run(["compile", &s(&guest("hostile-p1.wasm")), "-o", &s(&plain)]).code,
+        0
+    );
+    let r = run([
+        "run",
+        "--allow-precompiled",
+        "--fuel",
+        "1000",
+        &s(&plain),
+        "loop",
+    ]);
     assert_eq!(r.code, 126, "{r:?}");
     assert!(r.stderr.contains("cannot load precompiled code"), "{r:?}");
     let fueled = t.path().join("hostile-fuel.cwasm");
-    assert_eq!(run(["compile", "--fuel", &s(&guest("hostile-p1.wasm")), "-o", &s(&fueled)]).code, 0);
-    let r = run(["run", "--allow-precompiled", "--fuel", "100000", &s(&fueled), "loop"]);
+    assert_eq!(
+        run([
+            "compile",
+            "--fuel",
+            &s(&guest("hostile-p1.wasm")),
+            "-o",
+            &s(&fueled)
+        ])
+        .code,
+        0
+    );
+    let r = run([
+        "run",
+        "--allow-precompiled",
+        "--fuel",
+        "100000",
+        &s(&fueled),
+        "loop",
+    ]);
     assert_eq!(r.code, 152, "{r:?}");
     // A corrupted precompiled file is an error, not a crash.
     let mut bytes = std::fs::read(out_of(t.path())).unwrap();

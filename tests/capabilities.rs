@@ -27,7 +27,13 @@ fn files_need_a_preopen() {
         let r = hostile(&[&s(&guest(g)), "read", &format!("{b}/inside.txt")]);
         assert_eq!(r.code, 1, "{g}: {r:?}");
         assert!(r.stderr.contains("error:"), "{r:?}");
-        let r = hostile(&["--dir", &format!("{b}::/data"), &s(&guest(g)), "read", "/data/inside.txt"]);
+        let r = hostile(&[
+            "--dir",
+            &format!("{b}::/data"),
+            &s(&guest(g)),
+            "read",
+            "/data/inside.txt",
+        ]);
         assert_eq!((r.code, r.stdout.as_str()), (0, "inside"), "{g}: {r:?}");
     }
 }
@@ -51,9 +57,19 @@ fn escapes_from_a_preopen_fail_inside_the_guest() {
         ] {
             let r = hostile(&["--dir", &dir, &s(&guest(g)), "read", path]);
             assert_eq!(r.code, 1, "{g} read {path} must fail: {r:?}");
-            assert!(!r.stdout.contains("TOP SECRET") && !r.stdout.contains("root:"), "{g} leaked {path}: {r:?}");
+            assert!(
+                !r.stdout.contains("TOP SECRET") && !r.stdout.contains("root:"),
+                "{g} leaked {path}: {r:?}"
+            );
         }
-        let r = hostile(&["--dir", &dir, &s(&guest(g)), "write", "/data/../escaped.txt", "x"]);
+        let r = hostile(&[
+            "--dir",
+            &dir,
+            &s(&guest(g)),
+            "write",
+            "/data/../escaped.txt",
+            "x",
+        ]);
         assert_eq!(r.code, 1, "{r:?}");
         assert!(!t.path().join("escaped.txt").exists());
     }
@@ -63,13 +79,26 @@ fn escapes_from_a_preopen_fail_inside_the_guest() {
 fn read_only_dirs_refuse_writes() {
     let (t, b) = sandbox();
     for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
-        for grant in [vec!["--dir".to_string(), format!("{b}::/data:ro")], vec!["--dir-ro".to_string(), format!("{b}::/data")]] {
+        for grant in [
+            vec!["--dir".to_string(), format!("{b}::/data:ro")],
+            vec!["--dir-ro".to_string(), format!("{b}::/data")],
+        ] {
             let mut args: Vec<String> = grant.clone();
-            args.extend([s(&guest(g)), "write".into(), "/data/inside.txt".into(), "overwritten".into()]);
+            args.extend([
+                s(&guest(g)),
+                "write".into(),
+                "/data/inside.txt".into(),
+                "overwritten".into(),
+            ]);
             let r = hostile(&args.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(r.code, 1, "{g} {grant:?}: {r:?}");
             let mut args = grant.clone();
-            args.extend([s(&guest(g)), "write".into(), "/data/new.txt".into(), "x".into()]);
+            args.extend([
+                s(&guest(g)),
+                "write".into(),
+                "/data/new.txt".into(),
+                "x".into(),
+            ]);
             let r = hostile(&args.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(r.code, 1, "{g} {grant:?}: {r:?}");
             let mut args = grant.clone();
@@ -77,12 +106,25 @@ fn read_only_dirs_refuse_writes() {
             let r = hostile(&args.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!((r.code, r.stdout.as_str()), (0, "inside"), "{g}: {r:?}");
         }
-        assert_eq!(std::fs::read_to_string(t.path().join("box/inside.txt")).unwrap(), "inside");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("box/inside.txt")).unwrap(),
+            "inside"
+        );
         assert!(!t.path().join("box/new.txt").exists());
         // Read-write for contrast.
-        let r = hostile(&["--dir", &format!("{b}::/data"), &s(&guest(g)), "write", "/data/new.txt", "fresh"]);
+        let r = hostile(&[
+            "--dir",
+            &format!("{b}::/data"),
+            &s(&guest(g)),
+            "write",
+            "/data/new.txt",
+            "fresh",
+        ]);
         assert_eq!(r.code, 0, "{r:?}");
-        assert_eq!(std::fs::read_to_string(t.path().join("box/new.txt")).unwrap(), "fresh");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("box/new.txt")).unwrap(),
+            "fresh"
+        );
         std::fs::remove_file(t.path().join("box/new.txt")).unwrap();
     }
 }
@@ -91,14 +133,36 @@ fn read_only_dirs_refuse_writes() {
 fn env_is_not_inherited_unless_granted() {
     for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
         let g = s(&guest(g));
-        let r = run_with(wasmlayer().env("SECRET", "hunter2").args(["run", &g, "env", "SECRET"]));
+        let r = run_with(
+            wasmlayer()
+                .env("SECRET", "hunter2")
+                .args(["run", &g, "env", "SECRET"]),
+        );
         assert_eq!(r.code, 1, "{r:?}");
         assert!(r.stderr.contains("SECRET is not set"), "{r:?}");
-        let r = run_with(wasmlayer().env("SECRET", "hunter2").args(["run", &g, "envall"]));
-        assert_eq!((r.code, r.stdout.as_str()), (0, ""), "no host variable leaks: {r:?}");
-        let r = run_with(wasmlayer().env("SECRET", "hunter2").args(["run", "--env", "SECRET", &g, "env", "SECRET"]));
+        let r = run_with(
+            wasmlayer()
+                .env("SECRET", "hunter2")
+                .args(["run", &g, "envall"]),
+        );
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (0, ""),
+            "no host variable leaks: {r:?}"
+        );
+        let r = run_with(
+            wasmlayer()
+                .env("SECRET", "hunter2")
+                .args(["run", "--env", "SECRET", &g, "env", "SECRET"]),
+        );
         assert_eq!((r.code, r.stdout.trim()), (0, "hunter2"), "{r:?}");
-        let r = run_with(wasmlayer().env("SECRET", "hunter2").args(["run", "--env", "SECRET=given", &g, "envall"]));
+        let r = run_with(wasmlayer().env("SECRET", "hunter2").args([
+            "run",
+            "--env",
+            "SECRET=given",
+            &g,
+            "envall",
+        ]));
         assert_eq!((r.code, r.stdout.trim()), (0, "SECRET=given"), "{r:?}");
         // Passing a variable the host does not have grants nothing.
         let r = run(["run", "--env", "UNSET_ON_HOST", &g, "envall"]);
@@ -140,14 +204,36 @@ fn network_is_an_allowlist() {
     let r = run(["run", &g, "connect", &target]);
     assert_eq!(r.code, 1, "{r:?}");
     // Another port granted.
-    let r = run(["run", "--allow-net", &format!("127.0.0.1:{}", other.port), &g, "connect", &target]);
+    let r = run([
+        "run",
+        "--allow-net",
+        &format!("127.0.0.1:{}", other.port),
+        &g,
+        "connect",
+        &target,
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
     // Another host granted.
-    let r = run(["run", "--allow-net", &format!("127.0.0.2:{}", srv.port), &g, "connect", &target]);
+    let r = run([
+        "run",
+        "--allow-net",
+        &format!("127.0.0.2:{}", srv.port),
+        &g,
+        "connect",
+        &target,
+    ]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert_eq!(srv.accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "denied connects never reach the server");
+    assert_eq!(
+        srv.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "denied connects never reach the server"
+    );
     // Exact grant, CIDR grant, port wildcard.
-    for grant in [target.clone(), format!("127.0.0.0/8:{}", srv.port), "127.0.0.1:*".to_string()] {
+    for grant in [
+        target.clone(),
+        format!("127.0.0.0/8:{}", srv.port),
+        "127.0.0.1:*".to_string(),
+    ] {
         let r = run(["run", "--allow-net", &grant, &g, "connect", &target]);
         assert_eq!((r.code, r.stdout.trim()), (0, "pong"), "{grant}: {r:?}");
     }
@@ -160,9 +246,26 @@ fn name_lookup_follows_the_allowlist() {
     let srv = server();
     let g = s(&guest("hello-p2.wasm"));
     let target = format!("localhost:{}", srv.port);
-    let r = run(["run", "--allow-net", &format!("127.0.0.1:{}", srv.port), &g, "--connect", &target]);
-    assert_eq!(r.code, 1, "an IP-only allowlist allows no name lookup: {r:?}");
-    let r = run(["run", "--allow-net", &format!("localhost:{}", srv.port), &g, "--connect", &target]);
+    let r = run([
+        "run",
+        "--allow-net",
+        &format!("127.0.0.1:{}", srv.port),
+        &g,
+        "--connect",
+        &target,
+    ]);
+    assert_eq!(
+        r.code, 1,
+        "an IP-only allowlist allows no name lookup: {r:?}"
+    );
+    let r = run([
+        "run",
+        "--allow-net",
+        &format!("localhost:{}", srv.port),
+        &g,
+        "--connect",
+        &target,
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("reply: pong"), "{r:?}");
 }
@@ -186,7 +289,14 @@ fn caps_file_grants_the_same_as_flags() {
         v.extend(args);
         run_with(wasmlayer().env("FROM_HOST", "yes").args(v))
     };
-    let flags = ["--env", "FROM_HOST", "--env", "GREETING=hi", "--dir-ro", &format!("{b}::/data")];
+    let flags = [
+        "--env",
+        "FROM_HOST",
+        "--env",
+        "GREETING=hi",
+        "--dir-ro",
+        &format!("{b}::/data"),
+    ];
     let net = format!("127.0.0.1:{}", srv.port);
     let with_flags = |args: &[&str]| {
         let mut v = vec!["run", "--allow-net", &net];
@@ -204,9 +314,16 @@ fn caps_file_grants_the_same_as_flags() {
         vec!["read", "/data/../secret.txt"],
     ] {
         let (a, f) = (with_file(&args), with_flags(&args));
-        assert_eq!((a.code, &a.stdout), (f.code, &f.stdout), "{args:?}\nfile: {a:?}\nflags: {f:?}");
+        assert_eq!(
+            (a.code, &a.stdout),
+            (f.code, &f.stdout),
+            "{args:?}\nfile: {a:?}\nflags: {f:?}"
+        );
     }
-    assert_eq!(with_file(&["envall"]).stdout, "FROM_HOST=yes\nGREETING=hi\n");
+    assert_eq!(
+        with_file(&["envall"]).stdout,
+        "FROM_HOST=yes\nGREETING=hi\n"
+    );
 }
 
 #[test]
@@ -217,10 +334,22 @@ fn bad_capability_input_is_a_usage_error() {
     std::fs::write(&bad, "[[dir]]\nhost = 5\n").unwrap();
     for (args, needle) in [
         (vec!["run", "--caps", bad.to_str().unwrap(), &g], "bad.toml"),
-        (vec!["run", "--caps", "/nonexistent/caps.toml", &g], "capability file not found"),
-        (vec!["run", "--dir", "/nonexistent-dir::/x", &g], "/nonexistent-dir"),
-        (vec!["run", "--allow-net", "not a pattern", &g], "invalid network pattern"),
-        (vec!["run", "--env", "=x", &g], "invalid environment variable name"),
+        (
+            vec!["run", "--caps", "/nonexistent/caps.toml", &g],
+            "capability file not found",
+        ),
+        (
+            vec!["run", "--dir", "/nonexistent-dir::/x", &g],
+            "/nonexistent-dir",
+        ),
+        (
+            vec!["run", "--allow-net", "not a pattern", &g],
+            "invalid network pattern",
+        ),
+        (
+            vec!["run", "--env", "=x", &g],
+            "invalid environment variable name",
+        ),
         (vec!["run", "--max-memory", "lots", &g], "--max-memory"),
         (vec!["run", "--timeout", "soon", &g], "--timeout"),
     ] {

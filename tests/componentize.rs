@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 fn componentize(module: &Path, out: &Path, extra: &[&str]) -> Run {
     let mut cmd = wasmlayer();
-    cmd.arg("componentize").arg(module).arg("-o").arg(out).args(extra);
+    cmd.arg("componentize")
+        .arg(module)
+        .arg("-o")
+        .arg(out)
+        .args(extra);
     run_with(&mut cmd)
 }
 
@@ -33,7 +37,14 @@ fn round_trip(ex: &Example, dir: &Path) -> Vec<String> {
     if kind_of(&component) != "component" {
         return vec![format!("{}: the output is not a component", ex.file)];
     }
-    check_example(&component, &Example { file: ex.file, lang: ex.lang, p2: true })
+    check_example(
+        &component,
+        &Example {
+            file: ex.file,
+            lang: ex.lang,
+            p2: true,
+        },
+    )
 }
 
 #[test]
@@ -43,17 +54,30 @@ fn componentized_c_and_go_behave_like_the_modules() {
     for ex in EXAMPLES.iter().filter(|e| matches!(e.lang, "c" | "go")) {
         problems.extend(round_trip(ex, dir.path()));
     }
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
 }
 
 #[test]
 fn componentized_rust_cpp_and_assemblyscript_behave_like_the_modules() {
     let dir = tempdir();
     let mut problems = Vec::new();
-    for ex in EXAMPLES.iter().filter(|e| !e.p2 && matches!(e.lang, "rust" | "c++" | "assemblyscript")) {
+    for ex in EXAMPLES
+        .iter()
+        .filter(|e| !e.p2 && matches!(e.lang, "rust" | "c++" | "assemblyscript"))
+    {
         problems.extend(round_trip(ex, dir.path()));
     }
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
 }
 
 /// Why the adapter's memory is reserved by default: with the adapter growing
@@ -63,20 +87,45 @@ fn go_needs_the_reserved_adapter_memory() {
     let dir = tempdir();
     std::fs::write(dir.path().join("in.txt"), "go\n").unwrap();
     let grown = dir.path().join("grown.wasm");
-    let r = componentize(&guest("transform-go.wasm"), &grown, &["--adapter-memory", "grow"]);
+    let r = componentize(
+        &guest("transform-go.wasm"),
+        &grown,
+        &["--adapter-memory", "grow"],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("adapter memory: grow)"), "{r:?}");
-    let r = run(["run", "--dir", &format!("{}::/data", s(dir.path())), &s(&grown), "/data/in.txt", "/data/out.txt"]);
+    let r = run([
+        "run",
+        "--dir",
+        &format!("{}::/data", s(dir.path())),
+        &s(&grown),
+        "/data/in.txt",
+        "/data/out.txt",
+    ]);
     assert_eq!(r.code, 134, "expected the adapter to trap: {r:?}");
     assert!(r.stderr.contains("guest trapped"), "{r:?}");
 
     // C's allocator tolerates it: both placements work.
     let c = dir.path().join("c-grown.wasm");
-    let r = componentize(&guest("transform-c.wasm"), &c, &["--adapter-memory", "grow"]);
+    let r = componentize(
+        &guest("transform-c.wasm"),
+        &c,
+        &["--adapter-memory", "grow"],
+    );
     assert_eq!(r.code, 0, "{r:?}");
-    let r = run(["run", "--dir", &format!("{}::/data", s(dir.path())), &s(&c), "/data/in.txt", "/data/out.txt"]);
+    let r = run([
+        "run",
+        "--dir",
+        &format!("{}::/data", s(dir.path())),
+        &s(&c),
+        "/data/in.txt",
+        "/data/out.txt",
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).unwrap(), "GO\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "GO\n"
+    );
 }
 
 #[test]
@@ -136,11 +185,23 @@ fn bad_input_is_refused_and_nothing_is_written() {
     for (input, code, message) in cases {
         let r = componentize(&input, &out, &[]);
         assert_eq!(r.code, code, "{}: {r:?}", input.display());
-        assert!(r.stderr.starts_with("error: "), "{}: {r:?}", input.display());
+        assert!(
+            r.stderr.starts_with("error: "),
+            "{}: {r:?}",
+            input.display()
+        );
         assert!(r.stderr.contains(message), "{}: {r:?}", input.display());
-        assert!(!out.exists(), "{}: output written on failure", input.display());
+        assert!(
+            !out.exists(),
+            "{}: output written on failure",
+            input.display()
+        );
     }
-    let r = componentize(&guest("transform-c.wasm"), &out, &["--adapter-memory", "sideways"]);
+    let r = componentize(
+        &guest("transform-c.wasm"),
+        &out,
+        &["--adapter-memory", "sideways"],
+    );
     assert_eq!(r.code, 2, "{r:?}");
 }
 

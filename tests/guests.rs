@@ -13,7 +13,12 @@ fn every_language_behaves_the_same() {
     for ex in EXAMPLES {
         problems.extend(check_example(&guest(ex.file), ex));
     }
-    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
 }
 
 #[test]
@@ -56,7 +61,11 @@ fn build_without(group: &str, var: &str) -> Run {
 fn a_missing_toolchain_is_named_by_the_build_script() {
     for (group, var, what) in [
         ("go", "GO", "the Go toolchain not found"),
-        ("c", "CC_WASI", "clang (C compiler for wasm32-wasi) not found"),
+        (
+            "c",
+            "CC_WASI",
+            "clang (C compiler for wasm32-wasi) not found",
+        ),
         ("cpp", "WASI_SYSROOT", "wasi-libc not found"),
         ("assemblyscript", "NODE", "Node.js not found"),
     ] {
@@ -65,7 +74,13 @@ fn a_missing_toolchain_is_named_by_the_build_script() {
         assert!(r.stderr.contains(what), "{group}: {r:?}");
         assert!(r.stderr.contains("Run scripts/setup.sh"), "{group}: {r:?}");
     }
-    let r = output(std::process::Command::new("bash").arg(build_script()).arg("cobol").output().unwrap());
+    let r = output(
+        std::process::Command::new("bash")
+            .arg(build_script())
+            .arg("cobol")
+            .output()
+            .unwrap(),
+    );
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("unknown guest group `cobol`"), "{r:?}");
 }

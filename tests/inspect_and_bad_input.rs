@@ -8,15 +8,28 @@ fn inspect_module_text_and_json() {
     let g = s(&guest("hello-p1.wasm"));
     let r = run(["inspect", &g]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("kind:         module (core module, WASI p1)"), "{r:?}");
-    assert!(r.stdout.contains("wasi_snapshot_preview1::fd_write: func(i32, i32, i32, i32) -> i32"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("kind:         module (core module, WASI p1)"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("wasi_snapshot_preview1::fd_write: func(i32, i32, i32, i32) -> i32"),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("_start: func()"), "{r:?}");
     let r = run(["inspect", "--json", &g]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["kind"], "module");
     assert_eq!(v["size"], std::fs::metadata(&g).unwrap().len());
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
-    let caps: Vec<&str> = v["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let caps: Vec<&str> = v["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     for c in ["args", "env", "filesystem", "exit"] {
         assert!(caps.contains(&c), "{c} in {caps:?}");
     }
@@ -30,42 +43,113 @@ fn inspect_component_shows_world() {
     assert_eq!(r.code, 0, "{r:?}");
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["kind"], "component");
-    let imports: Vec<&str> = v["imports"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
-    assert!(imports.iter().any(|i| i.starts_with("wasi:filesystem/preopens@0.2")), "{imports:?}");
-    assert!(imports.iter().any(|i| i.starts_with("wasi:random/random@0.2")), "{imports:?}");
-    assert!(imports.iter().any(|i| i.starts_with("wasi:sockets/tcp@0.2")), "{imports:?}");
-    let exports: Vec<&str> = v["exports"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
-    assert!(exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")), "{exports:?}");
-    let run_iface = v["exports"].as_array().unwrap().iter().find(|e| e["name"].as_str().unwrap().starts_with("wasi:cli/run")).unwrap();
+    let imports: Vec<&str> = v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:filesystem/preopens@0.2")),
+        "{imports:?}"
+    );
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:random/random@0.2")),
+        "{imports:?}"
+    );
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:sockets/tcp@0.2")),
+        "{imports:?}"
+    );
+    let exports: Vec<&str> = v["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")),
+        "{exports:?}"
+    );
+    let run_iface = v["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str().unwrap().starts_with("wasi:cli/run"))
+        .unwrap();
     assert_eq!(run_iface["items"][0], "run");
     let caps = v["capabilities"].to_string();
     for c in ["filesystem", "network", "random", "clocks"] {
         assert!(caps.contains(c), "{c} in {caps}");
     }
     let r = run(["inspect", &g]);
-    assert!(r.stdout.contains("kind:         component (component, WASI p2)"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("kind:         component (component, WASI p2)"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn bad_input_gives_a_clear_error() {
     let t = tempdir();
-    let random: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(t.path().join("random.bin"), &random).unwrap();
     let hello = std::fs::read(guest("hello-p1.wasm")).unwrap();
     std::fs::write(t.path().join("truncated.wasm"), &hello[..hello.len() / 2]).unwrap();
     std::fs::write(t.path().join("header-only.wasm"), b"\0asm").unwrap();
     std::fs::write(t.path().join("notes.txt"), "just some notes\n").unwrap();
-    std::fs::write(t.path().join("bad.wat"), "(module (func (export \"f\") i32.add))").unwrap();
+    std::fs::write(
+        t.path().join("bad.wat"),
+        "(module (func (export \"f\") i32.add))",
+    )
+    .unwrap();
     std::fs::write(t.path().join("empty.wasm"), b"").unwrap();
-    std::fs::write(t.path().join("imports.wat"), "(module (import \"env\" \"host_fn\" (func)) (func (export \"_start\")))").unwrap();
+    std::fs::write(
+        t.path().join("imports.wat"),
+        "(module (import \"env\" \"host_fn\" (func)) (func (export \"_start\")))",
+    )
+    .unwrap();
     let hello2 = std::fs::read(guest("hello-p2.wasm")).unwrap();
-    std::fs::write(t.path().join("truncated-component.wasm"), &hello2[..hello2.len() - 100]).unwrap();
+    std::fs::write(
+        t.path().join("truncated-component.wasm"),
+        &hello2[..hello2.len() - 100],
+    )
+    .unwrap();
     let cases: Vec<(String, i32, &str)> = vec![
-        (s(&t.path().join("random.bin")), 126, "not a WebAssembly module"),
-        (s(&t.path().join("truncated.wasm")), 126, "invalid WebAssembly module"),
-        (s(&t.path().join("truncated-component.wasm")), 126, "invalid WebAssembly component"),
-        (s(&t.path().join("header-only.wasm")), 126, "truncated WebAssembly header"),
-        (s(&t.path().join("notes.txt")), 126, "not a WebAssembly module"),
+        (
+            s(&t.path().join("random.bin")),
+            126,
+            "not a WebAssembly module",
+        ),
+        (
+            s(&t.path().join("truncated.wasm")),
+            126,
+            "invalid WebAssembly module",
+        ),
+        (
+            s(&t.path().join("truncated-component.wasm")),
+            126,
+            "invalid WebAssembly component",
+        ),
+        (
+            s(&t.path().join("header-only.wasm")),
+            126,
+            "truncated WebAssembly header",
+        ),
+        (
+            s(&t.path().join("notes.txt")),
+            126,
+            "not a WebAssembly module",
+        ),
         (s(&t.path().join("bad.wat")), 126, "invalid WebAssembly"),
         (s(&t.path().join("empty.wasm")), 126, "empty file"),
         (s(&t.path().join("imports.wat")), 126, "env::host_fn"),
@@ -80,21 +164,36 @@ fn bad_input_gives_a_clear_error() {
             let r = run([cmd, file.as_str()]);
             assert_eq!(r.code, *code, "{cmd} {file}: {r:?}");
             assert!(r.stderr.starts_with("error: "), "{cmd} {file}: {r:?}");
-            assert!(r.stderr.contains(needle), "{cmd} {file}: expected `{needle}` in {r:?}");
+            assert!(
+                r.stderr.contains(needle),
+                "{cmd} {file}: expected `{needle}` in {r:?}"
+            );
         }
     }
-    let r = run(["compile", &s(&t.path().join("random.bin")), "-o", &s(&t.path().join("x.cwasm"))]);
+    let r = run([
+        "compile",
+        &s(&t.path().join("random.bin")),
+        "-o",
+        &s(&t.path().join("x.cwasm")),
+    ]);
     assert_eq!(r.code, 126, "{r:?}");
     assert!(!t.path().join("x.cwasm").exists());
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [vec!["run"], vec!["frobnicate"], vec!["run", "--max-memory"], vec!["compile", "x.wasm"]] {
+    for args in [
+        vec!["run"],
+        vec!["frobnicate"],
+        vec!["run", "--max-memory"],
+        vec!["compile", "x.wasm"],
+    ] {
         let r = run(&args);
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
     }
     let r = run(["--help"]);
     assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("run") && r.stdout.contains("compile") && r.stdout.contains("inspect"));
+    assert!(
+        r.stdout.contains("run") && r.stdout.contains("compile") && r.stdout.contains("inspect")
+    );
 }

@@ -9,18 +9,41 @@ fn memory_bomb_hits_the_memory_limit() {
     for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
         let r = run(["run", "--max-memory", "64MiB", &s(&guest(g)), "membomb"]);
         assert_eq!(r.code, 137, "{g}: {r:?}");
-        assert!(r.stderr.contains("error: guest exceeded its memory limit (64 MiB)"), "{g}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("error: guest exceeded its memory limit (64 MiB)"),
+            "{g}: {r:?}"
+        );
     }
 }
 
 #[test]
 fn memory_limit_counts_initial_memory_and_tables() {
-    let r = run(["run", "--max-memory", "512MiB", &s(&fixture("huge-memory.wat"))]);
+    let r = run([
+        "run",
+        "--max-memory",
+        "512MiB",
+        &s(&fixture("huge-memory.wat")),
+    ]);
     assert_eq!(r.code, 137, "{r:?}");
-    assert!(r.stderr.contains("error: guest exceeded its memory limit (512 MiB)"), "{r:?}");
-    let r = run(["run", "--max-memory", "2GiB", &s(&fixture("huge-memory.wat"))]);
+    assert!(
+        r.stderr
+            .contains("error: guest exceeded its memory limit (512 MiB)"),
+        "{r:?}"
+    );
+    let r = run([
+        "run",
+        "--max-memory",
+        "2GiB",
+        &s(&fixture("huge-memory.wat")),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = run(["run", "--max-memory", "1MiB", &s(&fixture("table-bomb.wat"))]);
+    let r = run([
+        "run",
+        "--max-memory",
+        "1MiB",
+        &s(&fixture("table-bomb.wat")),
+    ]);
     assert_eq!(r.code, 137, "{r:?}");
     assert!(r.stderr.contains("memory limit (1 MiB)"), "{r:?}");
 }
@@ -30,7 +53,11 @@ fn fuel_ends_an_endless_loop() {
     for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
         let r = run(["run", "--fuel", "5000000", &s(&guest(g)), "loop"]);
         assert_eq!(r.code, 152, "{g}: {r:?}");
-        assert!(r.stderr.contains("error: guest exhausted its fuel (5000000 units)"), "{g}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("error: guest exhausted its fuel (5000000 units)"),
+            "{g}: {r:?}"
+        );
     }
     // Enough fuel for a real program.
     let r = run(["run", "--fuel", "100000000", &s(&guest("hello-p1.wasm"))]);
@@ -43,11 +70,21 @@ fn timeout_ends_an_endless_loop() {
         let start = Instant::now();
         let r = run(["run", "--timeout", "300ms", &s(&guest(g)), "loop"]);
         assert_eq!(r.code, 124, "{g}: {r:?}");
-        assert!(r.stderr.contains("error: guest exceeded its wall-clock timeout (300ms)"), "{g}: {r:?}");
-        assert!(start.elapsed() < Duration::from_secs(30), "a timeout must not hang");
+        assert!(
+            r.stderr
+                .contains("error: guest exceeded its wall-clock timeout (300ms)"),
+            "{g}: {r:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a timeout must not hang"
+        );
     }
     let r = run(["run", "--timeout", "30s", &s(&guest("hello-p1.wasm"))]);
-    assert_eq!(r.code, 0, "a generous timeout does not disturb a normal run: {r:?}");
+    assert_eq!(
+        r.code, 0,
+        "a generous timeout does not disturb a normal run: {r:?}"
+    );
 }
 
 #[test]
@@ -55,8 +92,14 @@ fn unbounded_recursion_is_a_stack_overflow_trap() {
     for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
         let r = run(["run", &s(&guest(g)), "recurse"]);
         assert_eq!(r.code, 134, "{g}: {r:?}");
-        assert!(r.stderr.contains("error: guest trapped: stack overflow"), "{g}: {r:?}");
-        assert!(r.stderr.contains("recurse"), "backtrace names the function: {r:?}");
+        assert!(
+            r.stderr.contains("error: guest trapped: stack overflow"),
+            "{g}: {r:?}"
+        );
+        assert!(
+            r.stderr.contains("recurse"),
+            "backtrace names the function: {r:?}"
+        );
     }
 }
 
@@ -64,32 +107,61 @@ fn unbounded_recursion_is_a_stack_overflow_trap() {
 fn traps_print_their_kind_and_a_named_backtrace() {
     let f = s(&fixture("traps.wat"));
     for (args, kind, frames) in [
-        (vec!["--invoke", "divide", &f, "1", "0"], "integer divide by zero", vec!["divide"]),
-        (vec!["--invoke", "outer", &f], "unreachable instruction executed", vec!["crash", "outer"]),
-        (vec!["--invoke", "peek", &f, "1000000"], "out-of-bounds memory access", vec!["peek"]),
-        (vec!["--invoke", "deep", &f, "0"], "stack overflow", vec!["deep"]),
+        (
+            vec!["--invoke", "divide", &f, "1", "0"],
+            "integer divide by zero",
+            vec!["divide"],
+        ),
+        (
+            vec!["--invoke", "outer", &f],
+            "unreachable instruction executed",
+            vec!["crash", "outer"],
+        ),
+        (
+            vec!["--invoke", "peek", &f, "1000000"],
+            "out-of-bounds memory access",
+            vec!["peek"],
+        ),
+        (
+            vec!["--invoke", "deep", &f, "0"],
+            "stack overflow",
+            vec!["deep"],
+        ),
     ] {
         let mut v = vec!["run"];
         v.extend(&args);
         let r = run(&v);
         assert_eq!(r.code, 134, "{args:?}: {r:?}");
-        assert!(r.stderr.starts_with(&format!("error: guest trapped: {kind}\n")), "{args:?}: {r:?}");
+        assert!(
+            r.stderr
+                .starts_with(&format!("error: guest trapped: {kind}\n")),
+            "{args:?}: {r:?}"
+        );
         assert!(r.stderr.contains("wasm backtrace:"), "{r:?}");
         for fr in frames {
-            assert!(r.stderr.contains(&format!("traps!{fr}")), "frame {fr} in {r:?}");
+            assert!(
+                r.stderr.contains(&format!("traps!{fr}")),
+                "frame {fr} in {r:?}"
+            );
         }
     }
     let r = run(["run", &s(&fixture("start-divzero.wat"))]);
     assert_eq!(r.code, 134, "{r:?}");
     let bt: Vec<&str> = r.stderr.lines().skip(2).collect();
-    assert!(bt[0].contains("divzero!compute") && bt[1].contains("divzero!main"), "{r:?}");
+    assert!(
+        bt[0].contains("divzero!compute") && bt[1].contains("divzero!main"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn a_guest_panic_is_a_trap() {
     let r = run(["run", &s(&guest("hostile-p1.wasm")), "panic"]);
     assert_eq!(r.code, 134, "{r:?}");
-    assert!(r.stderr.contains("boom") && r.stderr.contains("error: guest trapped"), "{r:?}");
+    assert!(
+        r.stderr.contains("boom") && r.stderr.contains("error: guest trapped"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -98,8 +170,16 @@ fn timeout_ends_a_guest_blocked_in_a_host_call() {
         let start = Instant::now();
         let r = run(["run", "--timeout", "300ms", &s(&guest(g)), "sleep", "60"]);
         assert_eq!(r.code, 124, "{g}: {r:?}");
-        assert!(r.stderr.contains("error: guest exceeded its wall-clock timeout (300ms)"), "{g}: {r:?}");
-        assert!(start.elapsed() < Duration::from_secs(20), "{g}: took {:?}", start.elapsed());
+        assert!(
+            r.stderr
+                .contains("error: guest exceeded its wall-clock timeout (300ms)"),
+            "{g}: {r:?}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{g}: took {:?}",
+            start.elapsed()
+        );
         assert!(!r.stdout.contains("slept"), "{r:?}");
     }
 }

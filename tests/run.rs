@@ -22,13 +22,23 @@ fn p1_hello_uses_args_env_and_files() {
     assert!(r.stdout.contains("Hello, Ada!"), "{r:?}");
     assert!(r.stdout.contains(r#"args: ["Ada", "two"]"#), "{r:?}");
     assert!(r.stdout.contains("env NAME=ignored"), "{r:?}");
-    assert!(r.stdout.contains("wrote /data/output.txt (11 bytes)"), "{r:?}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("output.txt")).unwrap(), "SHOUT THIS\n");
+    assert!(
+        r.stdout.contains("wrote /data/output.txt (11 bytes)"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("output.txt")).unwrap(),
+        "SHOUT THIS\n"
+    );
 }
 
 #[test]
 fn p1_hello_without_grants_sees_nothing() {
-    let r = run_with(wasmlayer().env("NAME", "host-secret").args(["run", &s(&guest("hello-p1.wasm"))]));
+    let r = run_with(
+        wasmlayer()
+            .env("NAME", "host-secret")
+            .args(["run", &s(&guest("hello-p1.wasm"))]),
+    );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Hello, world!"), "{r:?}");
     assert!(r.stdout.contains("env NAME is not set"), "{r:?}");
@@ -50,7 +60,9 @@ fn pong_server() -> (u16, std::thread::JoinHandle<usize>) {
                 Ok((mut conn, _)) => {
                     conn.set_nonblocking(false).unwrap();
                     let mut line = String::new();
-                    BufReader::new(conn.try_clone().unwrap()).read_line(&mut line).unwrap();
+                    BufReader::new(conn.try_clone().unwrap())
+                        .read_line(&mut line)
+                        .unwrap();
                     conn.write_all(format!("pong {line}").as_bytes()).unwrap();
                     served += 1;
                     break;
@@ -80,12 +92,28 @@ fn p2_component_uses_filesystem_random_clocks_and_tcp() {
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Hello from a p2 component!"), "{r:?}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("output.txt")).unwrap(), "COMPONENT DATA");
-    let random = r.stdout.lines().find_map(|l| l.strip_prefix("random: ")).expect("random line");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("output.txt")).unwrap(),
+        "COMPONENT DATA"
+    );
+    let random = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("random: "))
+        .expect("random line");
     assert_eq!(random.len(), 32, "{r:?}");
     assert!(random.chars().all(|c| c.is_ascii_hexdigit()));
-    let wall: u64 = r.stdout.lines().find_map(|l| l.strip_prefix("wall clock: ")).unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let wall: u64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("wall clock: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(now.abs_diff(wall) < 120, "{r:?}");
     assert!(r.stdout.contains("monotonic: ok"), "{r:?}");
     assert!(r.stdout.contains("reply: pong ping"), "{r:?}");
@@ -96,7 +124,13 @@ fn p2_component_uses_filesystem_random_clocks_and_tcp() {
 fn p2_random_differs_between_runs() {
     let a = run(["run", &s(&guest("hello-p2.wasm"))]);
     let b = run(["run", &s(&guest("hello-p2.wasm"))]);
-    let pick = |r: &Run| r.stdout.lines().find(|l| l.starts_with("random: ")).unwrap().to_string();
+    let pick = |r: &Run| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with("random: "))
+            .unwrap()
+            .to_string()
+    };
     assert_ne!(pick(&a), pick(&b));
 }
 
@@ -122,7 +156,14 @@ fn invoke_calls_exports_with_numeric_args() {
     assert_eq!((r.code, r.stdout.trim()), (0, "-15000000000"), "{r:?}");
     let r = run(["run", "--invoke", "half", &s(&f), "5"]);
     assert_eq!((r.code, r.stdout.trim()), (0, "2.5"), "{r:?}");
-    let r = run(["run", "--invoke", "add", &s(&fixture("traps.wat")), "2", "3"]);
+    let r = run([
+        "run",
+        "--invoke",
+        "add",
+        &s(&fixture("traps.wat")),
+        "2",
+        "3",
+    ]);
     assert_eq!((r.code, r.stdout.trim()), (0, "5"), "{r:?}");
 }
 
@@ -131,7 +172,10 @@ fn invoke_errors_are_clear() {
     let f = fixture("reactor.wat");
     let r = run(["run", &s(&f)]);
     assert_eq!(r.code, 126, "{r:?}");
-    assert!(r.stderr.contains("no `_start` export") && r.stderr.contains("--invoke"), "{r:?}");
+    assert!(
+        r.stderr.contains("no `_start` export") && r.stderr.contains("--invoke"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains("answer"), "lists the exports: {r:?}");
     let r = run(["run", "--invoke", "answer", &s(&f)]);
     assert_eq!(r.code, 2, "{r:?}");

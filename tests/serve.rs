@@ -38,29 +38,52 @@ impl Server {
     fn start_with(args: &[&str]) -> Server {
         let mut cmd = wasmlayer();
         cmd.arg("serve").args(args);
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn wasmlayer serve");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wasmlayer serve");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         collect(child.stdout.take().unwrap(), stdout.clone());
         collect(child.stderr.take().unwrap(), stderr.clone());
-        let mut server = Server { child, port: 0, admin: 0, stdout, stderr };
+        let mut server = Server {
+            child,
+            port: 0,
+            admin: 0,
+            stdout,
+            stderr,
+        };
         let found = server.wait_for(Duration::from_secs(60), |s| {
             let lines = s.stderr.lock().unwrap();
             let port = |prefix: &str| {
-                lines.iter().find_map(|l| l.strip_prefix(prefix)?.split([' ', '/']).next()?.rsplit(':').next()?.parse::<u16>().ok())
+                lines.iter().find_map(|l| {
+                    l.strip_prefix(prefix)?
+                        .split([' ', '/'])
+                        .next()?
+                        .rsplit(':')
+                        .next()?
+                        .parse::<u16>()
+                        .ok()
+                })
             };
             match (port("serving http://"), port("admin http://")) {
                 (Some(p), Some(a)) => Some((p, a)),
                 _ => None,
             }
         });
-        let (port, admin) = found.unwrap_or_else(|| panic!("server did not start:\n{}", server.stderr_text()));
+        let (port, admin) =
+            found.unwrap_or_else(|| panic!("server did not start:\n{}", server.stderr_text()));
         server.port = port;
         server.admin = admin;
         server
     }
 
-    fn wait_for<T>(&mut self, limit: Duration, mut f: impl FnMut(&Server) -> Option<T>) -> Option<T> {
+    fn wait_for<T>(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(&Server) -> Option<T>,
+    ) -> Option<T> {
         let until = Instant::now() + limit;
         while Instant::now() < until {
             if let Some(v) = f(self) {
@@ -84,7 +107,12 @@ impl Server {
 
     /// Access-log lines (JSON) written so far.
     fn access_log(&self) -> Vec<serde_json::Value> {
-        self.stdout.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     fn metrics(&self) -> String {
@@ -117,18 +145,41 @@ fn agent() -> ureq::Agent {
 
 /// GET: (status, headers as "name: value" lines, body).
 fn get(url: &str) -> (u16, String, String) {
-    let mut r = agent().get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let headers = r.headers().iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or(""))).collect::<Vec<_>>().join("\n");
-    (r.status().as_u16(), headers, r.body_mut().read_to_string().unwrap_or_default())
+    let mut r = agent()
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (
+        r.status().as_u16(),
+        headers,
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
 }
 
 fn post(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut r = agent().post(url).send(body).unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    (r.status().as_u16(), r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap_or_default())
+    let mut r = agent()
+        .post(url)
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    (
+        r.status().as_u16(),
+        r.body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap_or_default(),
+    )
 }
 
 fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
 
 fn write_manifest(dir: &Path, text: &str) -> PathBuf {
@@ -174,20 +225,30 @@ fn routes_env_streaming_echo_and_access_log() {
     let mut server = server;
     server.wait_for(Duration::from_secs(5), |s| {
         let log = s.access_log();
-        (log.iter().any(|l| l["route"] == "/hello/echo") && log.iter().any(|l| l["path"] == "/hellothere")).then_some(())
+        (log.iter().any(|l| l["route"] == "/hello/echo")
+            && log.iter().any(|l| l["path"] == "/hellothere"))
+        .then_some(())
     });
     let log = server.access_log();
-    let hello = log.iter().find(|l| l["path"] == "/hello/world").expect("access-log line for /hello/world");
+    let hello = log
+        .iter()
+        .find(|l| l["path"] == "/hello/world")
+        .expect("access-log line for /hello/world");
     assert_eq!(hello["route"], "/hello");
     assert_eq!(hello["status"], 200);
     assert_eq!(hello["bytes_out"], 40);
     assert!(hello["fuel"].as_u64().unwrap() > 0, "{hello}");
     assert!(hello["memory_peak"].as_u64().unwrap() >= 65536, "{hello}");
     assert!(hello["wall_us"].as_u64().unwrap() > 0, "{hello}");
-    let echo = log.iter().find(|l| l["route"] == "/hello/echo").expect("access-log line for the echo");
+    let echo = log
+        .iter()
+        .find(|l| l["route"] == "/hello/echo")
+        .expect("access-log line for the echo");
     assert_eq!(echo["bytes_in"], 300_000);
     assert_eq!(echo["bytes_out"], 300_000);
-    assert!(log.iter().any(|l| l["path"] == "/hellothere" && l["status"] == 404));
+    assert!(log
+        .iter()
+        .any(|l| l["path"] == "/hellothere" && l["status"] == 404));
 }
 
 #[test]
@@ -228,24 +289,68 @@ fn each_limit_has_its_status_and_the_server_keeps_serving() {
 
     let (status, _, body) = get(&server.url("/ok"));
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    for cause in ["exhausted its fuel", "memory limit", "unreachable", "timeout"] {
-        let logged = server.wait_for(Duration::from_secs(5), |s| s.stderr_text().contains(cause).then_some(()));
-        assert!(logged.is_some(), "no log line naming `{cause}`:\n{}", server.stderr_text());
+    for cause in [
+        "exhausted its fuel",
+        "memory limit",
+        "unreachable",
+        "timeout",
+    ] {
+        let logged = server.wait_for(Duration::from_secs(5), |s| {
+            s.stderr_text().contains(cause).then_some(())
+        });
+        assert!(
+            logged.is_some(),
+            "no log line naming `{cause}`:\n{}",
+            server.stderr_text()
+        );
     }
     // Records are written once body and instance are both done: wait for the last.
     server.wait_for(Duration::from_secs(5), |s| {
-        (metric(&s.metrics(), r#"wasmlayer_request_memory_bytes_count{route="/"}"#) == Some(6.0)).then_some(())
+        (metric(
+            &s.metrics(),
+            r#"wasmlayer_request_memory_bytes_count{route="/"}"#,
+        ) == Some(6.0))
+        .then_some(())
     });
     let m = server.metrics();
-    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="500"}"#), Some(3.0), "{m}");
-    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="504"}"#), Some(1.0), "{m}");
-    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="413"}"#), Some(1.0), "{m}");
-    assert_eq!(metric(&m, r#"wasmlayer_requests_total{route="/",status="200"}"#), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, r#"wasmlayer_requests_total{route="/",status="500"}"#),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"wasmlayer_requests_total{route="/",status="504"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"wasmlayer_requests_total{route="/",status="413"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"wasmlayer_requests_total{route="/",status="200"}"#),
+        Some(2.0),
+        "{m}"
+    );
     let fuel_sum = metric(&m, r#"wasmlayer_request_fuel_sum{route="/"}"#).unwrap();
-    assert!(fuel_sum >= 50_000_000.0, "the loop's fuel is metered: {fuel_sum}");
-    assert_eq!(metric(&m, r#"wasmlayer_request_memory_bytes_count{route="/"}"#), Some(6.0), "{m}");
-    assert_eq!(get(&format!("http://127.0.0.1:{}/healthz", server.admin)).0, 200);
-    assert_eq!(get(&format!("http://127.0.0.1:{}/readyz", server.admin)).0, 200);
+    assert!(
+        fuel_sum >= 50_000_000.0,
+        "the loop's fuel is metered: {fuel_sum}"
+    );
+    assert_eq!(
+        metric(&m, r#"wasmlayer_request_memory_bytes_count{route="/"}"#),
+        Some(6.0),
+        "{m}"
+    );
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{}/healthz", server.admin)).0,
+        200
+    );
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{}/readyz", server.admin)).0,
+        200
+    );
 }
 
 /// A loopback HTTP server answering every request with `upstream body`.
@@ -260,7 +365,9 @@ fn upstream() -> u16 {
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                 line.clear();
             }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nupstream body");
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nupstream body",
+            );
         }
     });
     port
@@ -291,11 +398,18 @@ fn outbound_http_only_to_the_allowlist() {
     );
     let mut server = Server::start(&[&s(&manifest)]);
     let (status, _, body) = get(&server.url("/allowed"));
-    assert_eq!((status, body.as_str()), (200, "upstream said 200: upstream body"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "upstream said 200: upstream body")
+    );
     let (status, _, body) = get(&server.url("/denied"));
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("HttpRequestDenied"), "{body}");
-    let logged = server.wait_for(Duration::from_secs(5), |s| s.stderr_text().contains("outbound HTTP denied").then_some(()));
+    let logged = server.wait_for(Duration::from_secs(5), |s| {
+        s.stderr_text()
+            .contains("outbound HTTP denied")
+            .then_some(())
+    });
     assert!(logged.is_some(), "{}", server.stderr_text());
 }
 
@@ -309,16 +423,27 @@ fn beyond_the_pool_requests_get_503_with_retry_after() {
         })
         .collect();
     let mut server = server;
-    server.wait_for(Duration::from_secs(10), |s| s.in_flight().eq(&2.0).then_some(())).expect("two requests in flight");
+    server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.in_flight().eq(&2.0).then_some(())
+        })
+        .expect("two requests in flight");
     let (status, headers, _) = get(&server.url("/ok"));
     assert_eq!(status, 503);
-    assert!(headers.to_ascii_lowercase().contains("retry-after: 1"), "{headers}");
+    assert!(
+        headers.to_ascii_lowercase().contains("retry-after: 1"),
+        "{headers}"
+    );
     for t in slow {
         assert_eq!(t.join().unwrap(), 200);
     }
     assert_eq!(get(&server.url("/ok")).0, 200);
     let m = server.metrics();
-    assert_eq!(metric(&m, r#"wasmlayer_rejected_total{result="at-capacity"}"#), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, r#"wasmlayer_rejected_total{result="at-capacity"}"#),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[test]
@@ -326,7 +451,10 @@ fn reload_swaps_versions_without_failing_requests() {
     let dir = tempdir();
     let component = dir.path().join("app.wasm");
     std::fs::copy(guest("http-hello.wasm"), &component).unwrap();
-    let manifest = write_manifest(dir.path(), "[[route]]\npath = \"/\"\ncomponent = \"app.wasm\"\n");
+    let manifest = write_manifest(
+        dir.path(),
+        "[[route]]\npath = \"/\"\ncomponent = \"app.wasm\"\n",
+    );
     let mut server = Server::start(&[&s(&manifest)]);
     assert!(get(&server.url("/x")).2.starts_with("Hello from wasmlayer"));
 
@@ -345,29 +473,52 @@ fn reload_swaps_versions_without_failing_requests() {
     std::thread::sleep(Duration::from_millis(200));
     std::fs::copy(guest("http-hostile.wasm"), dir.path().join("next.wasm")).unwrap();
     std::fs::rename(dir.path().join("next.wasm"), &component).unwrap();
-    let swapped = server.wait_for(Duration::from_secs(30), |s| get(&s.url("/x")).2.eq("ok\n").then_some(()));
-    assert!(swapped.is_some(), "the new version never answered:\n{}", server.stderr_text());
+    let swapped = server.wait_for(Duration::from_secs(30), |s| {
+        get(&s.url("/x")).2.eq("ok\n").then_some(())
+    });
+    assert!(
+        swapped.is_some(),
+        "the new version never answered:\n{}",
+        server.stderr_text()
+    );
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let statuses = load.join().unwrap();
-    assert!(statuses.len() > 5 && statuses.iter().all(|s| *s == 200), "statuses during reload: {statuses:?}");
+    assert!(
+        statuses.len() > 5 && statuses.iter().all(|s| *s == 200),
+        "statuses during reload: {statuses:?}"
+    );
 
     // A broken version is rejected and the running one keeps serving.
     std::fs::write(dir.path().join("next.wasm"), b"\0asm\x0d\0\x01\0garbage").unwrap();
     std::fs::rename(dir.path().join("next.wasm"), &component).unwrap();
-    let rejected = server.wait_for(Duration::from_secs(10), |s| s.stderr_text().contains("reload rejected").then_some(()));
+    let rejected = server.wait_for(Duration::from_secs(10), |s| {
+        s.stderr_text().contains("reload rejected").then_some(())
+    });
     assert!(rejected.is_some(), "{}", server.stderr_text());
     assert_eq!(get(&server.url("/x")).2, "ok\n");
 
     // SIGHUP reloads too (the manifest now points at a fixed component).
     std::fs::copy(guest("http-hello.wasm"), dir.path().join("hello.wasm")).unwrap();
-    std::fs::write(&manifest, "[[route]]\npath = \"/\"\ncomponent = \"hello.wasm\"\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "[[route]]\npath = \"/\"\ncomponent = \"hello.wasm\"\n",
+    )
+    .unwrap();
     server.signal(libc::SIGHUP);
-    let back = server.wait_for(Duration::from_secs(30), |s| get(&s.url("/x")).2.starts_with("Hello").then_some(()));
+    let back = server.wait_for(Duration::from_secs(30), |s| {
+        get(&s.url("/x")).2.starts_with("Hello").then_some(())
+    });
     assert!(back.is_some(), "{}", server.stderr_text());
     let m = server.metrics();
-    assert!(metric(&m, r#"wasmlayer_reloads_total{result="ok"}"#).unwrap() >= 2.0, "{m}");
-    assert!(metric(&m, r#"wasmlayer_reloads_total{result="rejected"}"#).unwrap() >= 1.0, "{m}");
+    assert!(
+        metric(&m, r#"wasmlayer_reloads_total{result="ok"}"#).unwrap() >= 2.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, r#"wasmlayer_reloads_total{result="rejected"}"#).unwrap() >= 1.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -377,7 +528,11 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         let url = server.url("/sleep?1000");
         std::thread::spawn(move || get(&url))
     };
-    server.wait_for(Duration::from_secs(10), |s| s.in_flight().eq(&1.0).then_some(())).expect("one request in flight");
+    server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.in_flight().eq(&1.0).then_some(())
+        })
+        .expect("one request in flight");
     server.signal(libc::SIGTERM);
     let (status, _, body) = slow.join().unwrap();
     assert_eq!((status, body.as_str()), (200, "slept 1000 ms\n"));
@@ -386,7 +541,11 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
         if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < until, "did not exit after draining:\n{}", server.stderr_text());
+        assert!(
+            Instant::now() < until,
+            "did not exit after draining:\n{}",
+            server.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
@@ -395,8 +554,15 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     while !server.stderr_text().contains("drained") && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(server.stderr_text().contains("drained"), "{}", server.stderr_text());
-    assert!(TcpStream::connect(("127.0.0.1", server.port)).is_err(), "still accepting after drain");
+    assert!(
+        server.stderr_text().contains("drained"),
+        "{}",
+        server.stderr_text()
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", server.port)).is_err(),
+        "still accepting after drain"
+    );
 }
 
 #[test]
@@ -411,14 +577,24 @@ fn the_manifest_can_set_the_addresses() {
     );
     let server = Server::start_with(&[&s(&manifest)]);
     assert_eq!(get(&server.url("/")).0, 200);
-    assert!(server.stderr_text().contains("pool of 4"), "{}", server.stderr_text());
-    assert_eq!(get(&format!("http://127.0.0.1:{}/healthz", server.admin)).0, 200);
+    assert!(
+        server.stderr_text().contains("pool of 4"),
+        "{}",
+        server.stderr_text()
+    );
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{}/healthz", server.admin)).0,
+        200
+    );
 }
 
 #[test]
 fn bad_targets_are_refused_clearly() {
     let dir = tempdir();
-    let bad = write_manifest(dir.path(), "[[route]]\npath = \"nope\"\ncomponent = \"x.wasm\"\n");
+    let bad = write_manifest(
+        dir.path(),
+        "[[route]]\npath = \"nope\"\ncomponent = \"x.wasm\"\n",
+    );
     let r = run(["serve", &s(&bad)]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("must start with `/`"), "{r:?}");
@@ -427,7 +603,10 @@ fn bad_targets_are_refused_clearly() {
     assert!(r.stderr.contains("needs a wasi:http component"), "{r:?}");
     let r = run(["serve", &s(&guest("hello-p2.wasm"))]);
     assert_eq!(r.code, 126, "{r:?}");
-    assert!(r.stderr.contains("not a wasi:http proxy component"), "{r:?}");
+    assert!(
+        r.stderr.contains("not a wasi:http proxy component"),
+        "{r:?}"
+    );
     let r = run(["serve", "--env", "A=1", &s(&bad)]);
     assert_eq!(r.code, 2, "{r:?}");
 }

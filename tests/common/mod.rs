@@ -8,14 +8,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A guest artifact built by scripts/build-guests.sh.
 pub fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WASMLAYER_GUESTS").map(PathBuf::from).unwrap_or_else(|| root().join("target/guests"));
+    let dir = std::env::var_os("WASMLAYER_GUESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/guests"));
     let p = dir.join(name);
-    assert!(p.exists(), "guest {} is missing: run scripts/build-guests.sh first", p.display());
+    assert!(
+        p.exists(),
+        "guest {} is missing: run scripts/build-guests.sh first",
+        p.display()
+    );
     p
 }
 
@@ -48,7 +57,11 @@ pub struct Run {
 impl Run {
     /// Asserts the error output is a clear message, never a panic.
     pub fn no_panic(&self) -> &Self {
-        assert!(!self.stderr.contains("internal error"), "host panicked:\n{}", self.stderr);
+        assert!(
+            !self.stderr.contains("internal error"),
+            "host panicked:\n{}",
+            self.stderr
+        );
         assert_ne!(self.code, 101, "host panicked:\n{}", self.stderr);
         self
     }
@@ -56,7 +69,11 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -85,7 +102,10 @@ pub fn run_with(cmd: &mut Command) -> Run {
 
 /// A fresh temporary directory, removed on drop.
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("wasmlayer-test").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("wasmlayer-test")
+        .tempdir()
+        .unwrap()
 }
 
 pub fn s(p: &Path) -> String {

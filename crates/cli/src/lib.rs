@@ -9,12 +9,16 @@ use std::sync::Arc;
 use wasmlayer_core::caps::parse_env_flag;
 use wasmlayer_core::limits::{parse_duration, parse_size};
 use wasmlayer_core::{
-    Admission, AdmissionContext, Capabilities, DirGrant, EngineOptions, Error, Invoke, Limits, LoadOptions, NetPattern,
-    RunOptions, Runtime,
+    Admission, AdmissionContext, Capabilities, DirGrant, EngineOptions, Error, Invoke, Limits,
+    LoadOptions, NetPattern, RunOptions, Runtime,
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "wasmlayer", version, about = "Run WebAssembly as a lightweight, capability-secured compute unit")]
+#[command(
+    name = "wasmlayer",
+    version,
+    about = "Run WebAssembly as a lightweight, capability-secured compute unit"
+)]
 struct Cli {
     /// Print what the host does (cache hits, compilation, admission) on stderr.
     #[arg(short, long, global = true)]
@@ -102,9 +106,19 @@ impl LimitArgs {
 
     fn to_limits(&self) -> Result<Limits, Error> {
         Ok(Limits {
-            max_memory: self.max_memory.as_deref().map(parse_size).transpose().map_err(|e| Error::usage(format!("--max-memory: {e}")))?,
+            max_memory: self
+                .max_memory
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(|e| Error::usage(format!("--max-memory: {e}")))?,
             fuel: self.fuel,
-            timeout: self.timeout.as_deref().map(parse_duration).transpose().map_err(|e| Error::usage(format!("--timeout: {e}")))?,
+            timeout: self
+                .timeout
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| Error::usage(format!("--timeout: {e}")))?,
             max_instances: None,
         })
     }
@@ -199,7 +213,11 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { wasmlayer_core::ErrorKind::Usage.exit_code() } else { 0 };
+            return if e.use_stderr() {
+                wasmlayer_core::ErrorKind::Usage.exit_code()
+            } else {
+                0
+            };
         }
     };
     init_logging(cli.verbose);
@@ -235,9 +253,18 @@ pub fn render_error(e: &Error) -> String {
         while i < bt.len() {
             out.push_str(&format!("  {i:>3}: {}\n", bt[i]));
             // Deep recursion: show a run of identical frames once.
-            let same = bt[i + 1..].iter().take_while(|f| f.func_index == bt[i].func_index && f.module == bt[i].module && f.offset == bt[i].offset).count();
+            let same = bt[i + 1..]
+                .iter()
+                .take_while(|f| {
+                    f.func_index == bt[i].func_index
+                        && f.module == bt[i].module
+                        && f.offset == bt[i].offset
+                })
+                .count();
             if same > 0 {
-                out.push_str(&format!("       ... the frame above repeated {same} more time(s)\n"));
+                out.push_str(&format!(
+                    "       ... the frame above repeated {same} more time(s)\n"
+                ));
             }
             i += same + 1;
         }
@@ -246,7 +273,11 @@ pub fn render_error(e: &Error) -> String {
 }
 
 fn init_logging(verbose: bool) {
-    let level = if verbose { tracing_subscriber::filter::LevelFilter::DEBUG } else { tracing_subscriber::filter::LevelFilter::WARN };
+    let level = if verbose {
+        tracing_subscriber::filter::LevelFilter::DEBUG
+    } else {
+        tracing_subscriber::filter::LevelFilter::WARN
+    };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -258,7 +289,10 @@ fn init_logging(verbose: bool) {
 
 fn runtime(cache: &CacheArgs, fuel: bool, admission: Arc<dyn Admission>) -> Result<Runtime, Error> {
     Runtime::builder()
-        .engine_options(EngineOptions { fuel, ..Default::default() })
+        .engine_options(EngineOptions {
+            fuel,
+            ..Default::default()
+        })
         .cache(!cache.no_cache)
         .cache_dir(cache.cache_dir.clone())
         .admission(admission)
@@ -292,7 +326,9 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
         parse_env_flag(&mut flags, e)?;
     }
     for n in &args.allow_net {
-        flags.allow_net.push(n.parse::<NetPattern>().map_err(Error::usage)?);
+        flags
+            .allow_net
+            .push(n.parse::<NetPattern>().map_err(Error::usage)?);
     }
     if args.invoke.is_none() {
         flags.args = args.args.clone();
@@ -305,17 +341,31 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let caps = capabilities(&args)?;
     let limits = args.limits.to_limits()?;
     let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
-    let loaded = rt.load(&args.file, LoadOptions { allow_precompiled: args.allow_precompiled })?;
+    let loaded = rt.load(
+        &args.file,
+        LoadOptions {
+            allow_precompiled: args.allow_precompiled,
+        },
+    )?;
     tracing::debug!(kind = %loaded.facts.kind, cache = ?loaded.cache, "loaded");
-    let program_name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let program_name = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let outcome = rt.run(
         &loaded,
         RunOptions {
             capabilities: caps,
             limits,
-            invoke: args.invoke.map(|name| Invoke { name, args: args.args }),
+            invoke: args.invoke.map(|name| Invoke {
+                name,
+                args: args.args,
+            }),
             program_name,
-            context: AdmissionContext { command: "run".into() },
+            context: AdmissionContext {
+                command: "run".into(),
+            },
         },
     )?;
     if !outcome.results.is_empty() {
@@ -327,16 +377,33 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     if let Some(f) = outcome.fuel_consumed {
         tracing::info!(fuel_consumed = f, "fuel");
     }
-    tracing::info!(peak_memory = outcome.peak_memory, exit_code = outcome.exit_code, "guest finished");
+    tracing::info!(
+        peak_memory = outcome.peak_memory,
+        exit_code = outcome.exit_code,
+        "guest finished"
+    );
     Ok(outcome.exit_code)
 }
 
 fn compile(args: CompileArgs) -> Result<i32, Error> {
-    let rt = runtime(&CacheArgs { no_cache: true, cache_dir: None }, args.fuel, Arc::new(wasmlayer_core::GrantRequested))?;
+    let rt = runtime(
+        &CacheArgs {
+            no_cache: true,
+            cache_dir: None,
+        },
+        args.fuel,
+        Arc::new(wasmlayer_core::GrantRequested),
+    )?;
     let loaded = rt.load(&args.file, LoadOptions::default())?;
     let code = rt.serialize(&loaded.compiled)?;
     write_file_atomic(&args.output, &code)?;
-    eprintln!("compiled {} ({}) to {} ({} bytes)", args.file.display(), loaded.facts.kind, args.output.display(), code.len());
+    eprintln!(
+        "compiled {} ({}) to {} ({} bytes)",
+        args.file.display(),
+        loaded.facts.kind,
+        args.output.display(),
+        code.len()
+    );
     Ok(0)
 }
 
@@ -366,7 +433,10 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
             parse_env_flag(&mut route.caps, e)?;
         }
         for a in &args.allow_http {
-            route.allow_http.push(wasmlayer_http::manifest::parse_http_pattern(a).map_err(|e| usage("--allow-http", e))?);
+            route.allow_http.push(
+                wasmlayer_http::manifest::parse_http_pattern(a)
+                    .map_err(|e| usage("--allow-http", e))?,
+            );
         }
         let limits = args.limits.to_limits()?;
         route.limits.max_memory = limits.max_memory;
@@ -383,9 +453,14 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
             server.pool_size = n;
         }
         if let Some(m) = &args.max_instance_memory {
-            server.max_instance_memory = parse_size(m).map_err(|e| usage("--max-instance-memory", e))?;
+            server.max_instance_memory =
+                parse_size(m).map_err(|e| usage("--max-instance-memory", e))?;
         }
-        if route.limits.max_memory.is_some_and(|m| m > server.max_instance_memory) {
+        if route
+            .limits
+            .max_memory
+            .is_some_and(|m| m > server.max_instance_memory)
+        {
             return Err(Error::usage("--max-memory is above --max-instance-memory"));
         }
         Source::Single(Box::new(Manifest::single(route, server)))
@@ -395,7 +470,8 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         source,
         listen: args.listen,
         admin: args.admin,
-        drain_timeout: parse_duration(&args.drain_timeout).map_err(|e| usage("--drain-timeout", e))?,
+        drain_timeout: parse_duration(&args.drain_timeout)
+            .map_err(|e| usage("--drain-timeout", e))?,
         watch_interval: std::time::Duration::from_millis(500),
         cache_dir: args.cache.cache_dir.clone(),
         cache: !args.cache.no_cache,
@@ -430,26 +506,52 @@ fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> 
 
 fn inspect(args: InspectArgs) -> Result<i32, Error> {
     let rt = runtime(&args.cache, false, Arc::new(wasmlayer_core::GrantRequested))?;
-    let loaded = rt.load(&args.file, LoadOptions { allow_precompiled: args.allow_precompiled })?;
+    let loaded = rt.load(
+        &args.file,
+        LoadOptions {
+            allow_precompiled: args.allow_precompiled,
+        },
+    )?;
     let report = wasmlayer_core::inspect::inspect(&loaded);
     let mut out = std::io::stdout().lock();
     if args.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("inspection serialises"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("inspection serialises")
+        );
         return Ok(0);
     }
     let _ = writeln!(out, "file:         {}", report.path);
-    let _ = writeln!(out, "kind:         {} ({})", report.kind, match report.kind {
-        wasmlayer_core::ArtifactKind::Module => "core module, WASI p1",
-        wasmlayer_core::ArtifactKind::Component => "component, WASI p2",
-    });
-    let _ = writeln!(out, "format:       {}", match report.format {
-        wasmlayer_core::Format::Wasm => "binary WebAssembly",
-        wasmlayer_core::Format::Wat => "WebAssembly text",
-        wasmlayer_core::Format::Precompiled => "precompiled (.cwasm)",
-    });
+    let _ = writeln!(
+        out,
+        "kind:         {} ({})",
+        report.kind,
+        match report.kind {
+            wasmlayer_core::ArtifactKind::Module => "core module, WASI p1",
+            wasmlayer_core::ArtifactKind::Component => "component, WASI p2",
+        }
+    );
+    let _ = writeln!(
+        out,
+        "format:       {}",
+        match report.format {
+            wasmlayer_core::Format::Wasm => "binary WebAssembly",
+            wasmlayer_core::Format::Wat => "WebAssembly text",
+            wasmlayer_core::Format::Precompiled => "precompiled (.cwasm)",
+        }
+    );
     let _ = writeln!(out, "size:         {} bytes", report.size);
     let _ = writeln!(out, "sha256:       {}", report.sha256);
-    let _ = writeln!(out, "capabilities: {}", if report.capabilities.is_empty() { "none".to_string() } else { report.capabilities.join(", ") });
+    let _ = writeln!(
+        out,
+        "capabilities: {}",
+        if report.capabilities.is_empty() {
+            "none".to_string()
+        } else {
+            report.capabilities.join(", ")
+        }
+    );
     for (title, items) in [("imports", &report.imports), ("exports", &report.exports)] {
         let _ = writeln!(out, "{title} ({}):", items.len());
         for i in items.iter() {

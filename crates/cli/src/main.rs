@@ -5,6 +5,9 @@ fn main() {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: wasmlayer internal error (a bug, please report it): {info}");
     }));
-    let code = wasmlayer_cli::main_with(std::env::args_os(), Arc::new(wasmlayer_core::GrantRequested));
+    let code = wasmlayer_cli::main_with(
+        std::env::args_os(),
+        Arc::new(wasmlayer_core::GrantRequested),
+    );
     std::process::exit(code);
 }

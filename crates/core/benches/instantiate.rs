@@ -59,15 +59,24 @@ fn measure(iterations: usize, warmup: usize, mut f: impl FnMut()) -> Vec<Duratio
 
 fn plain(engine: &Engine) -> InstancePre<Plain> {
     let module = Module::new(engine, TRIVIAL).expect("compile");
-    Linker::new(engine).instantiate_pre(&module).expect("pre-instantiate")
+    Linker::new(engine)
+        .instantiate_pre(&module)
+        .expect("pre-instantiate")
 }
 
 fn call_plain(engine: &Engine, pre: &InstancePre<Plain>) {
-    let mut store = Store::new(engine, Plain { limiter: MemoryLimiter::new(&Limits::default()) });
+    let mut store = Store::new(
+        engine,
+        Plain {
+            limiter: MemoryLimiter::new(&Limits::default()),
+        },
+    );
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(u64::MAX / 2);
     let instance = pre.instantiate(&mut store).expect("instantiate");
-    let run = instance.get_typed_func::<(), i32>(&mut store, "run").expect("export");
+    let run = instance
+        .get_typed_func::<(), i32>(&mut store, "run")
+        .expect("export");
     assert_eq!(run.call(&mut store, ()).expect("call"), 42);
 }
 
@@ -80,26 +89,54 @@ fn wasi(engine: &Engine) -> InstancePre<Wasi> {
 
 fn call_wasi(engine: &Engine, pre: &InstancePre<Wasi>) {
     let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
-    let mut store = Store::new(engine, Wasi { limiter: MemoryLimiter::new(&Limits::default()), wasi });
+    let mut store = Store::new(
+        engine,
+        Wasi {
+            limiter: MemoryLimiter::new(&Limits::default()),
+            wasi,
+        },
+    );
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(u64::MAX / 2);
     let instance = pre.instantiate(&mut store).expect("instantiate");
-    let run = instance.get_typed_func::<(), i32>(&mut store, "run").expect("export");
+    let run = instance
+        .get_typed_func::<(), i32>(&mut store, "run")
+        .expect("export");
     assert_eq!(run.call(&mut store, ()).expect("call"), 42);
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (iterations, warmup) = if quick { (20_000, 2_000) } else { (200_000, 20_000) };
-    let pooling = build_engine(&EngineOptions { fuel: false, pooling: Some(PoolingOptions::default()) }).expect("engine");
+    let (iterations, warmup) = if quick {
+        (20_000, 2_000)
+    } else {
+        (200_000, 20_000)
+    };
+    let pooling = build_engine(&EngineOptions {
+        fuel: false,
+        pooling: Some(PoolingOptions::default()),
+    })
+    .expect("engine");
     let on_demand = build_engine(&EngineOptions::default()).expect("engine");
 
     println!("instantiate + call, a fresh store and instance per iteration ({iterations} iterations, µs)");
-    println!("{:<44} {:>9} {:>9} {:>9} {:>9}", "variant", "p50", "p90", "p99", "mean");
-    for (name, engine) in [("pooling allocator", &pooling), ("on-demand allocator", &on_demand)] {
+    println!(
+        "{:<44} {:>9} {:>9} {:>9} {:>9}",
+        "variant", "p50", "p90", "p99", "mean"
+    );
+    for (name, engine) in [
+        ("pooling allocator", &pooling),
+        ("on-demand allocator", &on_demand),
+    ] {
         let pre = plain(engine);
-        report(&format!("trivial, {name}"), measure(iterations, warmup, || call_plain(engine, &pre)));
+        report(
+            &format!("trivial, {name}"),
+            measure(iterations, warmup, || call_plain(engine, &pre)),
+        );
         let pre = wasi(engine);
-        report(&format!("trivial + WASI p1 context, {name}"), measure(iterations, warmup, || call_wasi(engine, &pre)));
+        report(
+            &format!("trivial + WASI p1 context, {name}"),
+            measure(iterations, warmup, || call_wasi(engine, &pre)),
+        );
     }
 }

@@ -38,7 +38,9 @@ pub struct Denied {
 
 impl Denied {
     pub fn because(reason: impl Into<String>) -> Self {
-        Denied { reasons: vec![reason.into()] }
+        Denied {
+            reasons: vec![reason.into()],
+        }
     }
 }
 
@@ -53,6 +55,9 @@ pub struct GrantRequested;
 
 impl Admission for GrantRequested {
     fn admit(&self, request: &AdmissionRequest<'_>) -> Result<Grant, Denied> {
-        Ok(Grant { capabilities: request.requested.clone(), limits: request.limits.clone() })
+        Ok(Grant {
+            capabilities: request.requested.clone(),
+            limits: request.limits.clone(),
+        })
     }
 }

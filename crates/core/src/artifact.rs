@@ -76,7 +76,9 @@ const WASM_MAGIC: &[u8] = b"\0asm";
 pub fn detect(bytes: &[u8]) -> Result<(Format, Option<ArtifactKind>)> {
     if bytes.starts_with(WASM_MAGIC) {
         if bytes.len() < 8 {
-            return Err(Error::invalid("truncated WebAssembly header (fewer than 8 bytes)"));
+            return Err(Error::invalid(
+                "truncated WebAssembly header (fewer than 8 bytes)",
+            ));
         }
         if wasmparser::Parser::is_component(bytes) {
             return Ok((Format::Wasm, Some(ArtifactKind::Component)));
@@ -91,16 +93,24 @@ pub fn detect(bytes: &[u8]) -> Result<(Format, Option<ArtifactKind>)> {
     }
     if bytes.starts_with(ELF_MAGIC) {
         return match wasmtime::Engine::detect_precompiled(bytes) {
-            Some(wasmtime::Precompiled::Module) => Ok((Format::Precompiled, Some(ArtifactKind::Module))),
-            Some(wasmtime::Precompiled::Component) => Ok((Format::Precompiled, Some(ArtifactKind::Component))),
-            None => Err(Error::invalid("an ELF file that is not a precompiled WebAssembly artifact")),
+            Some(wasmtime::Precompiled::Module) => {
+                Ok((Format::Precompiled, Some(ArtifactKind::Module)))
+            }
+            Some(wasmtime::Precompiled::Component) => {
+                Ok((Format::Precompiled, Some(ArtifactKind::Component)))
+            }
+            None => Err(Error::invalid(
+                "an ELF file that is not a precompiled WebAssembly artifact",
+            )),
         };
     }
     if looks_like_text(bytes) {
         return Ok((Format::Wat, None));
     }
     if bytes.is_empty() {
-        return Err(Error::invalid("empty file: not a WebAssembly module or component"));
+        return Err(Error::invalid(
+            "empty file: not a WebAssembly module or component",
+        ));
     }
     Err(Error::invalid(
         "not a WebAssembly module, component, text file or precompiled artifact (unrecognised header)",
@@ -110,7 +120,8 @@ pub fn detect(bytes: &[u8]) -> Result<(Format, Option<ArtifactKind>)> {
 fn looks_like_text(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(4096)];
     !head.is_empty()
-        && std::str::from_utf8(head).is_ok_and(|s| s.trim_start().starts_with('(') || s.trim_start().starts_with(";;"))
+        && std::str::from_utf8(head)
+            .is_ok_and(|s| s.trim_start().starts_with('(') || s.trim_start().starts_with(";;"))
 }
 
 /// Maps import names to the WASI capability classes they could exercise.
@@ -129,7 +140,10 @@ pub fn wasi_capabilities<'a>(imports: impl Iterator<Item = &'a str>) -> Vec<&'st
 }
 
 fn classify_import(imp: &str) -> Option<&'static str> {
-    if let Some(func) = imp.strip_prefix("wasi_snapshot_preview1::").or_else(|| imp.strip_prefix("wasi_unstable::")) {
+    if let Some(func) = imp
+        .strip_prefix("wasi_snapshot_preview1::")
+        .or_else(|| imp.strip_prefix("wasi_unstable::"))
+    {
         return Some(match func {
             "args_get" | "args_sizes_get" => "args",
             "environ_get" | "environ_sizes_get" => "env",
@@ -172,8 +186,14 @@ mod tests {
     fn detection() {
         assert!(detect(b"").is_err());
         assert!(detect(b"\0asm\x01\0").is_err());
-        assert_eq!(detect(b"\0asm\x01\0\0\0").unwrap(), (Format::Wasm, Some(ArtifactKind::Module)));
-        assert_eq!(detect(b"\0asm\x0d\0\x01\0").unwrap(), (Format::Wasm, Some(ArtifactKind::Component)));
+        assert_eq!(
+            detect(b"\0asm\x01\0\0\0").unwrap(),
+            (Format::Wasm, Some(ArtifactKind::Module))
+        );
+        assert_eq!(
+            detect(b"\0asm\x0d\0\x01\0").unwrap(),
+            (Format::Wasm, Some(ArtifactKind::Component))
+        );
         assert_eq!(detect(b"(module)").unwrap().0, Format::Wat);
         assert!(detect(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).is_err());
         assert!(detect(b"\x7fELF\x02\x01\x01").is_err());
@@ -182,8 +202,13 @@ mod tests {
     #[test]
     fn classes() {
         let caps = wasi_capabilities(
-            ["wasi_snapshot_preview1::path_open", "wasi_snapshot_preview1::environ_get", "wasi:sockets/tcp@0.2.0", "env::f"]
-                .into_iter(),
+            [
+                "wasi_snapshot_preview1::path_open",
+                "wasi_snapshot_preview1::environ_get",
+                "wasi:sockets/tcp@0.2.0",
+                "env::f",
+            ]
+            .into_iter(),
         );
         assert_eq!(caps, vec!["env", "filesystem", "network"]);
     }

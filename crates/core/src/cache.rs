@@ -45,7 +45,9 @@ pub fn default_root() -> Option<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
         return Some(PathBuf::from(x).join("wasmlayer"));
     }
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".cache").join("wasmlayer"))
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("wasmlayer"))
 }
 
 impl Cache {
@@ -59,7 +61,12 @@ impl Cache {
         mk(&dir.join("index")).map_err(|e| format!("cache {}: {e}", dir.display()))?;
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
-        for p in [root.to_path_buf(), dir.clone(), dir.join("objects"), dir.join("index")] {
+        for p in [
+            root.to_path_buf(),
+            dir.clone(),
+            dir.join("objects"),
+            dir.join("index"),
+        ] {
             let m = fs::metadata(&p).map_err(|e| format!("cache {}: {e}", p.display()))?;
             if m.uid() != uid || m.permissions().mode() & 0o022 != 0 {
                 return Err(format!(
@@ -99,7 +106,8 @@ impl Cache {
         let text = fs::read_to_string(self.dir.join("index").join(stat_key)).ok()?;
         let mut parts = text.trim_end().split(' ');
         let (sha, kind, format) = (parts.next()?, parts.next()?, parts.next()?);
-        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) || parts.next().is_some() {
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) || parts.next().is_some()
+        {
             return None;
         }
         let format = match format {
@@ -107,13 +115,23 @@ impl Cache {
             "wat" => Format::Wat,
             _ => return None,
         };
-        Some(IndexEntry { sha256: sha.to_string(), kind: ArtifactKind::parse(kind)?, format })
+        Some(IndexEntry {
+            sha256: sha.to_string(),
+            kind: ArtifactKind::parse(kind)?,
+            format,
+        })
     }
 
     pub fn write_index(&self, stat_key: &str, entry: &IndexEntry) {
-        let format = if entry.format == Format::Wat { "wat" } else { "wasm" };
+        let format = if entry.format == Format::Wat {
+            "wat"
+        } else {
+            "wasm"
+        };
         let body = format!("{} {} {format}\n", entry.sha256, entry.kind);
-        if let Err(e) = self.write_atomic(&self.dir.join("index").join(stat_key), &[body.as_bytes()]) {
+        if let Err(e) =
+            self.write_atomic(&self.dir.join("index").join(stat_key), &[body.as_bytes()])
+        {
             tracing::warn!("could not write cache index entry: {e}");
         }
     }
@@ -136,14 +154,22 @@ impl Cache {
             && f.read_exact(&mut trailer).is_ok()
             && &trailer[32..] == TRAILER_MAGIC;
         if !intact {
-            tracing::warn!("cache entry {} has no valid trailer; recompiling", path.display());
+            tracing::warn!(
+                "cache entry {} has no valid trailer; recompiling",
+                path.display()
+            );
             return None;
         }
         let mut hasher = blake3::Hasher::new();
         let hashed = f.seek(SeekFrom::Start(0)).is_ok()
-            && hasher.update_reader((&mut f).take(len - TRAILER_LEN as u64)).is_ok();
+            && hasher
+                .update_reader((&mut f).take(len - TRAILER_LEN as u64))
+                .is_ok();
         if !hashed || hasher.finalize().as_bytes() != &trailer[..32] {
-            tracing::warn!("cache entry {} is corrupted (checksum mismatch); recompiling", path.display());
+            tracing::warn!(
+                "cache entry {} is corrupted (checksum mismatch); recompiling",
+                path.display()
+            );
             return None;
         }
         Some(path)
@@ -152,7 +178,10 @@ impl Cache {
     /// Stores compiled code for `sha256`.
     pub fn store_object(&self, sha256: &str, code: &[u8]) {
         let sum = blake3::hash(code);
-        if let Err(e) = self.write_atomic(&self.object_path(sha256), &[code, sum.as_bytes(), TRAILER_MAGIC]) {
+        if let Err(e) = self.write_atomic(
+            &self.object_path(sha256),
+            &[code, sum.as_bytes(), TRAILER_MAGIC],
+        ) {
             tracing::warn!("could not write cache entry: {e}");
         }
     }
@@ -166,10 +195,17 @@ impl Cache {
         let tmp = dest.with_extension(format!(
             "tmp.{}.{}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
         ));
         let result = (|| {
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode_0600().open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode_0600()
+                .open(&tmp)?;
             for p in parts {
                 f.write_all(p)?;
             }
@@ -221,7 +257,11 @@ mod tests {
         // Truncated entries too.
         fs::write(&p, b"short").unwrap();
         assert!(c.verified_object(&sha).is_none());
-        let e = IndexEntry { sha256: sha.clone(), kind: ArtifactKind::Component, format: Format::Wat };
+        let e = IndexEntry {
+            sha256: sha.clone(),
+            kind: ArtifactKind::Component,
+            format: Format::Wat,
+        };
         c.write_index("k", &e);
         assert_eq!(c.lookup_index("k").unwrap(), e);
         fs::write(c.dir.join("index/k"), "garbage").unwrap();

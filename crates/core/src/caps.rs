@@ -47,7 +47,11 @@ impl DirGrant {
                 "invalid directory `{spec}`: expected HOST[::GUEST[:ro|:rw]]"
             )));
         }
-        Ok(DirGrant { host: PathBuf::from(host), guest, read_only: read_only || mode_ro })
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest,
+            read_only: read_only || mode_ro,
+        })
     }
 }
 
@@ -121,11 +125,19 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 fn cidr_contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits as u32)
+            };
             u32::from(n) & mask == u32::from(i) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits as u32)
+            };
             u128::from(n) & mask == u128::from(i) & mask
         }
         _ => false,
@@ -136,9 +148,13 @@ impl FromStr for NetPattern {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let bad = |why: &str| format!("invalid network pattern `{s}`: {why} (expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:*, 10.0.0.0/8:443)");
+        let bad = |why: &str| {
+            format!("invalid network pattern `{s}`: {why} (expected HOST:PORT, e.g. 127.0.0.1:8080, localhost:*, 10.0.0.0/8:443)")
+        };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (h, p) = rest.split_once("]:").ok_or_else(|| bad("missing `]:PORT`"))?;
+            let (h, p) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("missing `]:PORT`"))?;
             (h, p)
         } else {
             s.rsplit_once(':').ok_or_else(|| bad("missing `:PORT`"))?
@@ -170,7 +186,9 @@ impl FromStr for NetPattern {
             let ip = canonical_ip(ip);
             HostPattern::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 })
         } else if !host.is_empty()
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         {
             HostPattern::Name(host.to_ascii_lowercase())
         } else {
@@ -205,7 +223,9 @@ impl Serialize for NetPattern {
 
 impl<'de> Deserialize<'de> for NetPattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -260,7 +280,9 @@ impl Capabilities {
     /// against the file's own directory.
     pub fn from_toml_file(path: &Path) -> Result<Capabilities> {
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::usage(format!("{}: capability file not found", path.display())),
+            std::io::ErrorKind::NotFound => {
+                Error::usage(format!("{}: capability file not found", path.display()))
+            }
             _ => Error::usage(format!("{}: {e}", path.display())),
         })?;
         let mut caps = Self::from_toml_str(&text)
@@ -276,8 +298,8 @@ impl Capabilities {
 
     /// Parses capabilities from TOML text.
     pub fn from_toml_str(text: &str) -> Result<Capabilities> {
-        let caps: Capabilities =
-            toml::from_str(text).map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))?;
+        let caps: Capabilities = toml::from_str(text)
+            .map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))?;
         for k in caps.env.keys() {
             check_env_name(k)?;
         }
@@ -312,7 +334,10 @@ impl Capabilities {
             let abs = std::fs::canonicalize(&d.host)
                 .map_err(|e| Error::usage(format!("directory {}: {e}", d.host.display())))?;
             if !abs.is_dir() {
-                return Err(Error::usage(format!("directory {}: not a directory", d.host.display())));
+                return Err(Error::usage(format!(
+                    "directory {}: not a directory",
+                    d.host.display()
+                )));
             }
             d.host = abs;
         }
@@ -340,7 +365,9 @@ impl Capabilities {
 
 fn check_env_name(k: &str) -> Result<()> {
     if k.is_empty() || k.contains('=') || k.contains('\0') {
-        return Err(Error::usage(format!("invalid environment variable name `{k}`")));
+        return Err(Error::usage(format!(
+            "invalid environment variable name `{k}`"
+        )));
     }
     Ok(())
 }
@@ -387,7 +414,15 @@ mod tests {
         let p: NetPattern = "localhost:80".parse().unwrap();
         assert!(p.needs_name_lookup());
         assert!(p.matches(&addr("127.0.0.1:80")));
-        for bad in ["", "host", "1.2.3.4:", "1.2.3.4:70000", "1.2.3.4/40:1", "a b:1", "x:9-1"] {
+        for bad in [
+            "",
+            "host",
+            "1.2.3.4:",
+            "1.2.3.4:70000",
+            "1.2.3.4/40:1",
+            "a b:1",
+            "x:9-1",
+        ] {
             assert!(bad.parse::<NetPattern>().is_err(), "{bad}");
         }
     }
@@ -395,7 +430,10 @@ mod tests {
     #[test]
     fn dir_specs() {
         let d = DirGrant::parse("/a::/b:ro", false).unwrap();
-        assert_eq!((d.host.to_str().unwrap(), d.guest.as_str(), d.read_only), ("/a", "/b", true));
+        assert_eq!(
+            (d.host.to_str().unwrap(), d.guest.as_str(), d.read_only),
+            ("/a", "/b", true)
+        );
         let d = DirGrant::parse("/a", false).unwrap();
         assert_eq!((d.guest.as_str(), d.read_only), ("/a", false));
         assert!(DirGrant::parse("/a", true).unwrap().read_only);

@@ -10,7 +10,8 @@
 use crate::artifact::{detect, Format};
 use crate::error::{Error, Result};
 use wasi_preview1_component_adapter_provider::{
-    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
 use wasmparser::{Parser, Payload, TypeRef};
 
@@ -84,13 +85,17 @@ pub struct Componentized {
 pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized> {
     let module = match detect(bytes)?.0 {
         Format::Wasm => bytes.to_vec(),
-        Format::Wat => wat::parse_bytes(bytes).map_err(|e| Error::invalid(format!("invalid WebAssembly text: {e}")))?.into_owned(),
-        Format::Precompiled => {
-            return Err(Error::invalid("the input is precompiled code (.cwasm); componentize needs the original .wasm module"))
-        }
+        Format::Wat => wat::parse_bytes(bytes)
+            .map_err(|e| Error::invalid(format!("invalid WebAssembly text: {e}")))?
+            .into_owned(),
+        Format::Precompiled => return Err(Error::invalid(
+            "the input is precompiled code (.cwasm); componentize needs the original .wasm module",
+        )),
     };
     if Parser::is_component(&module) {
-        return Err(Error::invalid("the input is already a component; only core modules can be componentized"));
+        return Err(Error::invalid(
+            "the input is already a component; only core modules can be componentized",
+        ));
     }
     let shape = ModuleShape::read(&module)?;
     if !shape.exports_memory {
@@ -129,7 +134,11 @@ pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized
         .and_then(|e| e.adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter_bytes))
         .and_then(|mut e| e.encode())
         .map_err(|e| Error::invalid(format!("cannot componentize the module: {e:#}")))?;
-    Ok(Componentized { component, adapter, memory })
+    Ok(Componentized {
+        component,
+        adapter,
+        memory,
+    })
 }
 
 /// What componentize needs to know about a module before encoding it.
@@ -147,15 +156,19 @@ struct ModuleShape {
 impl ModuleShape {
     fn read(module: &[u8]) -> Result<Self> {
         let mut shape = ModuleShape::default();
-        let bad = |e: wasmparser::BinaryReaderError| Error::invalid(format!("malformed module: {e}"));
+        let bad =
+            |e: wasmparser::BinaryReaderError| Error::invalid(format!("malformed module: {e}"));
         for payload in Parser::new(0).parse_all(module) {
             match payload.map_err(bad)? {
                 Payload::ImportSection(section) => {
                     for import in section.into_imports() {
                         let import = import.map_err(bad)?;
                         let foreign = import.module != WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME;
-                        if foreign && matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_)) {
-                            shape.foreign_imports.push(format!("{}::{}", import.module, import.name));
+                        if foreign && matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_))
+                        {
+                            shape
+                                .foreign_imports
+                                .push(format!("{}::{}", import.module, import.name));
                         }
                     }
                 }
@@ -163,16 +176,23 @@ impl ModuleShape {
                     for export in section {
                         let export = export.map_err(bad)?;
                         match (export.name, export.kind) {
-                            ("_start", wasmparser::ExternalKind::Func) => shape.exports_start = true,
-                            ("memory", wasmparser::ExternalKind::Memory) => shape.exports_memory = true,
-                            ("cabi_realloc" | "canonical_abi_realloc" | "cabi_realloc_adapter", wasmparser::ExternalKind::Func) => {
-                                shape.exports_realloc = true
+                            ("_start", wasmparser::ExternalKind::Func) => {
+                                shape.exports_start = true
                             }
+                            ("memory", wasmparser::ExternalKind::Memory) => {
+                                shape.exports_memory = true
+                            }
+                            (
+                                "cabi_realloc" | "canonical_abi_realloc" | "cabi_realloc_adapter",
+                                wasmparser::ExternalKind::Func,
+                            ) => shape.exports_realloc = true,
                             _ => {}
                         }
                     }
                 }
-                Payload::CustomSection(c) if c.name().starts_with("component-type") => shape.has_component_type = true,
+                Payload::CustomSection(c) if c.name().starts_with("component-type") => {
+                    shape.has_component_type = true
+                }
                 _ => {}
             }
         }
@@ -198,7 +218,10 @@ mod tests {
         assert_eq!(c.adapter, Adapter::Command);
         assert!(wasmparser::Parser::is_component(&c.component));
         let text = wasmprinter_names(&c.component);
-        assert!(text.iter().any(|n| n.starts_with("wasi:cli/run")), "{text:?}");
+        assert!(
+            text.iter().any(|n| n.starts_with("wasi:cli/run")),
+            "{text:?}"
+        );
     }
 
     #[test]
@@ -210,9 +233,15 @@ mod tests {
         let e = componentize(&m, AdapterMemory::Grow).unwrap_err();
         assert!(e.to_string().contains("env::log"), "{e}");
         let c = wat::parse_str("(component)").unwrap();
-        assert!(componentize(&c, AdapterMemory::Grow).unwrap_err().to_string().contains("already a component"));
+        assert!(componentize(&c, AdapterMemory::Grow)
+            .unwrap_err()
+            .to_string()
+            .contains("already a component"));
         let no_mem = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
-        assert!(componentize(&no_mem, AdapterMemory::Grow).unwrap_err().to_string().contains("memory"));
+        assert!(componentize(&no_mem, AdapterMemory::Grow)
+            .unwrap_err()
+            .to_string()
+            .contains("memory"));
     }
 
     /// Names of the component's top-level exports.

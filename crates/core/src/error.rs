@@ -145,7 +145,9 @@ impl Error {
     /// Wraps an I/O error on `path`, mapping "not found" to its own kind.
     pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
         if err.kind() == std::io::ErrorKind::NotFound {
-            Error::NotFound { path: path.to_owned() }
+            Error::NotFound {
+                path: path.to_owned(),
+            }
         } else {
             Error::Host(format!("{}: {err}", path.display()))
         }

@@ -37,14 +37,22 @@ pub fn inspect(loaded: &Loaded) -> Inspection {
     let engine = loaded.compiled.engine();
     let (imports, exports) = match &loaded.compiled {
         Compiled::Module(m) => (
-            m.imports().map(|i| item(format!("{}::{}", i.module(), i.name()), extern_ty(&i.ty()))).collect(),
-            m.exports().map(|e| item(e.name().to_string(), extern_ty(&e.ty()))).collect(),
+            m.imports()
+                .map(|i| item(format!("{}::{}", i.module(), i.name()), extern_ty(&i.ty())))
+                .collect(),
+            m.exports()
+                .map(|e| item(e.name().to_string(), extern_ty(&e.ty())))
+                .collect(),
         ),
         Compiled::Component(c) => {
             let ty = c.component_type();
             (
-                ty.imports(engine).map(|(n, e)| component_item(engine, n, &e.ty)).collect(),
-                ty.exports(engine).map(|(n, e)| component_item(engine, n, &e.ty)).collect(),
+                ty.imports(engine)
+                    .map(|(n, e)| component_item(engine, n, &e.ty))
+                    .collect(),
+                ty.exports(engine)
+                    .map(|(n, e)| component_item(engine, n, &e.ty))
+                    .collect(),
             )
         }
     };
@@ -61,7 +69,11 @@ pub fn inspect(loaded: &Loaded) -> Inspection {
 }
 
 fn item(name: String, ty: String) -> Item {
-    Item { name, ty, items: Vec::new() }
+    Item {
+        name,
+        ty,
+        items: Vec::new(),
+    }
 }
 
 fn extern_ty(ty: &ExternType) -> String {
@@ -99,8 +111,14 @@ fn component_item(engine: &Engine, name: &str, ty: &ComponentItem) -> Item {
         ComponentItem::Resource(_) => "resource".to_string(),
     };
     let items = match ty {
-        ComponentItem::ComponentInstance(i) => i.exports(engine).map(|(n, _)| n.to_string()).collect(),
+        ComponentItem::ComponentInstance(i) => {
+            i.exports(engine).map(|(n, _)| n.to_string()).collect()
+        }
         _ => Vec::new(),
     };
-    Item { name: name.to_string(), ty: kind, items }
+    Item {
+        name: name.to_string(),
+        ty: kind,
+        items,
+    }
 }

@@ -20,4 +20,7 @@ pub use caps::{Capabilities, DirGrant, NetPattern};
 pub use error::{Error, ErrorKind, Result};
 pub use limits::Limits;
 pub use run::{Invoke, RunOptions, RunOutcome};
-pub use runtime::{build_engine, CacheOutcome, Compiled, EngineOptions, LoadOptions, Loaded, PoolingOptions, Runtime};
+pub use runtime::{
+    build_engine, CacheOutcome, Compiled, EngineOptions, LoadOptions, Loaded, PoolingOptions,
+    Runtime,
+};

@@ -14,7 +14,11 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
     /// Wall-clock time the guest may run.
-    #[serde(default, with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Maximum number of instances a guest may create (components create several).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,10 +35,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB"))?;
+    let num: f64 = num.replace('_', "").parse().map_err(|_| {
+        format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -43,7 +46,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => return Err(format!("invalid size `{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "invalid size `{s}`: unknown unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ))
+        }
     };
     let v = num * mult as f64;
     if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
@@ -84,7 +91,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ns" => num / 1e9,
         "m" | "min" => num * 60.0,
         "h" => num * 3600.0,
-        other => return Err(format!("invalid duration `{s}`: unknown unit `{other}` (use ns, us, ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "invalid duration `{s}`: unknown unit `{other}` (use ns, us, ms, s, m, h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration `{s}`: out of range"))
 }
@@ -120,7 +131,9 @@ mod size_opt {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),
             Some(Raw::N(n)) => Ok(Some(n)),
-            Some(Raw::S(s)) => super::parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+            Some(Raw::S(s)) => super::parse_size(&s)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -193,19 +206,36 @@ pub struct MemoryLimitHit(pub u64);
 
 impl std::fmt::Display for MemoryLimitHit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "guest exceeded its memory limit ({})", format_size(self.0))
+        write!(
+            f,
+            "guest exceeded its memory limit ({})",
+            format_size(self.0)
+        )
     }
 }
 
 impl std::error::Error for MemoryLimitHit {}
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         self.grow(current as u64, desired as u64)
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        self.grow(current as u64 * TABLE_ELEMENT_BYTES, desired as u64 * TABLE_ELEMENT_BYTES)
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.grow(
+            current as u64 * TABLE_ELEMENT_BYTES,
+            desired as u64 * TABLE_ELEMENT_BYTES,
+        )
     }
 
     fn instances(&self) -> usize {
@@ -255,7 +285,10 @@ mod tests {
     #[test]
     fn limiter_counts_all_memories_and_tables() {
         use wasmtime::ResourceLimiter;
-        let mut l = MemoryLimiter::new(&Limits { max_memory: Some(1 << 20), ..Default::default() });
+        let mut l = MemoryLimiter::new(&Limits {
+            max_memory: Some(1 << 20),
+            ..Default::default()
+        });
         assert!(l.memory_growing(0, 512 << 10, None).unwrap());
         assert!(l.memory_growing(0, 256 << 10, None).unwrap());
         assert!(l.memory_growing(512 << 10, (768 << 10) + 1, None).is_err());

@@ -30,9 +30,9 @@ use crate::error::{Error, Result};
 use std::collections::HashMap;
 use wasm_encoder::reencode::Reencode;
 use wasm_encoder::{
-    CodeSection, ConstExpr, DataSection, ElementSection, ExportKind, ExportSection, Function, FunctionSection,
-    GlobalSection, ImportSection, Instruction, MemArg, MemorySection, MemoryType, Module, TableSection, TypeSection,
-    ValType,
+    CodeSection, ConstExpr, DataSection, ElementSection, ExportKind, ExportSection, Function,
+    FunctionSection, GlobalSection, ImportSection, Instruction, MemArg, MemorySection, MemoryType,
+    Module, TableSection, TypeSection, ValType,
 };
 use wasmparser::{DataKind, ExternalKind, FunctionBody, Operator, Parser, Payload, TypeRef};
 
@@ -64,21 +64,44 @@ struct Pointers {
 }
 
 const fn flat(flat: &'static [u32]) -> Pointers {
-    Pointers { flat, iovs: None, writes_pointers: None }
+    Pointers {
+        flat,
+        iovs: None,
+        writes_pointers: None,
+    }
 }
 
 const fn iov(iov: u32, flat: &'static [u32]) -> Pointers {
-    Pointers { flat, iovs: Some(iov), writes_pointers: None }
+    Pointers {
+        flat,
+        iovs: Some(iov),
+        writes_pointers: None,
+    }
 }
 
 /// The pointer parameters of every preview1 function.
 fn preview1_pointers(name: &str) -> Option<Pointers> {
     Some(match name {
-        "args_get" => Pointers { flat: &[0, 1], iovs: None, writes_pointers: Some("args_sizes_get") },
-        "environ_get" => Pointers { flat: &[0, 1], iovs: None, writes_pointers: Some("environ_sizes_get") },
+        "args_get" => Pointers {
+            flat: &[0, 1],
+            iovs: None,
+            writes_pointers: Some("args_sizes_get"),
+        },
+        "environ_get" => Pointers {
+            flat: &[0, 1],
+            iovs: None,
+            writes_pointers: Some("environ_sizes_get"),
+        },
         "args_sizes_get" | "environ_sizes_get" => flat(&[0, 1]),
-        "clock_res_get" | "fd_fdstat_get" | "fd_filestat_get" | "fd_prestat_get" | "fd_prestat_dir_name" | "fd_tell"
-        | "path_create_directory" | "path_remove_directory" | "path_unlink_file" => flat(&[1]),
+        "clock_res_get"
+        | "fd_fdstat_get"
+        | "fd_filestat_get"
+        | "fd_prestat_get"
+        | "fd_prestat_dir_name"
+        | "fd_tell"
+        | "path_create_directory"
+        | "path_remove_directory"
+        | "path_unlink_file" => flat(&[1]),
         "clock_time_get" | "path_filestat_set_times" | "sock_accept" => flat(&[2]),
         "fd_seek" => flat(&[3]),
         "fd_readdir" | "path_rename" => flat(&[1, 4]),
@@ -92,15 +115,28 @@ fn preview1_pointers(name: &str) -> Option<Pointers> {
         "fd_read" | "fd_write" => iov(1, &[3]),
         "fd_pread" | "fd_pwrite" | "sock_send" => iov(1, &[4]),
         "sock_recv" => iov(1, &[4, 5]),
-        "fd_advise" | "fd_allocate" | "fd_close" | "fd_datasync" | "fd_fdstat_set_flags" | "fd_fdstat_set_rights"
-        | "fd_filestat_set_size" | "fd_filestat_set_times" | "fd_renumber" | "fd_sync" | "proc_exit" | "proc_raise"
-        | "sched_yield" | "sock_shutdown" => flat(&[]),
+        "fd_advise"
+        | "fd_allocate"
+        | "fd_close"
+        | "fd_datasync"
+        | "fd_fdstat_set_flags"
+        | "fd_fdstat_set_rights"
+        | "fd_filestat_set_size"
+        | "fd_filestat_set_times"
+        | "fd_renumber"
+        | "fd_sync"
+        | "proc_exit"
+        | "proc_raise"
+        | "sched_yield"
+        | "sock_shutdown" => flat(&[]),
         _ => return None,
     })
 }
 
 fn unsupported(what: impl std::fmt::Display) -> Error {
-    Error::invalid(format!("cannot reserve adapter memory in this module: {what}"))
+    Error::invalid(format!(
+        "cannot reserve adapter memory in this module: {what}"
+    ))
 }
 
 /// What the first pass learns about the module.
@@ -117,7 +153,8 @@ struct Layout {
 
 impl Layout {
     fn read(module: &[u8]) -> Result<Self> {
-        let bad = |e: wasmparser::BinaryReaderError| Error::invalid(format!("malformed module: {e}"));
+        let bad =
+            |e: wasmparser::BinaryReaderError| Error::invalid(format!("malformed module: {e}"));
         let mut l = Layout::default();
         for payload in Parser::new(0).parse_all(module) {
             match payload.map_err(bad)? {
@@ -132,7 +169,11 @@ impl Layout {
                         match imp.ty {
                             TypeRef::Func(t) | TypeRef::FuncExact(t) => {
                                 if imp.module == WASI {
-                                    l.wasi_imports.push((l.funcs.len() as u32, imp.name.to_string(), t));
+                                    l.wasi_imports.push((
+                                        l.funcs.len() as u32,
+                                        imp.name.to_string(),
+                                        t,
+                                    ));
                                 }
                                 l.funcs.push(t);
                                 l.num_imported_funcs += 1;
@@ -151,7 +192,9 @@ impl Layout {
                     for m in s {
                         let m = m.map_err(bad)?;
                         if m.memory64 || m.shared || m.page_size_log2.is_some() {
-                            return Err(unsupported("only a 32-bit, unshared memory with 64 KiB pages is supported"));
+                            return Err(unsupported(
+                                "only a 32-bit, unshared memory with 64 KiB pages is supported",
+                            ));
                         }
                         l.memories += 1;
                     }
@@ -160,7 +203,10 @@ impl Layout {
             }
         }
         if l.memories != 1 {
-            return Err(unsupported(format!("it defines {} memories (exactly one is supported)", l.memories)));
+            return Err(unsupported(format!(
+                "it defines {} memories (exactly one is supported)",
+                l.memories
+            )));
         }
         Ok(l)
     }
@@ -182,15 +228,27 @@ impl Reencode for Shifter {
         Ok(self.redirect.get(&func).copied().unwrap_or(func))
     }
 
-    fn mem_arg(&mut self, arg: wasmparser::MemArg) -> Result<MemArg, wasm_encoder::reencode::Error<String>> {
+    fn mem_arg(
+        &mut self,
+        arg: wasmparser::MemArg,
+    ) -> Result<MemArg, wasm_encoder::reencode::Error<String>> {
         if arg.memory != 0 {
-            return Err(wasm_encoder::reencode::Error::UserError("access to a second memory".into()));
+            return Err(wasm_encoder::reencode::Error::UserError(
+                "access to a second memory".into(),
+            ));
         }
         let offset = arg.offset + u64::from(RESERVED);
         if offset > u64::from(u32::MAX) {
-            return Err(wasm_encoder::reencode::Error::UserError(format!("static offset {} too large", arg.offset)));
+            return Err(wasm_encoder::reencode::Error::UserError(format!(
+                "static offset {} too large",
+                arg.offset
+            )));
         }
-        Ok(MemArg { offset, align: arg.align.into(), memory_index: 0 })
+        Ok(MemArg {
+            offset,
+            align: arg.align.into(),
+            memory_index: 0,
+        })
     }
 }
 
@@ -210,22 +268,38 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
     let realloc_type = num_types;
 
     // Plan the shims: one new function per preview1 import with pointers.
-    let wasi_index = |name: &str| layout.wasi_imports.iter().find(|(_, n, _)| n == name).map(|(i, _, _)| *i);
+    let wasi_index = |name: &str| {
+        layout
+            .wasi_imports
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .map(|(i, _, _)| *i)
+    };
     let mut shims: Vec<(u32, u32, Function)> = Vec::new(); // (import, type, body)
     for (import, name, ty) in &layout.wasi_imports {
-        let ptrs = preview1_pointers(name).ok_or_else(|| unsupported(format!("unknown import {WASI}::{name}")))?;
+        let ptrs = preview1_pointers(name)
+            .ok_or_else(|| unsupported(format!("unknown import {WASI}::{name}")))?;
         let params = layout.params(*import);
-        let pointer_params = ptrs.flat.iter().copied().chain(ptrs.iovs.into_iter().flat_map(|i| [i, i + 1]));
+        let pointer_params = ptrs
+            .flat
+            .iter()
+            .copied()
+            .chain(ptrs.iovs.into_iter().flat_map(|i| [i, i + 1]));
         for p in pointer_params {
             if params.get(p as usize) != Some(&wasmparser::ValType::I32) {
-                return Err(unsupported(format!("{WASI}::{name} has an unexpected signature")));
+                return Err(unsupported(format!(
+                    "{WASI}::{name} has an unexpected signature"
+                )));
             }
         }
         if ptrs.flat.is_empty() && ptrs.iovs.is_none() {
             continue;
         }
         let sizes = match ptrs.writes_pointers {
-            Some(sizes) => Some(wasi_index(sizes).ok_or_else(|| unsupported(format!("{name} is imported without {sizes}")))?),
+            Some(sizes) => Some(
+                wasi_index(sizes)
+                    .ok_or_else(|| unsupported(format!("{name} is imported without {sizes}")))?,
+            ),
             None => None,
         };
         shims.push((*import, *ty, shim_body(*import, params, &ptrs, sizes)));
@@ -255,23 +329,32 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
             }
         }
         match payload {
-            Payload::Version { encoding: wasmparser::Encoding::Module, .. } => {}
+            Payload::Version {
+                encoding: wasmparser::Encoding::Module,
+                ..
+            } => {}
             Payload::Version { .. } => return Err(Error::invalid("not a core module")),
             Payload::TypeSection(s) => {
                 let mut types = TypeSection::new();
-                shifter.parse_type_section(&mut types, s).map_err(reencode_err)?;
+                shifter
+                    .parse_type_section(&mut types, s)
+                    .map_err(reencode_err)?;
                 types.ty().function([ValType::I32; 4], [ValType::I32]);
                 out.section(&types);
                 saw.0 = true;
             }
             Payload::ImportSection(s) => {
                 let mut imports = ImportSection::new();
-                shifter.parse_import_section(&mut imports, s).map_err(reencode_err)?;
+                shifter
+                    .parse_import_section(&mut imports, s)
+                    .map_err(reencode_err)?;
                 out.section(&imports);
             }
             Payload::FunctionSection(s) => {
                 let mut funcs = FunctionSection::new();
-                shifter.parse_function_section(&mut funcs, s).map_err(reencode_err)?;
+                shifter
+                    .parse_function_section(&mut funcs, s)
+                    .map_err(reencode_err)?;
                 for (_, ty, _) in &shims {
                     funcs.function(*ty);
                 }
@@ -281,7 +364,9 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
             }
             Payload::TableSection(s) => {
                 let mut tables = TableSection::new();
-                shifter.parse_table_section(&mut tables, s).map_err(reencode_err)?;
+                shifter
+                    .parse_table_section(&mut tables, s)
+                    .map_err(reencode_err)?;
                 out.section(&tables);
             }
             Payload::MemorySection(s) => {
@@ -301,7 +386,9 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
             }
             Payload::GlobalSection(s) => {
                 let mut globals = GlobalSection::new();
-                shifter.parse_global_section(&mut globals, s).map_err(reencode_err)?;
+                shifter
+                    .parse_global_section(&mut globals, s)
+                    .map_err(reencode_err)?;
                 out.section(&globals);
             }
             Payload::ExportSection(s) => {
@@ -309,21 +396,31 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
                 for e in s {
                     let e = e.map_err(bad)?;
                     let index = match e.kind {
-                        ExternalKind::Func | ExternalKind::FuncExact => shifter.function_index(e.index).map_err(reencode_err)?,
+                        ExternalKind::Func | ExternalKind::FuncExact => {
+                            shifter.function_index(e.index).map_err(reencode_err)?
+                        }
                         _ => e.index,
                     };
-                    exports.export(e.name, shifter.export_kind(e.kind).map_err(reencode_err)?, index);
+                    exports.export(
+                        e.name,
+                        shifter.export_kind(e.kind).map_err(reencode_err)?,
+                        index,
+                    );
                 }
                 exports.export("cabi_realloc_adapter", ExportKind::Func, realloc_index);
                 out.section(&exports);
                 saw.2 = true;
             }
             Payload::StartSection { func, .. } => {
-                out.section(&wasm_encoder::StartSection { function_index: shifter.function_index(func).map_err(reencode_err)? });
+                out.section(&wasm_encoder::StartSection {
+                    function_index: shifter.function_index(func).map_err(reencode_err)?,
+                });
             }
             Payload::ElementSection(s) => {
                 let mut elems = ElementSection::new();
-                shifter.parse_element_section(&mut elems, s).map_err(reencode_err)?;
+                shifter
+                    .parse_element_section(&mut elems, s)
+                    .map_err(reencode_err)?;
                 out.section(&elems);
             }
             Payload::DataCountSection { count, .. } => {
@@ -333,7 +430,9 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
             Payload::CodeSectionEntry(body) => {
                 let params = layout.params(func_index).len() as u32;
                 let f = shift_body(&mut shifter, params, body)?;
-                code.as_mut().expect("code section entry inside a code section").function(&f);
+                code.as_mut()
+                    .expect("code section entry inside a code section")
+                    .function(&f);
                 func_index += 1;
             }
             Payload::DataSection(s) => {
@@ -344,16 +443,32 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
                         DataKind::Passive => {
                             data.passive(d.data.iter().copied());
                         }
-                        DataKind::Active { memory_index: 0, offset_expr } => {
+                        DataKind::Active {
+                            memory_index: 0,
+                            offset_expr,
+                        } => {
                             let mut ops = offset_expr.get_operators_reader();
-                            let offset = match (ops.read().map_err(bad)?, ops.read().map_err(bad)?) {
+                            let offset = match (ops.read().map_err(bad)?, ops.read().map_err(bad)?)
+                            {
                                 (Operator::I32Const { value }, Operator::End) => value,
-                                _ => return Err(unsupported("a data segment whose offset is not a constant")),
+                                _ => {
+                                    return Err(unsupported(
+                                        "a data segment whose offset is not a constant",
+                                    ))
+                                }
                             };
-                            let moved = (offset as u32).checked_add(RESERVED).ok_or_else(|| unsupported("data segment offset too large"))?;
-                            data.active(0, &ConstExpr::i32_const(moved as i32), d.data.iter().copied());
+                            let moved = (offset as u32)
+                                .checked_add(RESERVED)
+                                .ok_or_else(|| unsupported("data segment offset too large"))?;
+                            data.active(
+                                0,
+                                &ConstExpr::i32_const(moved as i32),
+                                d.data.iter().copied(),
+                            );
                         }
-                        DataKind::Active { .. } => return Err(unsupported("a data segment for a second memory")),
+                        DataKind::Active { .. } => {
+                            return Err(unsupported("a data segment for a second memory"))
+                        }
                     }
                 }
                 out.section(&data);
@@ -361,13 +476,19 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
             Payload::CustomSection(c) => {
                 // DWARF refers to code offsets, which have moved.
                 if !c.name().starts_with(".debug_") {
-                    out.section(&wasm_encoder::CustomSection { name: c.name().into(), data: c.data().into() });
+                    out.section(&wasm_encoder::CustomSection {
+                        name: c.name().into(),
+                        data: c.data().into(),
+                    });
                 }
             }
             Payload::End(_) => {}
             Payload::TagSection(_) => return Err(unsupported("exception tags")),
             other => {
-                return Err(unsupported(format!("unexpected section {:?}", other.as_section().map(|(id, _)| id))));
+                return Err(unsupported(format!(
+                    "unexpected section {:?}",
+                    other.as_section().map(|(id, _)| id)
+                )));
             }
         }
     }
@@ -377,7 +498,11 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
     let bytes = out.finish();
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(&bytes)
-        .map_err(|e| Error::host(format!("reserving adapter memory produced an invalid module: {e}")))?;
+        .map_err(|e| {
+            Error::host(format!(
+                "reserving adapter memory produced an invalid module: {e}"
+            ))
+        })?;
     Ok(bytes)
 }
 
@@ -385,7 +510,10 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
 fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Result<Function> {
     let mut locals = Vec::new();
     let mut count = params;
-    for l in body.get_locals_reader().map_err(|e| Error::invalid(format!("malformed module: {e}")))? {
+    for l in body
+        .get_locals_reader()
+        .map_err(|e| Error::invalid(format!("malformed module: {e}")))?
+    {
         let (n, ty) = l.map_err(|e| Error::invalid(format!("malformed module: {e}")))?;
         count += n;
         locals.push((n, shifter.val_type(ty).map_err(reencode_err)?));
@@ -393,14 +521,20 @@ fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Res
     let (t0, t1) = (count, count + 1);
     locals.push((2, ValType::I32));
     let mut f = Function::new(locals);
-    let mut ops = body.get_operators_reader().map_err(|e| Error::invalid(format!("malformed module: {e}")))?;
+    let mut ops = body
+        .get_operators_reader()
+        .map_err(|e| Error::invalid(format!("malformed module: {e}")))?;
     let shift = RESERVED as i32;
     use Instruction as I;
     while !ops.eof() {
-        let op = ops.read().map_err(|e| Error::invalid(format!("malformed module: {e}")))?;
+        let op = ops
+            .read()
+            .map_err(|e| Error::invalid(format!("malformed module: {e}")))?;
         match op {
             Operator::MemorySize { mem: 0 } => {
-                f.instruction(&I::MemorySize(0)).instruction(&I::I32Const(RESERVED_PAGES)).instruction(&I::I32Sub);
+                f.instruction(&I::MemorySize(0))
+                    .instruction(&I::I32Const(RESERVED_PAGES))
+                    .instruction(&I::I32Sub);
             }
             Operator::MemoryGrow { mem: 0 } => {
                 // old == -1 ? -1 : old - reserved
@@ -419,11 +553,22 @@ fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Res
                 }
             }
             Operator::MemoryFill { mem: 0 } => {
-                for i in [I::LocalSet(t1), I::LocalSet(t0), I::I32Const(shift), I::I32Add, I::LocalGet(t0), I::LocalGet(t1), I::MemoryFill(0)] {
+                for i in [
+                    I::LocalSet(t1),
+                    I::LocalSet(t0),
+                    I::I32Const(shift),
+                    I::I32Add,
+                    I::LocalGet(t0),
+                    I::LocalGet(t1),
+                    I::MemoryFill(0),
+                ] {
                     f.instruction(&i);
                 }
             }
-            Operator::MemoryCopy { dst_mem: 0, src_mem: 0 } => {
+            Operator::MemoryCopy {
+                dst_mem: 0,
+                src_mem: 0,
+            } => {
                 for i in [
                     I::LocalSet(t1),
                     I::I32Const(shift),
@@ -433,13 +578,23 @@ fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Res
                     I::I32Add,
                     I::LocalGet(t0),
                     I::LocalGet(t1),
-                    I::MemoryCopy { src_mem: 0, dst_mem: 0 },
+                    I::MemoryCopy {
+                        src_mem: 0,
+                        dst_mem: 0,
+                    },
                 ] {
                     f.instruction(&i);
                 }
             }
             Operator::MemoryInit { data_index, mem: 0 } => {
-                for i in [I::LocalSet(t1), I::LocalSet(t0), I::I32Const(shift), I::I32Add, I::LocalGet(t0), I::LocalGet(t1)] {
+                for i in [
+                    I::LocalSet(t1),
+                    I::LocalSet(t0),
+                    I::I32Const(shift),
+                    I::I32Add,
+                    I::LocalGet(t0),
+                    I::LocalGet(t1),
+                ] {
                     f.instruction(&i);
                 }
                 f.instruction(&I::MemoryInit { mem: 0, data_index });
@@ -449,7 +604,9 @@ fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Res
             | Operator::MemoryFill { .. }
             | Operator::MemoryCopy { .. }
             | Operator::MemoryInit { .. }
-            | Operator::MemoryDiscard { .. } => return Err(unsupported(format!("instruction {op:?}"))),
+            | Operator::MemoryDiscard { .. } => {
+                return Err(unsupported(format!("instruction {op:?}")))
+            }
             other => {
                 f.instruction(&shifter.instruction(other).map_err(reencode_err)?);
             }
@@ -461,34 +618,70 @@ fn shift_body(shifter: &mut Shifter, params: u32, body: FunctionBody<'_>) -> Res
 /// `base + i * stride`, with `base` and `i` locals.
 fn element(base: u32, i: u32, stride: i32) -> [Instruction<'static>; 5] {
     use Instruction as I;
-    [I::LocalGet(i), I::I32Const(stride), I::I32Mul, I::LocalGet(base), I::I32Add]
+    [
+        I::LocalGet(i),
+        I::I32Const(stride),
+        I::I32Mul,
+        I::LocalGet(base),
+        I::I32Add,
+    ]
 }
 
 /// `for i in 0..count { body }`, with `i` and `count` locals.
 fn counted_loop(f: &mut Function, i: u32, count: u32, body: &[Instruction<'_>]) {
     use Instruction as I;
     let empty = wasm_encoder::BlockType::Empty;
-    for ins in [I::I32Const(0), I::LocalSet(i), I::Block(empty), I::Loop(empty), I::LocalGet(i), I::LocalGet(count), I::I32GeU, I::BrIf(1)] {
+    for ins in [
+        I::I32Const(0),
+        I::LocalSet(i),
+        I::Block(empty),
+        I::Loop(empty),
+        I::LocalGet(i),
+        I::LocalGet(count),
+        I::I32GeU,
+        I::BrIf(1),
+    ] {
         f.instruction(&ins);
     }
     for ins in body {
         f.instruction(ins);
     }
-    for ins in [I::LocalGet(i), I::I32Const(1), I::I32Add, I::LocalSet(i), I::Br(0), I::End, I::End] {
+    for ins in [
+        I::LocalGet(i),
+        I::I32Const(1),
+        I::I32Add,
+        I::LocalSet(i),
+        I::Br(0),
+        I::End,
+        I::End,
+    ] {
         f.instruction(&ins);
     }
 }
 
 fn load32(offset: u32) -> Instruction<'static> {
-    Instruction::I32Load(MemArg { offset: u64::from(offset), align: 2, memory_index: 0 })
+    Instruction::I32Load(MemArg {
+        offset: u64::from(offset),
+        align: 2,
+        memory_index: 0,
+    })
 }
 
 fn store32(offset: u32) -> Instruction<'static> {
-    Instruction::I32Store(MemArg { offset: u64::from(offset), align: 2, memory_index: 0 })
+    Instruction::I32Store(MemArg {
+        offset: u64::from(offset),
+        align: 2,
+        memory_index: 0,
+    })
 }
 
 /// A shim with the import's signature: converts pointers, then calls it.
-fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes: Option<u32>) -> Function {
+fn shim_body(
+    import: u32,
+    params: &[wasmparser::ValType],
+    ptrs: &Pointers,
+    sizes: Option<u32>,
+) -> Function {
     use Instruction as I;
     let n = params.len() as u32;
     // Two extra locals: a loop index and a count; `zero` is a local holding 0
@@ -499,14 +692,27 @@ fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes
     if let Some(iovs) = ptrs.iovs {
         let len = iovs + 1;
         // count = min(len, IOV_MAX)
-        for ins in [I::LocalGet(len), I::I32Const(IOV_MAX), I::LocalGet(len), I::I32Const(IOV_MAX), I::I32LtU, I::Select, I::LocalSet(count)] {
+        for ins in [
+            I::LocalGet(len),
+            I::I32Const(IOV_MAX),
+            I::LocalGet(len),
+            I::I32Const(IOV_MAX),
+            I::I32LtU,
+            I::Select,
+            I::LocalSet(count),
+        ] {
             f.instruction(&ins);
         }
         let mut body = Vec::new();
         // scratch[i].buf = iovs[i].buf + shift (the module's iovs are at iovs + shift)
         body.extend(element(zero, i, 8));
         body.extend(element(iovs, i, 8));
-        body.extend([load32(RESERVED), I::I32Const(shift), I::I32Add, store32(IOV_SCRATCH)]);
+        body.extend([
+            load32(RESERVED),
+            I::I32Const(shift),
+            I::I32Add,
+            store32(IOV_SCRATCH),
+        ]);
         // scratch[i].len = iovs[i].len
         body.extend(element(zero, i, 8));
         body.extend(element(iovs, i, 8));
@@ -519,7 +725,9 @@ fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes
         } else if ptrs.iovs.map(|v| v + 1) == Some(p) {
             f.instruction(&I::LocalGet(count));
         } else if ptrs.flat.contains(&p) {
-            f.instruction(&I::LocalGet(p)).instruction(&I::I32Const(shift)).instruction(&I::I32Add);
+            f.instruction(&I::LocalGet(p))
+                .instruction(&I::I32Const(shift))
+                .instruction(&I::I32Add);
         } else {
             f.instruction(&I::LocalGet(p));
         }
@@ -553,7 +761,12 @@ fn shim_body(import: u32, params: &[wasmparser::ValType], ptrs: &Pointers, sizes
         let mut body = Vec::new();
         body.extend(element(0, i, 4));
         body.extend(element(0, i, 4));
-        body.extend([load32(RESERVED), I::I32Const(shift), I::I32Sub, store32(RESERVED)]);
+        body.extend([
+            load32(RESERVED),
+            I::I32Const(shift),
+            I::I32Sub,
+            store32(RESERVED),
+        ]);
         counted_loop(&mut f, i, count, &body);
         f.instruction(&I::I32Const(0));
     }
@@ -567,7 +780,11 @@ fn realloc_body() -> Function {
     use Instruction as I;
     // locals: 0 old_ptr, 1 old_len, 2 align, 3 new_len, 4 ptr, 5 end
     let mut f = Function::new([(2, ValType::I32)]);
-    let at_bump = MemArg { offset: u64::from(BUMP_PTR), align: 2, memory_index: 0 };
+    let at_bump = MemArg {
+        offset: u64::from(BUMP_PTR),
+        align: 2,
+        memory_index: 0,
+    };
     for ins in [
         // Only fresh allocations.
         I::LocalGet(0),
@@ -636,21 +853,31 @@ mod tests {
         let mut store = wasmtime::Store::new(&engine, ());
         let mut linker = wasmtime::Linker::new(&engine);
         linker
-            .func_wrap(WASI, "args_sizes_get", |mut c: wasmtime::Caller<'_, ()>, argc: i32, size: i32| {
-                let m = c.get_export("memory").unwrap().into_memory().unwrap();
-                m.write(&mut c, argc as usize, &2u32.to_le_bytes()).unwrap();
-                m.write(&mut c, size as usize, &4u32.to_le_bytes()).unwrap();
-                0
-            })
+            .func_wrap(
+                WASI,
+                "args_sizes_get",
+                |mut c: wasmtime::Caller<'_, ()>, argc: i32, size: i32| {
+                    let m = c.get_export("memory").unwrap().into_memory().unwrap();
+                    m.write(&mut c, argc as usize, &2u32.to_le_bytes()).unwrap();
+                    m.write(&mut c, size as usize, &4u32.to_le_bytes()).unwrap();
+                    0
+                },
+            )
             .unwrap();
         linker
-            .func_wrap(WASI, "args_get", |mut c: wasmtime::Caller<'_, ()>, argv: i32, buf: i32| {
-                let m = c.get_export("memory").unwrap().into_memory().unwrap();
-                m.write(&mut c, buf as usize, b"a\0b\0").unwrap();
-                m.write(&mut c, argv as usize, &(buf as u32).to_le_bytes()).unwrap();
-                m.write(&mut c, argv as usize + 4, &(buf as u32 + 2).to_le_bytes()).unwrap();
-                0
-            })
+            .func_wrap(
+                WASI,
+                "args_get",
+                |mut c: wasmtime::Caller<'_, ()>, argv: i32, buf: i32| {
+                    let m = c.get_export("memory").unwrap().into_memory().unwrap();
+                    m.write(&mut c, buf as usize, b"a\0b\0").unwrap();
+                    m.write(&mut c, argv as usize, &(buf as u32).to_le_bytes())
+                        .unwrap();
+                    m.write(&mut c, argv as usize + 4, &(buf as u32 + 2).to_le_bytes())
+                        .unwrap();
+                    0
+                },
+            )
             .unwrap();
         let instance = linker.instantiate(&mut store, &module).unwrap();
         (store, instance)
@@ -658,7 +885,11 @@ mod tests {
 
     fn run_i32(wasm: &[u8], func: &str) -> i32 {
         let (mut store, instance) = instantiate(wasm);
-        instance.get_typed_func::<(), i32>(&mut store, func).unwrap().call(&mut store, ()).unwrap()
+        instance
+            .get_typed_func::<(), i32>(&mut store, func)
+            .unwrap()
+            .call(&mut store, ())
+            .unwrap()
     }
 
     const PROGRAM: &str = r#"(module
@@ -712,7 +943,11 @@ mod tests {
             .func_wrap(
                 WASI,
                 "fd_write",
-                |mut c: wasmtime::Caller<'_, Vec<u8>>, _fd: i32, iovs: i32, n: i32, written: i32| {
+                |mut c: wasmtime::Caller<'_, Vec<u8>>,
+                 _fd: i32,
+                 iovs: i32,
+                 n: i32,
+                 written: i32| {
                     let m = c.get_export("memory").unwrap().into_memory().unwrap();
                     let mut out = Vec::new();
                     for k in 0..n as usize {
@@ -724,14 +959,19 @@ mod tests {
                         m.read(&c, buf, &mut data).unwrap();
                         out.extend(data);
                     }
-                    m.write(&mut c, written as usize, &(out.len() as u32).to_le_bytes()).unwrap();
+                    m.write(&mut c, written as usize, &(out.len() as u32).to_le_bytes())
+                        .unwrap();
                     *c.data_mut() = out;
                     0
                 },
             )
             .unwrap();
         let instance = linker.instantiate(&mut store, &module).unwrap();
-        let n = instance.get_typed_func::<(), i32>(&mut store, "write").unwrap().call(&mut store, ()).unwrap();
+        let n = instance
+            .get_typed_func::<(), i32>(&mut store, "write")
+            .unwrap()
+            .call(&mut store, ())
+            .unwrap();
         assert_eq!(store.data().as_slice(), b"abcde");
         assert_eq!(n, 5);
     }
@@ -742,12 +982,22 @@ mod tests {
         let (mut store, instance) = instantiate(&shifted);
         let memory = instance.get_memory(&mut store, "memory").unwrap();
         assert_eq!(memory.data(&store)[RESERVED as usize + 16], 0x2a);
-        let realloc = instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc_adapter").unwrap();
+        let realloc = instance
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, "cabi_realloc_adapter")
+            .unwrap();
         let a = realloc.call(&mut store, (0, 0, 8, 65536)).unwrap();
         let b = realloc.call(&mut store, (0, 0, 8, 100)).unwrap();
         assert_eq!(a as u32, BUMP_START);
         assert_eq!(b as u32, BUMP_START + 65536);
-        assert!(realloc.call(&mut store, (0, 0, 8, RESERVED as i32)).is_err(), "allocating past the region traps");
-        assert!(memory.data(&store)[..RESERVED as usize].iter().skip(8).all(|b| *b == 0));
+        assert!(
+            realloc
+                .call(&mut store, (0, 0, 8, RESERVED as i32))
+                .is_err(),
+            "allocating past the region traps"
+        );
+        assert!(memory.data(&store)[..RESERVED as usize]
+            .iter()
+            .skip(8)
+            .all(|b| *b == 0));
     }
 }

@@ -56,9 +56,23 @@ const GUEST_THREAD_STACK: usize = 8 << 20;
 
 impl Runtime {
     /// Puts the request through the admission hook.
-    pub fn admit(&self, loaded: &Loaded, caps: &Capabilities, limits: &Limits, context: &AdmissionContext) -> Result<Grant> {
-        let request = AdmissionRequest { artifact: &loaded.facts, requested: caps, limits, context };
-        let grant = self.admission.admit(&request).map_err(|d| Error::Denied { reasons: d.reasons })?;
+    pub fn admit(
+        &self,
+        loaded: &Loaded,
+        caps: &Capabilities,
+        limits: &Limits,
+        context: &AdmissionContext,
+    ) -> Result<Grant> {
+        let request = AdmissionRequest {
+            artifact: &loaded.facts,
+            requested: caps,
+            limits,
+            context,
+        };
+        let grant = self
+            .admission
+            .admit(&request)
+            .map_err(|d| Error::Denied { reasons: d.reasons })?;
         tracing::debug!(?grant, "admission granted");
         Ok(grant)
     }
@@ -72,7 +86,9 @@ impl Runtime {
         // An admission may add directories of its own: resolve those too.
         grant.capabilities.resolve_dirs()?;
         if grant.limits.fuel.is_some() && !self.meters_fuel() {
-            return Err(Error::usage("a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)"));
+            return Err(Error::usage(
+                "a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)",
+            ));
         }
         let job = Job {
             engine: loaded.compiled.engine().clone(),
@@ -100,7 +116,9 @@ fn run_with_timeout(job: Job, timeout: Duration) -> Result<RunOutcome> {
         .map_err(|e| Error::host(format!("cannot start the guest thread: {e}")))?;
     match rx.recv_timeout(timeout) {
         Ok(r) => r,
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::host("the guest thread ended without a result")),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(Error::host("the guest thread ended without a result"))
+        }
         Err(mpsc::RecvTimeoutError::Timeout) => {
             // Interrupt WebAssembly code at its next epoch check.
             engine.increment_epoch();
@@ -136,7 +154,10 @@ struct P2State {
 
 impl WasiView for P2State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -161,7 +182,10 @@ impl Job {
         let limits = self.grant.limits.clone();
         match &self.compiled {
             Compiled::Module(module) => {
-                let state = P1State { wasi: wasi.build_p1(), limiter: MemoryLimiter::new(&limits) };
+                let state = P1State {
+                    wasi: wasi.build_p1(),
+                    limiter: MemoryLimiter::new(&limits),
+                };
                 let mut store = new_store(&self.engine, state, &limits, |s| &mut s.limiter)?;
                 let mut linker = wasmtime::Linker::new(&self.engine);
                 wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)
@@ -171,9 +195,15 @@ impl Job {
             }
             Compiled::Component(component) => {
                 if self.invoke.is_some() {
-                    return Err(Error::usage("--invoke calls exports of core modules; this artifact is a component"));
+                    return Err(Error::usage(
+                        "--invoke calls exports of core modules; this artifact is a component",
+                    ));
                 }
-                let state = P2State { wasi: wasi.build(), table: ResourceTable::new(), limiter: MemoryLimiter::new(&limits) };
+                let state = P2State {
+                    wasi: wasi.build(),
+                    table: ResourceTable::new(),
+                    limiter: MemoryLimiter::new(&limits),
+                };
                 let mut store = new_store(&self.engine, state, &limits, |s| &mut s.limiter)?;
                 let mut linker = wasmtime::component::Linker::new(&self.engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -194,12 +224,20 @@ fn new_store<T: Send + 'static>(
     let mut store = Store::new(engine, state);
     store.limiter(move |s| limiter(s) as &mut dyn wasmtime::ResourceLimiter);
     if let Some(fuel) = limits.fuel {
-        store.set_fuel(fuel).map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
     } else if engine.get_consume_fuel() {
-        store.set_fuel(u64::MAX).map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
+        store
+            .set_fuel(u64::MAX)
+            .map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
     }
     // With a timeout the runner bumps the epoch once at the deadline.
-    store.set_epoch_deadline(if limits.timeout.is_some() { 1 } else { u64::MAX / 2 });
+    store.set_epoch_deadline(if limits.timeout.is_some() {
+        1
+    } else {
+        u64::MAX / 2
+    });
     Ok(store)
 }
 
@@ -219,8 +257,16 @@ impl From<Error> for GuestError {
     }
 }
 
-async fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1State>, module: &wasmtime::Module, invoke: Option<&Invoke>) -> GuestResult {
-    let instance = linker.instantiate_async(&mut *store, module).await.map_err(instantiate_error)?;
+async fn run_module(
+    store: &mut Store<P1State>,
+    linker: &wasmtime::Linker<P1State>,
+    module: &wasmtime::Module,
+    invoke: Option<&Invoke>,
+) -> GuestResult {
+    let instance = linker
+        .instantiate_async(&mut *store, module)
+        .await
+        .map_err(instantiate_error)?;
     match invoke {
         None => {
             let Some(start) = instance.get_func(&mut *store, "_start") else {
@@ -231,15 +277,20 @@ async fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1Stat
                 ))
                 .into());
             };
-            let start = start
-                .typed::<(), ()>(&*store)
-                .map_err(|_| Error::invalid("`_start` must take no parameters and return nothing"))?;
-            start.call_async(&mut *store, ()).await.map_err(GuestError::Wasm)?;
+            let start = start.typed::<(), ()>(&*store).map_err(|_| {
+                Error::invalid("`_start` must take no parameters and return nothing")
+            })?;
+            start
+                .call_async(&mut *store, ())
+                .await
+                .map_err(GuestError::Wasm)?;
             Ok((0, Vec::new()))
         }
         Some(inv) => {
             if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
-                init.call_async(&mut *store, ()).await.map_err(GuestError::Wasm)?;
+                init.call_async(&mut *store, ())
+                    .await
+                    .map_err(GuestError::Wasm)?;
             }
             let func = instance.get_func(&mut *store, &inv.name).ok_or_else(|| {
                 let funcs: Vec<String> = module
@@ -247,7 +298,11 @@ async fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1Stat
                     .filter(|e| e.ty().func().is_some())
                     .map(|e| e.name().to_string())
                     .collect();
-                Error::usage(format!("module has no exported function `{}`; it exports: {}", inv.name, funcs.join(", ")))
+                Error::usage(format!(
+                    "module has no exported function `{}`; it exports: {}",
+                    inv.name,
+                    funcs.join(", ")
+                ))
             })?;
             let ty = func.ty(&*store);
             let params: Vec<ValType> = ty.params().collect();
@@ -266,7 +321,9 @@ async fn run_module(store: &mut Store<P1State>, linker: &wasmtime::Linker<P1Stat
                 .map(|(t, a)| parse_val(t, a))
                 .collect::<Result<Vec<Val>>>()?;
             let mut results = vec![Val::I32(0); ty.results().len()];
-            func.call_async(&mut *store, &args, &mut results).await.map_err(GuestError::Wasm)?;
+            func.call_async(&mut *store, &args, &mut results)
+                .await
+                .map_err(GuestError::Wasm)?;
             Ok((0, results.iter().map(format_val).collect()))
         }
     }
@@ -283,10 +340,20 @@ async fn run_component(
         .exports(store.engine())
         .any(|(name, _)| name.starts_with("wasi:cli/run@"));
     if !exports_run {
-        return Err(Error::invalid("component does not export `wasi:cli/run` (it is not a WASI command)").into());
+        return Err(Error::invalid(
+            "component does not export `wasi:cli/run` (it is not a WASI command)",
+        )
+        .into());
     }
-    let command = Command::instantiate_async(&mut *store, component, linker).await.map_err(instantiate_error)?;
-    match command.wasi_cli_run().call_run(&mut *store).await.map_err(GuestError::Wasm)? {
+    let command = Command::instantiate_async(&mut *store, component, linker)
+        .await
+        .map_err(instantiate_error)?;
+    match command
+        .wasi_cli_run()
+        .call_run(&mut *store)
+        .await
+        .map_err(GuestError::Wasm)?
+    {
         Ok(()) => Ok((0, Vec::new())),
         Err(()) => Ok((1, Vec::new())),
     }
@@ -298,14 +365,23 @@ fn instantiate_error(e: wasmtime::Error) -> GuestError {
     if e.downcast_ref::<Trap>().is_some() || has_memory_limit_hit(&e) {
         return GuestError::Wasm(e);
     }
-    GuestError::Host(Error::invalid(format!("cannot instantiate: {}", root_message(&e))))
+    GuestError::Host(Error::invalid(format!(
+        "cannot instantiate: {}",
+        root_message(&e)
+    )))
 }
 
 fn has_memory_limit_hit(e: &wasmtime::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<MemoryLimitHit>().is_some())
+    e.chain()
+        .any(|c| c.downcast_ref::<MemoryLimitHit>().is_some())
 }
 
-fn finish<T>(store: Store<T>, result: GuestResult, limits: &Limits, limiter: fn(&T) -> &MemoryLimiter) -> Result<RunOutcome> {
+fn finish<T>(
+    store: Store<T>,
+    result: GuestResult,
+    limits: &Limits,
+    limiter: fn(&T) -> &MemoryLimiter,
+) -> Result<RunOutcome> {
     let fuel_consumed = match (limits.fuel, store.get_fuel()) {
         (Some(total), Ok(left)) => Some(total - left),
         _ => None,
@@ -323,7 +399,12 @@ fn finish<T>(store: Store<T>, result: GuestResult, limits: &Limits, limiter: fn(
             }
         }
     };
-    Ok(RunOutcome { exit_code, results, fuel_consumed, peak_memory })
+    Ok(RunOutcome {
+        exit_code,
+        results,
+        fuel_consumed,
+        peak_memory,
+    })
 }
 
 /// Turns an error from running guest code into the platform's error: memory
@@ -340,7 +421,9 @@ pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error 
                 .map(|f| Frame {
                     module: f.module().name().map(str::to_string),
                     func_index: f.func_index(),
-                    func_name: f.func_name().map(|n| format!("{:#}", rustc_demangle::demangle(n))),
+                    func_name: f
+                        .func_name()
+                        .map(|n| format!("{:#}", rustc_demangle::demangle(n))),
                     offset: f.module_offset(),
                     location: f.symbols().first().and_then(|s| {
                         let file = s.file()?;
@@ -357,8 +440,14 @@ pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error 
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Error::FuelExhausted(limits.fuel.unwrap_or(0)),
         Some(Trap::Interrupt) => Error::Timeout(limits.timeout.unwrap_or_default()),
-        Some(trap) => Error::Trap { kind: trap_kind(*trap), backtrace },
-        None => Error::Trap { kind: root_message(&e), backtrace },
+        Some(trap) => Error::Trap {
+            kind: trap_kind(*trap),
+            backtrace,
+        },
+        None => Error::Trap {
+            kind: root_message(&e),
+            backtrace,
+        },
     }
 }
 
@@ -377,19 +466,40 @@ pub fn trap_kind(trap: Trap) -> String {
         Trap::UnreachableCodeReached => "unreachable instruction executed",
         Trap::Interrupt => "interrupted",
         Trap::OutOfFuel => "out of fuel",
-        other => return other.to_string().trim_start_matches("wasm trap: ").to_string(),
+        other => {
+            return other
+                .to_string()
+                .trim_start_matches("wasm trap: ")
+                .to_string()
+        }
     }
     .to_string()
 }
 
 fn parse_val(ty: &ValType, arg: &str) -> Result<Val> {
-    let bad = || Error::usage(format!("invalid argument `{arg}` for a parameter of type {ty}"));
+    let bad = || {
+        Error::usage(format!(
+            "invalid argument `{arg}` for a parameter of type {ty}"
+        ))
+    };
     Ok(match ty {
-        ValType::I32 => Val::I32(arg.parse::<i32>().or_else(|_| arg.parse::<u32>().map(|u| u as i32)).map_err(|_| bad())?),
-        ValType::I64 => Val::I64(arg.parse::<i64>().or_else(|_| arg.parse::<u64>().map(|u| u as i64)).map_err(|_| bad())?),
+        ValType::I32 => Val::I32(
+            arg.parse::<i32>()
+                .or_else(|_| arg.parse::<u32>().map(|u| u as i32))
+                .map_err(|_| bad())?,
+        ),
+        ValType::I64 => Val::I64(
+            arg.parse::<i64>()
+                .or_else(|_| arg.parse::<u64>().map(|u| u as i64))
+                .map_err(|_| bad())?,
+        ),
         ValType::F32 => Val::F32(arg.parse::<f32>().map_err(|_| bad())?.to_bits()),
         ValType::F64 => Val::F64(arg.parse::<f64>().map_err(|_| bad())?.to_bits()),
-        other => return Err(Error::usage(format!("--invoke cannot pass a parameter of type {other}"))),
+        other => {
+            return Err(Error::usage(format!(
+                "--invoke cannot pass a parameter of type {other}"
+            )))
+        }
     })
 }
 
@@ -414,9 +524,14 @@ pub fn wasi_builder(caps: &Capabilities, program_name: &str) -> Result<WasiCtxBu
         b.inherit_stdio();
     }
     for d in &caps.dirs {
-        let perms = if d.read_only { wasmtime_wasi::FsPerms::ReadOnly } else { wasmtime_wasi::FsPerms::ReadWrite };
-        b.preopened_dir(&d.host, &d.guest, perms)
-            .map_err(|e| Error::usage(format!("cannot open directory {}: {e}", d.host.display())))?;
+        let perms = if d.read_only {
+            wasmtime_wasi::FsPerms::ReadOnly
+        } else {
+            wasmtime_wasi::FsPerms::ReadWrite
+        };
+        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
+            Error::usage(format!("cannot open directory {}: {e}", d.host.display()))
+        })?;
     }
     if !caps.allow_net.is_empty() {
         let patterns = Arc::new(caps.allow_net.clone());
@@ -433,7 +548,11 @@ pub fn wasi_builder(caps: &Capabilities, program_name: &str) -> Result<WasiCtxBu
 
 /// Outbound only: connects and sends to allowlisted addresses; binds only
 /// the implicit wildcard bind that an outbound socket needs; no listening.
-fn net_check(patterns: &[crate::caps::NetPattern], addr: std::net::SocketAddr, use_: wasmtime_wasi::sockets::SocketAddrUse) -> bool {
+fn net_check(
+    patterns: &[crate::caps::NetPattern],
+    addr: std::net::SocketAddr,
+    use_: wasmtime_wasi::sockets::SocketAddrUse,
+) -> bool {
     use wasmtime_wasi::sockets::SocketAddrUse as U;
     let allowed = match use_ {
         U::TcpConnect | U::UdpSend | U::UdpReceive => patterns.iter().any(|p| p.matches(&addr)),

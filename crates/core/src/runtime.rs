@@ -39,14 +39,20 @@ pub struct PoolingOptions {
 
 impl Default for PoolingOptions {
     fn default() -> Self {
-        PoolingOptions { total_instances: 1000, max_memory_size: 64 << 20, slots_per_instance: 1, compact_memory: false }
+        PoolingOptions {
+            total_instances: 1000,
+            max_memory_size: 64 << 20,
+            slots_per_instance: 1,
+            compact_memory: false,
+        }
     }
 }
 
 /// Builds an engine that compiles and runs code. This (through
 /// [`engine_config`]) is the only place a `wasmtime::Config` is made.
 pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
-    Engine::new(&engine_config(opts, true)).map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))
+    Engine::new(&engine_config(opts, true))
+        .map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))
 }
 
 /// The engine configuration; `compiler: false` gives an engine that only
@@ -59,7 +65,9 @@ fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
     if let Some(p) = &opts.pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
-        let slots = p.total_instances.saturating_mul(p.slots_per_instance.max(1));
+        let slots = p
+            .total_instances
+            .saturating_mul(p.slots_per_instance.max(1));
         pool.total_core_instances(slots)
             .total_component_instances(p.total_instances)
             .total_memories(slots)
@@ -246,14 +254,24 @@ impl Runtime {
     pub fn load(&self, path: &Path, opts: LoadOptions) -> Result<Loaded> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return Err(Error::invalid(format!("{}: is a directory, not a WebAssembly file", path.display())));
+            return Err(Error::invalid(format!(
+                "{}: is a directory, not a WebAssembly file",
+                path.display()
+            )));
         }
         let stat_key = self.cache.as_ref().map(|_| Cache::stat_key(&meta));
         if let (Some(cache), Some(key)) = (&self.cache, &stat_key) {
             if let Some(entry) = cache.lookup_index(key) {
                 if let Some(compiled) = self.load_cached(cache, &entry.sha256, entry.kind) {
                     tracing::info!(path = %path.display(), sha256 = %entry.sha256, "cache hit (by file identity): nothing compiled");
-                    return Ok(self.finish(path, compiled, entry.sha256, meta.len(), entry.format, CacheOutcome::HitByStat));
+                    return Ok(self.finish(
+                        path,
+                        compiled,
+                        entry.sha256,
+                        meta.len(),
+                        entry.format,
+                        CacheOutcome::HitByStat,
+                    ));
                 }
             }
         }
@@ -269,26 +287,51 @@ impl Runtime {
                 )));
             }
             let compiled = self.deserialize_precompiled(path, kind.expect("detected"))?;
-            return Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Precompiled));
+            return Ok(self.finish(
+                path,
+                compiled,
+                sha256,
+                meta.len(),
+                format,
+                CacheOutcome::Precompiled,
+            ));
         }
 
         let wasm: std::borrow::Cow<[u8]> = match format {
-            Format::Wat => wat::parse_bytes(&bytes)
-                .map_err(|e| Error::invalid(format!("{}: invalid WebAssembly text: {e}", path.display())))?,
+            Format::Wat => wat::parse_bytes(&bytes).map_err(|e| {
+                Error::invalid(format!("{}: invalid WebAssembly text: {e}", path.display()))
+            })?,
             _ => std::borrow::Cow::Borrowed(&bytes[..]),
         };
         let kind = match kind {
             Some(k) => k,
-            None => detect(&wasm).map_err(|e| prefix(path, e))?.1.expect("binary wasm has a kind"),
+            None => detect(&wasm)
+                .map_err(|e| prefix(path, e))?
+                .1
+                .expect("binary wasm has a kind"),
         };
 
         if let Some(cache) = &self.cache {
             if let Some(compiled) = self.load_cached(cache, &sha256, kind) {
                 tracing::info!(path = %path.display(), %sha256, "cache hit (by content): nothing compiled");
                 if let Some(key) = &stat_key {
-                    cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
+                    cache.write_index(
+                        key,
+                        &IndexEntry {
+                            sha256: sha256.clone(),
+                            kind,
+                            format,
+                        },
+                    );
                 }
-                return Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Hit));
+                return Ok(self.finish(
+                    path,
+                    compiled,
+                    sha256,
+                    meta.len(),
+                    format,
+                    CacheOutcome::Hit,
+                ));
             }
         }
 
@@ -298,10 +341,24 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             cache.store_object(&sha256, &self.serialize(&compiled)?);
             if let Some(key) = &stat_key {
-                cache.write_index(key, &IndexEntry { sha256: sha256.clone(), kind, format });
+                cache.write_index(
+                    key,
+                    &IndexEntry {
+                        sha256: sha256.clone(),
+                        kind,
+                        format,
+                    },
+                );
             }
         }
-        Ok(self.finish(path, compiled, sha256, meta.len(), format, CacheOutcome::Compiled))
+        Ok(self.finish(
+            path,
+            compiled,
+            sha256,
+            meta.len(),
+            format,
+            CacheOutcome::Compiled,
+        ))
     }
 
     /// Compiles WebAssembly bytes (binary) of the given kind. The result
@@ -340,8 +397,12 @@ impl Runtime {
         // the integrity check.
         let result = unsafe {
             match kind {
-                ArtifactKind::Module => Module::deserialize_file(&self.engine, &path).map(Compiled::Module),
-                ArtifactKind::Component => Component::deserialize_file(&self.engine, &path).map(Compiled::Component),
+                ArtifactKind::Module => {
+                    Module::deserialize_file(&self.engine, &path).map(Compiled::Module)
+                }
+                ArtifactKind::Component => {
+                    Component::deserialize_file(&self.engine, &path).map(Compiled::Component)
+                }
             }
         };
         match result {
@@ -358,8 +419,12 @@ impl Runtime {
         // SAFETY: the user vouched for this file with --allow-precompiled.
         let result = unsafe {
             match kind {
-                ArtifactKind::Module => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
-                ArtifactKind::Component => Component::deserialize_file(&self.engine, path).map(Compiled::Component),
+                ArtifactKind::Module => {
+                    Module::deserialize_file(&self.engine, path).map(Compiled::Module)
+                }
+                ArtifactKind::Component => {
+                    Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+                }
             }
         };
         result.map_err(|e| {
@@ -371,21 +436,40 @@ impl Runtime {
         })
     }
 
-    fn finish(&self, path: &Path, compiled: Compiled, sha256: String, size: u64, format: Format, cache: CacheOutcome) -> Loaded {
+    fn finish(
+        &self,
+        path: &Path,
+        compiled: Compiled,
+        sha256: String,
+        size: u64,
+        format: Format,
+        cache: CacheOutcome,
+    ) -> Loaded {
         let (kind, imports) = match &compiled {
             Compiled::Module(m) => (
                 ArtifactKind::Module,
-                m.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect(),
+                m.imports()
+                    .map(|i| format!("{}::{}", i.module(), i.name()))
+                    .collect(),
             ),
             Compiled::Component(c) => (
                 ArtifactKind::Component,
-                c.component_type().imports(c.engine()).map(|(n, _)| n.to_string()).collect(),
+                c.component_type()
+                    .imports(c.engine())
+                    .map(|(n, _)| n.to_string())
+                    .collect(),
             ),
         };
         Loaded {
             path: path.to_owned(),
             compiled,
-            facts: ArtifactFacts { sha256, size, kind, format, imports },
+            facts: ArtifactFacts {
+                sha256,
+                size,
+                kind,
+                format,
+                imports,
+            },
             cache,
         }
     }

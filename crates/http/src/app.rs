@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmlayer_core::caps::NetPattern;
 use wasmlayer_core::limits::MemoryLimiter;
 use wasmlayer_core::runtime::Compiled;
@@ -17,8 +17,9 @@ use wasmlayer_core::{Error, LoadOptions, Result, Runtime};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// The body type of every response.
@@ -35,13 +36,20 @@ pub struct Host {
 
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -65,7 +73,13 @@ impl WasiHttpHooks for Hooks {
     ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
         let uri = request.uri();
         let host = uri.host().unwrap_or("").to_string();
-        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
         if !self.allow.iter().any(|p| p.matches_authority(&host, port)) {
             tracing::warn!(route = %self.route, %host, port, "outbound HTTP denied: not on the route's allowlist");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
@@ -74,7 +88,10 @@ impl WasiHttpHooks for Hooks {
         drop(fut);
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>))
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
         })
     }
 }
@@ -100,7 +117,9 @@ impl App {
         for spec in &manifest.routes {
             let loaded = runtime.load(&spec.component, LoadOptions::default())?;
             // Each route's grants go through admission, as `run`'s do.
-            let context = wasmlayer_core::AdmissionContext { command: "serve".into() };
+            let context = wasmlayer_core::AdmissionContext {
+                command: "serve".into(),
+            };
             let grant = runtime.admit(&loaded, &spec.caps, &spec.limits, &context)?;
             let mut spec = spec.clone();
             spec.caps = grant.capabilities;
@@ -115,13 +134,25 @@ impl App {
                 }
             };
             let mut linker = Linker::<Host>::new(component.engine());
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| Error::host(format!("{e:#}")))?;
-            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| Error::host(format!("{e:#}")))?;
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                .map_err(|e| Error::host(format!("{e:#}")))?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(|e| Error::host(format!("{e:#}")))?;
             let pre = linker
                 .instantiate_pre(&component)
                 .and_then(ProxyPre::new)
-                .map_err(|e| Error::invalid(format!("{}: not a wasi:http proxy component: {e:#}", spec.component.display())))?;
-            routes.push(Route { name: spec.path.as_str().into(), allow: Arc::new(spec.allow_http.clone()), spec, pre });
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "{}: not a wasi:http proxy component: {e:#}",
+                        spec.component.display()
+                    ))
+                })?;
+            routes.push(Route {
+                name: spec.path.as_str().into(),
+                allow: Arc::new(spec.allow_http.clone()),
+                spec,
+                pre,
+            });
         }
         Ok(App { routes })
     }
@@ -134,7 +165,10 @@ impl App {
     pub fn engines(&self) -> Vec<wasmtime::Engine> {
         let mut engines: Vec<wasmtime::Engine> = Vec::new();
         for r in &self.routes {
-            if !engines.iter().any(|e| wasmtime::Engine::same(e, r.pre.engine())) {
+            if !engines
+                .iter()
+                .any(|e| wasmtime::Engine::same(e, r.pre.engine()))
+            {
                 engines.push(r.pre.engine().clone());
             }
         }
@@ -165,7 +199,13 @@ struct RecordInner {
 }
 
 impl Record {
-    pub fn new(route: Arc<str>, method: &http::Method, path: &str, start: Instant, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        route: Arc<str>,
+        method: &http::Method,
+        path: &str,
+        start: Instant,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Record {
             route,
             method: method.to_string(),
@@ -213,9 +253,16 @@ impl Drop for Record {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
         }
-        let route = RouteLabel { route: self.route.to_string() };
+        let route = RouteLabel {
+            route: self.route.to_string(),
+        };
         let m = &self.metrics;
-        m.requests.get_or_create(&RouteStatus { route: route.route.clone(), status: i.status.to_string() }).inc();
+        m.requests
+            .get_or_create(&RouteStatus {
+                route: route.route.clone(),
+                status: i.status.to_string(),
+            })
+            .inc();
         m.duration.get_or_create(&route).observe(wall.as_secs_f64());
         if let Some(f) = i.fuel {
             m.fuel.get_or_create(&route).observe(f as f64);
@@ -234,7 +281,11 @@ pub fn plain(status: u16, text: impl Into<String>) -> http::Response<Body> {
     http::Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(text + "\n")).map_err(|never| match never {}).boxed_unsync())
+        .body(
+            Full::new(Bytes::from(text + "\n"))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("a valid response")
 }
 
@@ -276,7 +327,11 @@ impl http_body::Body for Counted {
 
 /// How a failed request is answered: 504 for a timeout, 500 otherwise.
 fn failure(record: &Record, route: &str, e: &Error) -> http::Response<Body> {
-    let status = if matches!(e, Error::Timeout(_)) { 504 } else { 500 };
+    let status = if matches!(e, Error::Timeout(_)) {
+        504
+    } else {
+        500
+    };
     tracing::warn!(route, status, cause = %e, "request failed");
     record.error(e.to_string());
     record.status(status);
@@ -284,15 +339,51 @@ fn failure(record: &Record, route: &str, e: &Error) -> http::Response<Body> {
 }
 
 /// Serves one request on `route` in a fresh instance.
+///
+/// Two phases, so that a request held open for long costs little: the start
+/// (reading the body, building the store, spawning the guest) runs in its own
+/// heap allocation, freed once the guest is running; what stays alive while
+/// the guest works is only the small state that waits for its response.
 pub async fn handle(
     route: &Route,
     request: http::Request<hyper::body::Incoming>,
     permit: tokio::sync::OwnedSemaphorePermit,
     metrics: Arc<Metrics>,
 ) -> http::Response<Body> {
+    match Box::pin(start(route, request, permit, metrics)).await {
+        Ok(running) => running.respond(&route.name).await,
+        Err(response) => response,
+    }
+}
+
+/// A guest running one request.
+struct Running {
+    record: Arc<Record>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+    response: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+async fn start(
+    route: &Route,
+    request: http::Request<hyper::body::Incoming>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+) -> Result<Running, http::Response<Body>> {
     let start = Instant::now();
-    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_else(|| "/".into());
-    let record = Record::new(route.name.clone(), request.method(), &path, start, metrics.clone());
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "/".into());
+    let record = Record::new(
+        route.name.clone(),
+        request.method(),
+        &path,
+        start,
+        metrics.clone(),
+    );
     let spec = &route.spec;
 
     // The body, within the route's limit.
@@ -303,44 +394,59 @@ pub async fn handle(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > spec.max_body) {
         record.status(413);
-        return plain(413, format!("request body larger than {} bytes", spec.max_body));
+        return Err(plain(
+            413,
+            format!("request body larger than {} bytes", spec.max_body),
+        ));
     }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, spec.max_body as usize).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             record.status(413);
-            return plain(413, format!("request body larger than {} bytes", spec.max_body));
+            return Err(plain(
+                413,
+                format!("request body larger than {} bytes", spec.max_body),
+            ));
         }
         Err(e) => {
             record.status(400);
-            return plain(400, format!("cannot read the request body: {e}"));
+            return Err(plain(400, format!("cannot read the request body: {e}")));
         }
     };
     record.with(|i| i.bytes_in = body.len() as u64);
     let request = http::Request::from_parts(
         parts,
-        Full::new(body).map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} }),
+        Full::new(body).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        ),
     );
 
     // A fresh store with the route's grants and limits.
     let mut wasi = match wasmlayer_core::run::wasi_builder(&spec.caps, &route.name) {
         Ok(b) => b,
-        Err(e) => return failure(&record, &route.name, &e),
+        Err(e) => return Err(failure(&record, &route.name, &e)),
     };
-    wasi.stdout(wasmtime_wasi::cli::stderr()).stderr(wasmtime_wasi::cli::stderr());
+    wasi.stdout(wasmtime_wasi::cli::stderr())
+        .stderr(wasmtime_wasi::cli::stderr());
     let host = Host {
         table: ResourceTable::new(),
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
-        hooks: Hooks { route: route.name.clone(), allow: route.allow.clone() },
+        hooks: Hooks {
+            route: route.name.clone(),
+            allow: route.allow.clone(),
+        },
         limiter: MemoryLimiter::new(&spec.limits),
     };
     let mut store = Store::new(route.pre.engine(), host);
     store.limiter(|h| &mut h.limiter);
     let fuel = spec.limits.fuel.unwrap_or(u64::MAX);
     let _ = store.set_fuel(fuel);
-    let timeout = spec.limits.timeout.unwrap_or(crate::manifest::DEFAULT_TIMEOUT);
+    let timeout = spec
+        .limits
+        .timeout
+        .unwrap_or(crate::manifest::DEFAULT_TIMEOUT);
     let deadline = start + timeout;
     // Every epoch tick: trap past the deadline, otherwise let other tasks run.
     store.epoch_deadline_callback(move |_| {
@@ -353,11 +459,21 @@ pub async fn handle(
     store.set_epoch_deadline(1);
 
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = store.data_mut().http().new_incoming_request(Scheme::Http, request);
-    let (req, out) = match req.and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(tx)?))) {
-        Ok(v) => v,
-        Err(e) => return failure(&record, &route.name, &Error::host(format!("{e:#}"))),
-    };
+    let req = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request);
+    let (req, out) =
+        match req.and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(tx)?))) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(failure(
+                    &record,
+                    &route.name,
+                    &Error::host(format!("{e:#}")),
+                ))
+            }
+        };
 
     let pre = route.pre.clone();
     let limits = spec.limits.clone();
@@ -369,7 +485,10 @@ pub async fn handle(
         // dropped and its instance freed.
         let call = async {
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
         };
         let result = tokio::time::timeout_at(deadline.into(), call).await;
         let consumed = fuel - store.get_fuel().unwrap_or(fuel);
@@ -388,34 +507,60 @@ pub async fn handle(
         }
     });
 
-    let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
-    match outcome {
-        Ok(Ok(Ok(response))) => {
-            record.status(response.status().as_u16());
-            let record_for_body = record.clone();
-            // If the guest fails after sending the head, the body ends early
-            // and the failure is logged with the request.
-            tokio::spawn(async move {
-                if let Ok(Err(e)) = task.await {
-                    tracing::warn!(route = %record_for_body.route, cause = %e, "guest failed while sending its body");
-                    record_for_body.error(e.to_string());
-                }
-            });
-            response.map(|inner| Counted { inner, record }.boxed_unsync())
+    Ok(Running {
+        record,
+        task,
+        response: rx,
+        deadline,
+        timeout,
+    })
+}
+
+impl Running {
+    /// Waits for the guest's response, at most until the deadline.
+    async fn respond(self, route: &str) -> http::Response<Body> {
+        let Running {
+            record,
+            task,
+            response,
+            deadline,
+            timeout,
+        } = self;
+        let outcome = tokio::time::timeout_at(deadline.into(), response).await;
+        match outcome {
+            Ok(Ok(Ok(response))) => {
+                record.status(response.status().as_u16());
+                let record_for_body = record.clone();
+                // If the guest fails after sending the head, the body ends early
+                // and the failure is logged with the request.
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = task.await {
+                        tracing::warn!(route = %record_for_body.route, cause = %e, "guest failed while sending its body");
+                        record_for_body.error(e.to_string());
+                    }
+                });
+                response.map(|inner| Counted { inner, record }.boxed_unsync())
+            }
+            Ok(Ok(Err(code))) => {
+                let e = Error::Trap {
+                    kind: format!("the guest answered with an error: {code:?}"),
+                    backtrace: Vec::new(),
+                };
+                failure(&record, route, &e)
+            }
+            Ok(Err(_)) => {
+                // The guest finished or failed without setting a response.
+                let e = match task.await {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => Error::Trap {
+                        kind: "the guest returned without a response".into(),
+                        backtrace: Vec::new(),
+                    },
+                    Err(join) => Error::host(format!("request task failed: {join}")),
+                };
+                failure(&record, route, &e)
+            }
+            Err(_elapsed) => failure(&record, route, &Error::Timeout(timeout)),
         }
-        Ok(Ok(Err(code))) => {
-            let e = Error::Trap { kind: format!("the guest answered with an error: {code:?}"), backtrace: Vec::new() };
-            failure(&record, &route.name, &e)
-        }
-        Ok(Err(_)) => {
-            // The guest finished or failed without setting a response.
-            let e = match task.await {
-                Ok(Err(e)) => e,
-                Ok(Ok(())) => Error::Trap { kind: "the guest returned without a response".into(), backtrace: Vec::new() },
-                Err(join) => Error::host(format!("request task failed: {join}")),
-            };
-            failure(&record, &route.name, &e)
-        }
-        Err(_elapsed) => failure(&record, &route.name, &Error::Timeout(timeout)),
     }
 }

@@ -52,7 +52,12 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { pool_size: DEFAULT_POOL_SIZE, max_instance_memory: DEFAULT_INSTANCE_MEMORY, listen: None, admin: None }
+        ServerSettings {
+            pool_size: DEFAULT_POOL_SIZE,
+            max_instance_memory: DEFAULT_INSTANCE_MEMORY,
+            listen: None,
+            admin: None,
+        }
     }
 }
 
@@ -75,8 +80,14 @@ impl RouteSpec {
         RouteSpec {
             path: path.to_string(),
             component,
-            caps: Capabilities { inherit_stdio: false, ..Capabilities::default() },
-            limits: Limits { timeout: Some(DEFAULT_TIMEOUT), ..Limits::default() },
+            caps: Capabilities {
+                inherit_stdio: false,
+                ..Capabilities::default()
+            },
+            limits: Limits {
+                timeout: Some(DEFAULT_TIMEOUT),
+                ..Limits::default()
+            },
             allow_http: Vec::new(),
             max_body: DEFAULT_MAX_BODY,
         }
@@ -102,7 +113,10 @@ pub struct Manifest {
 impl Manifest {
     /// One component on `/`.
     pub fn single(route: RouteSpec, server: ServerSettings) -> Self {
-        Manifest { server, routes: vec![route] }
+        Manifest {
+            server,
+            routes: vec![route],
+        }
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -122,8 +136,14 @@ impl Manifest {
                     Some(m) => parse_size(&m)?,
                     None => DEFAULT_INSTANCE_MEMORY,
                 },
-                listen: s.listen.map(|a| a.parse().map_err(|e| format!("server.listen `{a}`: {e}"))).transpose()?,
-                admin: s.admin.map(|a| a.parse().map_err(|e| format!("server.admin `{a}`: {e}"))).transpose()?,
+                listen: s
+                    .listen
+                    .map(|a| a.parse().map_err(|e| format!("server.listen `{a}`: {e}")))
+                    .transpose()?,
+                admin: s
+                    .admin
+                    .map(|a| a.parse().map_err(|e| format!("server.admin `{a}`: {e}")))
+                    .transpose()?,
             },
         };
         if server.pool_size == 0 {
@@ -137,13 +157,20 @@ impl Manifest {
             if !r.path.starts_with('/') {
                 return Err(format!("route path `{}` must start with `/`", r.path));
             }
-            if routes.iter().any(|o: &RouteSpec| o.path.trim_end_matches('/') == r.path.trim_end_matches('/')) {
+            if routes
+                .iter()
+                .any(|o: &RouteSpec| o.path.trim_end_matches('/') == r.path.trim_end_matches('/'))
+            {
                 return Err(format!("route path `{}` appears twice", r.path));
             }
             let mut spec = RouteSpec::new(&r.path, base.join(&r.component));
             spec.caps.env = r.env;
             spec.caps.inherit_env = r.inherit_env;
-            let dirs = r.dirs_ro.iter().map(|d| (d, true)).chain(r.dirs.iter().map(|d| (d, false)));
+            let dirs = r
+                .dirs_ro
+                .iter()
+                .map(|d| (d, true))
+                .chain(r.dirs.iter().map(|d| (d, false)));
             for (d, read_only) in dirs {
                 let mut grant = DirGrant::parse(d, read_only).map_err(|e| e.to_string())?;
                 if grant.host.is_relative() {
@@ -152,7 +179,11 @@ impl Manifest {
                 spec.caps.dirs.push(grant);
             }
             spec.caps.resolve_dirs().map_err(|e| e.to_string())?;
-            spec.allow_http = r.allow_http.iter().map(|p| parse_http_pattern(p)).collect::<Result<_, _>>()?;
+            spec.allow_http = r
+                .allow_http
+                .iter()
+                .map(|p| parse_http_pattern(p))
+                .collect::<Result<_, _>>()?;
             if let Some(m) = &r.max_memory {
                 spec.limits.max_memory = Some(parse_size(m)?);
             }
@@ -163,7 +194,11 @@ impl Manifest {
             if let Some(b) = &r.max_body {
                 spec.max_body = parse_size(b)?;
             }
-            if spec.limits.max_memory.is_some_and(|m| m > server.max_instance_memory) {
+            if spec
+                .limits
+                .max_memory
+                .is_some_and(|m| m > server.max_instance_memory)
+            {
                 return Err(format!(
                     "route `{}`: max_memory is above server.max_instance_memory ({})",
                     r.path,
@@ -184,8 +219,16 @@ pub fn sort_routes(routes: &mut [RouteSpec]) {
 
 /// `HOST[:PORT]` for outbound HTTP; no port means any port.
 pub fn parse_http_pattern(spec: &str) -> Result<NetPattern, String> {
-    let has_port = if let Some(rest) = spec.strip_prefix('[') { rest.contains("]:") } else { spec.contains(':') };
-    let full = if has_port { spec.to_string() } else { format!("{spec}:*") };
+    let has_port = if let Some(rest) = spec.strip_prefix('[') {
+        rest.contains("]:")
+    } else {
+        spec.contains(':')
+    };
+    let full = if has_port {
+        spec.to_string()
+    } else {
+        format!("{spec}:*")
+    };
     full.parse()
 }
 
@@ -259,7 +302,12 @@ mod tests {
         assert_eq!(m.server.pool_size, 10);
         assert_eq!(m.server.listen, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(m.routes[1].caps.inherit_env, ["HOME"]);
-        let dirs: Vec<_> = m.routes[1].caps.dirs.iter().map(|d| (d.guest.as_str(), d.read_only)).collect();
+        let dirs: Vec<_> = m.routes[1]
+            .caps
+            .dirs
+            .iter()
+            .map(|d| (d.guest.as_str(), d.read_only))
+            .collect();
         assert_eq!(dirs, [("/scratch", false), ("/ro", true)]);
         assert_eq!(m.routes[0].path, "/api/v1");
         assert_eq!(m.routes[0].component, Path::new("/srv/b.wasm"));
@@ -268,7 +316,11 @@ mod tests {
         assert_eq!(m.routes[0].max_body, 1024);
         assert!(m.routes[0].allow_http[1].matches_authority("example.com", 8080));
         assert!(!m.routes[0].allow_http[0].matches_authority("127.0.0.1", 9001));
-        assert!(m.routes[0].matches("/api/v1/x") && m.routes[0].matches("/api/v1") && !m.routes[0].matches("/api/v10"));
+        assert!(
+            m.routes[0].matches("/api/v1/x")
+                && m.routes[0].matches("/api/v1")
+                && !m.routes[0].matches("/api/v10")
+        );
         assert!(m.routes[1].matches("/anything"));
     }
 

@@ -79,11 +79,23 @@ fn load_manifest(source: &Source) -> Result<Manifest> {
 
 /// Files whose change triggers a reload, with their modification times.
 fn watched(source: &Source, manifest: &Manifest) -> Vec<(PathBuf, Option<SystemTime>)> {
-    let mut files: Vec<PathBuf> = manifest.routes.iter().map(|r| r.component.clone()).collect();
+    let mut files: Vec<PathBuf> = manifest
+        .routes
+        .iter()
+        .map(|r| r.component.clone())
+        .collect();
     if let Source::Manifest(p) = source {
         files.push(p.clone());
     }
-    files.into_iter().map(|f| (f.clone(), std::fs::metadata(&f).and_then(|m| m.modified()).ok())).collect()
+    files
+        .into_iter()
+        .map(|f| {
+            (
+                f.clone(),
+                std::fs::metadata(&f).and_then(|m| m.modified()).ok(),
+            )
+        })
+        .collect()
 }
 
 fn runtime(settings: &ServerSettings, opts: &ServeOptions) -> Result<Runtime> {
@@ -94,7 +106,10 @@ fn runtime(settings: &ServerSettings, opts: &ServeOptions) -> Result<Runtime> {
         compact_memory: true,
     };
     Runtime::builder()
-        .engine_options(EngineOptions { fuel: true, pooling: Some(pooling) })
+        .engine_options(EngineOptions {
+            fuel: true,
+            pooling: Some(pooling),
+        })
         .cache_dir(opts.cache_dir.clone())
         .cache(opts.cache)
         .admission(opts.admission.clone())
@@ -114,11 +129,26 @@ pub fn serve(opts: ServeOptions) -> Result<i32> {
     rt.block_on(run(opts, manifest, settings, runtime, app))
 }
 
-async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, runtime: Arc<Runtime>, app: App) -> Result<i32> {
-    let listen = opts.listen.or(settings.listen).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let listener = TcpListener::bind(listen).await.map_err(|e| Error::host(format!("cannot listen on {listen}: {e}")))?;
+async fn run(
+    opts: ServeOptions,
+    manifest: Manifest,
+    settings: ServerSettings,
+    runtime: Arc<Runtime>,
+    app: App,
+) -> Result<i32> {
+    let listen = opts
+        .listen
+        .or(settings.listen)
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::host(format!("cannot listen on {listen}: {e}")))?;
     let admin = match opts.admin.or(settings.admin) {
-        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| Error::host(format!("cannot listen on {a}: {e}")))?),
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| Error::host(format!("cannot listen on {a}: {e}")))?,
+        ),
         None => None,
     };
     let shared = Arc::new(Shared {
@@ -130,20 +160,34 @@ async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, r
     });
     shared.set_app(app);
 
-    let local = listener.local_addr().map_err(|e| Error::host(e.to_string()))?;
-    eprintln!("serving http://{local} ({} route(s), pool of {})", manifest.routes.len(), settings.pool_size);
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::host(e.to_string()))?;
+    eprintln!(
+        "serving http://{local} ({} route(s), pool of {})",
+        manifest.routes.len(),
+        settings.pool_size
+    );
     for r in &manifest.routes {
         eprintln!("  {} -> {}", r.path, r.component.display());
     }
     if let Some(a) = &admin {
-        eprintln!("admin http://{} (/metrics, /healthz, /readyz)", a.local_addr().map_err(|e| Error::host(e.to_string()))?);
+        eprintln!(
+            "admin http://{} (/metrics, /healthz, /readyz)",
+            a.local_addr().map_err(|e| Error::host(e.to_string()))?
+        );
     }
 
     // Epoch ticks for deadlines and fair scheduling, for the process's life.
     let ticking = shared.clone();
     std::thread::spawn(move || loop {
         std::thread::sleep(TICK);
-        for e in ticking.engines.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for e in ticking
+            .engines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             e.increment_epoch();
         }
     });
@@ -151,7 +195,13 @@ async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, r
     if let Some(admin) = admin {
         tokio::spawn(admin_loop(admin, shared.clone()));
     }
-    tokio::spawn(reload_loop(opts.clone(), settings.clone(), runtime, shared.clone(), watched(&opts.source, &manifest)));
+    tokio::spawn(reload_loop(
+        opts.clone(),
+        settings.clone(),
+        runtime,
+        shared.clone(),
+        watched(&opts.source, &manifest),
+    ));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -183,7 +233,10 @@ async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, r
     shared.draining.store(true, Ordering::SeqCst);
     drop(listener);
     let in_flight = connections.len();
-    eprintln!("draining {in_flight} connection(s) (up to {:?})", opts.drain_timeout);
+    eprintln!(
+        "draining {in_flight} connection(s) (up to {:?})",
+        opts.drain_timeout
+    );
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(opts.drain_timeout, async {
         while connections.join_next().await.is_some() {}
@@ -192,19 +245,30 @@ async fn run(opts: ServeOptions, manifest: Manifest, settings: ServerSettings, r
     match drained {
         Ok(()) => eprintln!("drained; exiting"),
         Err(_) => {
-            eprintln!("drain deadline passed with {} connection(s) open; exiting", connections.len());
+            eprintln!(
+                "drain deadline passed with {} connection(s) open; exiting",
+                connections.len()
+            );
             connections.abort_all();
         }
     }
     Ok(0)
 }
 
-async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(dispatch(req, shared).await) }
-    });
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+async fn connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |req| dispatch(req, shared.clone()));
+    // Half-close allowed: hyper does not read ahead on a connection whose
+    // request is in flight (to notice the client leaving), which would pin a
+    // second read buffer per held request. The guest runs to its response or
+    // deadline either way.
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .half_close(true)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -219,28 +283,50 @@ async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mut stop
     }
 }
 
-async fn dispatch(req: http::Request<hyper::body::Incoming>, shared: Arc<Shared>) -> http::Response<Body> {
+async fn dispatch(
+    req: http::Request<hyper::body::Incoming>,
+    shared: Arc<Shared>,
+) -> Result<http::Response<Body>, std::convert::Infallible> {
     let app = shared.app();
     // Refusals before any instance is involved still get an access-log line.
     let refuse = |route: &str, reason: &str, status: u16| {
-        shared.metrics.rejected.get_or_create(&ResultLabel { result: reason.into() }).inc();
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let record = Record::new(route.into(), req.method(), path, Instant::now(), shared.metrics.clone());
+        shared
+            .metrics
+            .rejected
+            .get_or_create(&ResultLabel {
+                result: reason.into(),
+            })
+            .inc();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let record = Record::new(
+            route.into(),
+            req.method(),
+            path,
+            Instant::now(),
+            shared.metrics.clone(),
+        );
         record.status(status);
         record.error(reason.to_string());
     };
     let Some(route) = app.route_for(req.uri().path()) else {
         refuse("-", "no-route", 404);
-        return plain(404, format!("no route for {}", req.uri().path()));
+        return Ok(plain(404, format!("no route for {}", req.uri().path())));
     };
     let Ok(permit) = shared.pool.clone().try_acquire_owned() else {
         tracing::warn!(route = %route.name, "at capacity: every instance is busy");
         refuse(&route.name, "at-capacity", 503);
         let mut r = plain(503, "at capacity, retry shortly");
-        r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-        return r;
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        return Ok(r);
     };
-    handle(route, req, permit, shared.metrics.clone()).await
+    Ok(handle(route, req, permit, shared.metrics.clone()).await)
 }
 
 async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -254,27 +340,33 @@ async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let shared = shared.clone();
-                async move {
-                    let response = match req.uri().path() {
-                        "/metrics" => {
-                            let mut r = plain(200, shared.metrics.encode());
-                            r.headers_mut().insert(
+            let service = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let response = match req.uri().path() {
+                            "/metrics" => {
+                                let mut r = plain(200, shared.metrics.encode());
+                                r.headers_mut().insert(
                                 http::header::CONTENT_TYPE,
                                 http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
                             );
-                            r
-                        }
-                        "/healthz" => plain(200, "ok"),
-                        "/readyz" if shared.draining.load(Ordering::SeqCst) => plain(503, "draining"),
-                        "/readyz" => plain(200, "ready"),
-                        other => plain(404, format!("no admin endpoint {other}")),
-                    };
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                                r
+                            }
+                            "/healthz" => plain(200, "ok"),
+                            "/readyz" if shared.draining.load(Ordering::SeqCst) => {
+                                plain(503, "draining")
+                            }
+                            "/readyz" => plain(200, "ready"),
+                            other => plain(404, format!("no admin endpoint {other}")),
+                        };
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                },
+            );
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -317,15 +409,30 @@ async fn reload_loop(
         match built {
             Ok((manifest, app)) => {
                 if manifest.server != settings {
-                    eprintln!("reload: [server] settings change only on restart; keeping pool_size {}", settings.pool_size);
+                    eprintln!(
+                        "reload: [server] settings change only on restart; keeping pool_size {}",
+                        settings.pool_size
+                    );
                 }
                 seen = watched(&opts.source, &manifest);
                 shared.set_app(app);
-                shared.metrics.reloads.get_or_create(&ResultLabel { result: "ok".into() }).inc();
+                shared
+                    .metrics
+                    .reloads
+                    .get_or_create(&ResultLabel {
+                        result: "ok".into(),
+                    })
+                    .inc();
                 eprintln!("reloaded ({why}): {} route(s)", manifest.routes.len());
             }
             Err(e) => {
-                shared.metrics.reloads.get_or_create(&ResultLabel { result: "rejected".into() }).inc();
+                shared
+                    .metrics
+                    .reloads
+                    .get_or_create(&ResultLabel {
+                        result: "rejected".into(),
+                    })
+                    .inc();
                 eprintln!("reload rejected ({why}), still serving the previous version: {e}");
             }
         }
