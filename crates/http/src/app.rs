@@ -114,13 +114,38 @@ impl App {
     /// Loads (from the compile cache or by compiling) every route's component.
     pub fn build(runtime: &Runtime, manifest: &Manifest) -> Result<App> {
         let mut routes = Vec::new();
+        // A manifest's policy is read afresh with every build (and reload).
+        let policy = if manifest.policy.is_empty() {
+            None
+        } else {
+            Some(wasmlayer_policy::admission::PolicyAdmission::load(&manifest.policy)?)
+        };
         for spec in &manifest.routes {
             let loaded = runtime.load(&spec.component, LoadOptions::default())?;
             // Each route's grants go through admission, as `run`'s do.
             let context = wasmlayer_core::AdmissionContext {
                 command: "serve".into(),
+                route: Some(spec.path.clone()),
+                allow_http: Some(spec.allow_http.iter().map(|p| p.to_string()).collect()),
             };
-            let grant = runtime.admit(&loaded, &spec.caps, &spec.limits, &context)?;
+            let grant = match &policy {
+                None => runtime.admit(&loaded, &spec.caps, &spec.limits, &context)?,
+                Some(p) => {
+                    let request = wasmlayer_core::AdmissionRequest {
+                        artifact: &loaded.facts,
+                        requested: &spec.caps,
+                        limits: &spec.limits,
+                        context: &context,
+                    };
+                    wasmlayer_core::Admission::admit(p, &request).map_err(|d| Error::Denied {
+                        reasons: d
+                            .reasons
+                            .into_iter()
+                            .map(|r| format!("route {}: {r}", spec.path))
+                            .collect(),
+                    })?
+                }
+            };
             let mut spec = spec.clone();
             spec.caps = grant.capabilities;
             spec.limits = grant.limits;

@@ -106,6 +106,9 @@ impl RouteSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     pub server: ServerSettings,
+    /// Capability policy (package `wasmlayer.admission`) every route's
+    /// grants go through; empty: the server's own admission.
+    pub policy: Vec<PathBuf>,
     /// Routes, longest prefix first.
     pub routes: Vec<RouteSpec>,
 }
@@ -115,6 +118,7 @@ impl Manifest {
     pub fn single(route: RouteSpec, server: ServerSettings) -> Self {
         Manifest {
             server,
+            policy: Vec::new(),
             routes: vec![route],
         }
     }
@@ -208,7 +212,12 @@ impl Manifest {
             routes.push(spec);
         }
         sort_routes(&mut routes);
-        Ok(Manifest { server, routes })
+        let policy = match raw.policy {
+            None => Vec::new(),
+            Some(OneOrMany::One(p)) => vec![base.join(p)],
+            Some(OneOrMany::Many(ps)) => ps.into_iter().map(|p| base.join(p)).collect(),
+        };
+        Ok(Manifest { server, policy, routes })
     }
 }
 
@@ -236,8 +245,16 @@ pub fn parse_http_pattern(spec: &str) -> Result<NetPattern, String> {
 #[serde(deny_unknown_fields)]
 struct RawManifest {
     server: Option<RawServer>,
+    policy: Option<OneOrMany>,
     #[serde(default)]
     route: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
 }
 
 #[derive(Deserialize)]

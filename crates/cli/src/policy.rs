@@ -1,0 +1,175 @@
+//! `wasmlayer policy ...`: evaluate, test, build and serve Rego policies.
+
+use clap::{Args, Subcommand};
+use serde_json::Value as Json;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use wasmlayer_core::Error;
+use wasmlayer_policy::native::TestStatus;
+use wasmlayer_policy::{NativePolicy, Policy, Sources};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PolicyCommand {
+    /// Evaluate a policy (.rego files, a .wasm module or an OPA bundle .tar.gz) and print the result set as JSON.
+    Eval(EvalArgs),
+    /// Run the `test_*` rules of the Rego files in the given files or directories.
+    Test(TestArgs),
+    /// Compile Rego (and data.json) into a Wasm module with OPA's Wasm ABI.
+    Build(BuildArgs),
+    /// Serve Kubernetes validating admission (AdmissionReview v1) over HTTPS.
+    Webhook(crate::webhook::WebhookArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EvalArgs {
+    /// The policy: .rego files and directories (with .json data), or one .wasm / .tar.gz.
+    #[arg(required = true, value_name = "POLICY")]
+    policy: Vec<PathBuf>,
+    /// The input document: a JSON (or YAML) file, or - for standard input. Without it, input is undefined.
+    #[arg(short, long, value_name = "FILE|-")]
+    input: Option<PathBuf>,
+    /// A data document (JSON) merged into `data`.
+    #[arg(short, long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// What to evaluate: `data.pkg.rule`, `pkg/rule` [default: the policy's only package or entrypoint].
+    #[arg(short, long, value_name = "PATH")]
+    entrypoint: Option<String>,
+    /// Exit 1 when the result is undefined.
+    #[arg(long)]
+    fail: bool,
+    /// Print the result set on one line.
+    #[arg(long)]
+    compact: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TestArgs {
+    /// Rego files or directories holding policies and their tests.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Show every test, passing ones too, with its time.
+    #[arg(long = "show-all")]
+    show_all: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BuildArgs {
+    /// .rego files, .json data files, or directories of them.
+    #[arg(required = true, value_name = "POLICY")]
+    policy: Vec<PathBuf>,
+    /// Where to write the module.
+    #[arg(short, long, value_name = "policy.wasm")]
+    output: PathBuf,
+    /// A rule to export as an entrypoint (`pkg/rule` or `data.pkg.rule`); repeatable [default: every rule].
+    #[arg(short, long = "entrypoint", value_name = "PATH")]
+    entrypoints: Vec<String>,
+}
+
+pub(crate) fn dispatch(cmd: PolicyCommand) -> Result<i32, Error> {
+    match cmd {
+        PolicyCommand::Eval(a) => eval(a),
+        PolicyCommand::Test(a) => test(a),
+        PolicyCommand::Build(a) => build(a),
+        PolicyCommand::Webhook(a) => crate::webhook::run(a),
+    }
+}
+
+/// Reads a JSON (or YAML) document from a file or `-`.
+pub(crate) fn read_document(path: &Path, what: &str) -> Result<Json, Error> {
+    let text = if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Error::usage(format!("{what}: cannot read standard input: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?
+    };
+    let name = if path == Path::new("-") { "standard input".to_string() } else { path.display().to_string() };
+    match serde_json::from_str::<Json>(&text) {
+        Ok(v) => Ok(v),
+        Err(json_err) => {
+            let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            if yaml {
+                wasmlayer_policy::yaml_to_json(&text)
+                    .map_err(|e| Error::usage(format!("{what} {name}: not valid YAML: {e}")))
+            } else {
+                Err(Error::usage(format!("{what} {name}: not valid JSON: {json_err}")))
+            }
+        }
+    }
+}
+
+fn eval(args: EvalArgs) -> Result<i32, Error> {
+    let input = args.input.as_deref().map(|p| read_document(p, "input")).transpose()?;
+    let data = args.data.as_deref().map(|p| read_document(p, "data")).transpose()?;
+    let mut policy = Policy::load(&args.policy, data)?;
+    let result = policy.eval(args.entrypoint.as_deref(), input.as_ref())?;
+    let text = if args.compact {
+        serde_json::to_string(&result)
+    } else {
+        serde_json::to_string_pretty(&result)
+    }
+    .expect("JSON values serialise");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let undefined = result.as_array().is_some_and(|a| a.is_empty());
+    Ok(if args.fail && undefined { 1 } else { 0 })
+}
+
+fn test(args: TestArgs) -> Result<i32, Error> {
+    let sources = Sources::read(&args.paths)?;
+    let policy = NativePolicy::new(&sources)?;
+    let outcomes = policy.run_tests();
+    let mut out = std::io::stdout().lock();
+    if outcomes.is_empty() {
+        let _ = writeln!(out, "no tests found (rules named test_*)");
+        return Ok(1);
+    }
+    let (mut pass, mut fail, mut error) = (0, 0, 0);
+    for o in &outcomes {
+        let (label, detail) = match &o.status {
+            TestStatus::Pass => {
+                pass += 1;
+                ("PASS", String::new())
+            }
+            TestStatus::Fail(v) => {
+                fail += 1;
+                ("FAIL", format!(" (got {v})"))
+            }
+            TestStatus::Error(e) => {
+                error += 1;
+                ("ERROR", format!("\n  {}", e.trim().replace('\n', "\n  ")))
+            }
+        };
+        if args.show_all || o.status != TestStatus::Pass {
+            let _ = writeln!(out, "{}: {label} ({:.3?}){detail}", o.name, o.elapsed);
+            for p in &o.prints {
+                let _ = writeln!(out, "  print: {p}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{}", "-".repeat(60));
+    let total = outcomes.len();
+    let _ = writeln!(out, "PASS: {pass}/{total}");
+    if fail > 0 {
+        let _ = writeln!(out, "FAIL: {fail}/{total}");
+    }
+    if error > 0 {
+        let _ = writeln!(out, "ERROR: {error}/{total}");
+    }
+    Ok(if fail + error > 0 { 1 } else { 0 })
+}
+
+fn build(args: BuildArgs) -> Result<i32, Error> {
+    let sources = Sources::read(&args.policy)?;
+    let input = wasmlayer_policy::wasm_build::BuildInput {
+        modules: sources.modules,
+        data: sources.data,
+        entrypoints: args.entrypoints,
+    };
+    let module = wasmlayer_policy::wasm_build::build_module(&input)?;
+    crate::write_file_atomic(&args.output, &module)?;
+    eprintln!("built {} ({} bytes)", args.output.display(), module.len());
+    Ok(0)
+}

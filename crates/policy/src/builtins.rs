@@ -1,0 +1,189 @@
+//! Builtins a Wasm policy asks its host for (`opa_builtin0..4`).
+//!
+//! Rego's builtins are implemented by the native interpreter: a call is
+//! evaluated by a one-rule policy `r := NAME(input[0], ...)` with the
+//! arguments as input. The hashes, which the interpreter lacks, are
+//! implemented here.
+
+use std::collections::HashMap;
+
+use serde_json::Value as Json;
+
+/// A builtin the host can run.
+#[derive(Clone)]
+pub struct HostBuiltin {
+    name: String,
+    imp: Imp,
+}
+
+#[derive(Clone)]
+enum Imp {
+    Hash(fn(&[u8]) -> String),
+    Rego(Box<regorus::Engine>),
+}
+
+impl std::fmt::Debug for HostBuiltin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+fn sha1(b: &[u8]) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(b))
+}
+fn md5(b: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(b))
+}
+
+const HASHES: &[(&str, fn(&[u8]) -> String)] =
+    &[("crypto.sha256", sha256), ("crypto.sha1", sha1), ("crypto.md5", md5)];
+
+/// Adds the hash builtins the interpreter lacks (`crypto.sha256`,
+/// `crypto.sha1`, `crypto.md5`) to an engine.
+pub fn add_hash_extensions(engine: &mut regorus::Engine) -> Result<(), String> {
+    for (name, f) in HASHES {
+        let f = *f;
+        let label = *name;
+        engine
+            .add_extension(
+                name.to_string(),
+                1,
+                Box::new(move |args: Vec<regorus::Value>| match args.as_slice() {
+                    [regorus::Value::String(s)] => Ok(regorus::Value::from(f(s.as_bytes()))),
+                    _ => anyhow::bail!("{label}: expected one string argument"),
+                }),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Whether the host provides the builtin `name`.
+pub fn is_supported(name: &str) -> bool {
+    HASHES.iter().any(|(n, _)| *n == name) || regorus::unstable::BUILTINS.contains_key(name)
+}
+
+impl HostBuiltin {
+    /// The builtin `name`, or an error naming it when the host lacks it.
+    pub fn new(name: &str) -> Result<HostBuiltin, String> {
+        if let Some((_, f)) = HASHES.iter().find(|(n, _)| *n == name) {
+            return Ok(HostBuiltin { name: name.to_string(), imp: Imp::Hash(*f) });
+        }
+        let Some((_, nargs)) = regorus::unstable::BUILTINS.get(name) else {
+            return Err(format!("the policy needs the builtin `{name}`, which this host does not provide"));
+        };
+        let args = (0..*nargs).map(|i| format!("input[{i}]")).collect::<Vec<_>>().join(", ");
+        let mut engine = regorus::Engine::new();
+        engine.set_strict_builtin_errors(true);
+        engine
+            .add_policy("builtin.rego".into(), format!("package builtin\nr := {name}({args})\n"))
+            .map_err(|e| format!("builtin `{name}`: {e}"))?;
+        Ok(HostBuiltin { name: name.to_string(), imp: Imp::Rego(Box::new(engine)) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Calls the builtin. `Ok(None)` is an undefined result.
+    pub fn call(&self, args: &[Json]) -> Result<Option<Json>, String> {
+        match &self.imp {
+            Imp::Hash(f) => match args {
+                [Json::String(s)] => Ok(Some(Json::String(f(s.as_bytes())))),
+                _ => Err(format!("{}: expected one string argument", self.name)),
+            },
+            Imp::Rego(engine) => {
+                let mut engine = (**engine).clone();
+                engine.set_input(regorus::Value::from(Json::Array(args.to_vec())));
+                let v = engine
+                    .eval_rule("data.builtin.r".into())
+                    .map_err(|e| format!("{}: {}", self.name, first_line(&e.to_string())))?;
+                if v == regorus::Value::Undefined {
+                    return Ok(None);
+                }
+                serde_json::to_value(&v).map(Some).map_err(|e| format!("{}: {e}", self.name))
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    // The interpreter's errors carry the one-rule source; keep the message.
+    s.lines().last().unwrap_or(s).trim().to_string()
+}
+
+/// The host builtins for a module's `builtins()` map (name → id).
+pub fn resolve(map: &HashMap<String, i32>) -> Result<HashMap<i32, HostBuiltin>, String> {
+    let mut missing = Vec::new();
+    let mut out = HashMap::new();
+    let mut names: Vec<_> = map.iter().collect();
+    names.sort();
+    for (name, id) in names {
+        match HostBuiltin::new(name) {
+            Ok(b) => {
+                out.insert(*id, b);
+            }
+            Err(_) => missing.push(name.clone()),
+        }
+    }
+    match missing.len() {
+        0 => Ok(out),
+        1 => Err(format!("the policy needs the builtin `{}`, which this host does not provide", missing[0])),
+        _ => Err(format!(
+            "the policy needs builtins this host does not provide: {}",
+            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn useful_set_is_provided() {
+        let cases: &[(&str, Json, Json)] = &[
+            ("sprintf", json!(["%s-%d", ["a", 3]]), json!("a-3")),
+            ("regex.match", json!(["^a+b$", "aaab"]), json!(true)),
+            ("glob.match", json!(["*.example.com", ["."], "api.example.com"]), json!(true)),
+            ("json.marshal", json!([{"a": 1}]), json!("{\"a\":1}")),
+            ("json.unmarshal", json!(["[1,2]"]), json!([1, 2])),
+            ("yaml.unmarshal", json!(["a: 1\n"]), json!({"a": 1})),
+            ("base64.encode", json!(["hi"]), json!("aGk=")),
+            ("base64.decode", json!(["aGk="]), json!("hi")),
+            ("semver.compare", json!(["1.2.3", "1.10.0"]), json!(-1)),
+            ("crypto.sha256", json!(["abc"]), json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")),
+            ("crypto.md5", json!(["abc"]), json!("900150983cd24fb0d6963f7d28e17f72")),
+            ("crypto.sha1", json!(["abc"]), json!("a9993e364706816aba3e25717850c26c9cd0d89d")),
+        ];
+        for (name, args, want) in cases {
+            let b = HostBuiltin::new(name).unwrap();
+            let got = b.call(args.as_array().unwrap()).unwrap();
+            assert_eq!(got.as_ref(), Some(want), "{name}");
+        }
+        let now = HostBuiltin::new("time.now_ns").unwrap().call(&[]).unwrap().unwrap();
+        assert!(now.as_i64().unwrap() > 1_600_000_000_000_000_000);
+        let yaml = HostBuiltin::new("yaml.marshal").unwrap().call(&[json!({"a": 1})]).unwrap().unwrap();
+        assert!(yaml.as_str().unwrap().contains("a: 1"));
+    }
+
+    #[test]
+    fn missing_builtin_is_named() {
+        let map = HashMap::from([("no.such_builtin".to_string(), 0), ("sprintf".to_string(), 1)]);
+        let err = resolve(&map).unwrap_err();
+        assert!(err.contains("`no.such_builtin`"), "{err}");
+    }
+
+    #[test]
+    fn builtin_errors_are_reported() {
+        let err = HostBuiltin::new("json.unmarshal").unwrap().call(&[json!("{nope")]).unwrap_err();
+        assert!(err.starts_with("json.unmarshal:"), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! Rego policies for Wasmlayer.
+//!
+//! - [`native`]: Rego source evaluated by the `regorus` interpreter.
+//! - [`wasm_host`]: a host for policies compiled to WebAssembly with OPA's
+//!   Wasm ABI, on Wasmtime.
+//! - [`builtins`]: the builtins a Wasm policy asks its host for.
+//! - [`wasm_build`]: Rego compiled into a self-contained Wasm module that
+//!   exports OPA's Wasm ABI.
+//! - [`admission`]: capability grants decided by a policy.
+//! - [`Policy`]: one of the first two, chosen by file type.
+
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+use wasmlayer_core::{Error, Limits};
+
+pub mod admission;
+pub mod builtins;
+pub mod native;
+pub mod wasm_build;
+pub mod wasm_host;
+pub mod webhook;
+
+pub use native::{NativePolicy, Sources};
+pub use wasm_host::{OpaWasmPolicy, WasmPolicySource};
+
+/// A policy loaded from Rego source or from an OPA Wasm module or bundle.
+#[derive(Debug)]
+pub enum Policy {
+    Native(NativePolicy),
+    Wasm(Box<OpaWasmPolicy>),
+}
+
+impl Policy {
+    /// Loads `.rego` files (and directories of them, with `.json` data), or
+    /// a single `.wasm` (or `.wat`) module or OPA bundle (`.tar.gz`). `data` is merged
+    /// into the data document.
+    pub fn load(paths: &[PathBuf], data: Option<Json>) -> Result<Policy, Error> {
+        let wasm_like = |p: &PathBuf| {
+            let s = p.to_string_lossy();
+            s.ends_with(".wasm") || s.ends_with(".wat") || s.ends_with(".tar.gz") || s.ends_with(".tgz")
+        };
+        match paths {
+            [] => Err(Error::usage("no policy given")),
+            [one] if wasm_like(one) => {
+                let source = WasmPolicySource::read(one)?;
+                let engine = policy_engine()?;
+                let policy = OpaWasmPolicy::new(&engine, &source, data.as_ref().unwrap_or(&Json::Null), &Limits::default())
+                    .map_err(|e| match e {
+                        Error::Policy(m) => Error::policy(format!("{}: {m}", one.display())),
+                        other => other,
+                    })?;
+                Ok(Policy::Wasm(Box::new(policy)))
+            }
+            many if many.iter().any(wasm_like) => {
+                Err(Error::usage("a Wasm policy or bundle is loaded alone, not with other files"))
+            }
+            many => {
+                let mut sources = Sources::read(many)?;
+                if let Some(d) = data {
+                    sources.add_data(d, "--data")?;
+                }
+                Ok(Policy::Native(NativePolicy::new(&sources)?))
+            }
+        }
+    }
+
+    /// Evaluates `entrypoint` (None: the policy's only package or
+    /// entrypoint) and returns OPA's result set.
+    pub fn eval(&mut self, entrypoint: Option<&str>, input: Option<&Json>) -> Result<Json, Error> {
+        match self {
+            Policy::Native(p) => {
+                let ep = match entrypoint {
+                    Some(e) => e.to_string(),
+                    None => p.default_entrypoint()?,
+                };
+                p.eval(&ep, input)
+            }
+            Policy::Wasm(p) => p.eval(entrypoint, input),
+        }
+    }
+
+    /// Whether `entrypoint` exists in the policy (as a rule, package or
+    /// Wasm entrypoint).
+    pub fn has_entrypoint(&self, entrypoint: &str) -> bool {
+        match self {
+            Policy::Native(p) => {
+                let path = native::normalize_entrypoint(entrypoint);
+                p.rules().iter().any(|(r, _)| *r == path)
+                    || p.packages().iter().any(|pkg| *pkg == path)
+            }
+            Policy::Wasm(p) => p.entrypoint_id(Some(entrypoint)).is_ok(),
+        }
+    }
+}
+
+/// The engine policies run on: Cranelift with fuel metering, no pooling.
+pub fn policy_engine() -> Result<wasmtime::Engine, Error> {
+    wasmlayer_core::build_engine(&wasmlayer_core::EngineOptions { fuel: true, pooling: None })
+}
+
+/// A YAML document as JSON.
+pub fn yaml_to_json(text: &str) -> Result<Json, String> {
+    let v = regorus::Value::from_yaml_str(text).map_err(|e| e.to_string())?;
+    serde_json::to_value(&v).map_err(|e| e.to_string())
+}

@@ -1,0 +1,393 @@
+//! Rego source evaluated natively by the `regorus` interpreter.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use regorus::unstable::{Expr, Rule, RuleHead};
+use serde_json::Value as Json;
+use wasmlayer_core::Error;
+
+/// Rego sources and the data document, as read from files.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// (file name, Rego text), in the order given.
+    pub modules: Vec<(String, String)>,
+    /// The merged data document: an object (empty when no data was given).
+    pub data: Json,
+}
+
+impl Sources {
+    /// Reads `.rego` files and JSON data files; a directory is read
+    /// recursively (files sorted by name). Every JSON file is merged into
+    /// the root of the data document.
+    pub fn read(paths: &[PathBuf]) -> Result<Sources, Error> {
+        let mut sources = Sources { modules: Vec::new(), data: Json::Object(Default::default()) };
+        for path in paths {
+            sources.read_path(path, true)?;
+        }
+        Ok(sources)
+    }
+
+    fn read_path(&mut self, path: &Path, explicit: bool) -> Result<(), Error> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            let mut entries = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::io(path, e))?;
+            entries.sort();
+            for entry in entries {
+                self.read_path(&entry, false)?;
+            }
+            return Ok(());
+        }
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("rego") => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                self.modules.push((path.display().to_string(), text));
+            }
+            Some("json") => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                let value: Json = serde_json::from_str(&text).map_err(|e| {
+                    Error::policy(format!("{}: not valid JSON: {e}", path.display()))
+                })?;
+                self.add_data(value, &path.display().to_string())?;
+            }
+            _ if explicit => {
+                return Err(Error::usage(format!(
+                    "{}: expected a .rego policy or a .json data file",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Merges `value` (an object) into the data document.
+    pub fn add_data(&mut self, value: Json, origin: &str) -> Result<(), Error> {
+        if !value.is_object() {
+            return Err(Error::policy(format!("{origin}: the data document must be a JSON object")));
+        }
+        merge(&mut self.data, value, origin, "data")
+    }
+}
+
+fn merge(into: &mut Json, value: Json, origin: &str, path: &str) -> Result<(), Error> {
+    match (into, value) {
+        (Json::Object(a), Json::Object(b)) => {
+            for (k, v) in b {
+                let sub = format!("{path}.{k}");
+                match a.get_mut(&k) {
+                    Some(existing) => merge(existing, v, origin, &sub)?,
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+            Ok(())
+        }
+        (into, value) if *into == value => Ok(()),
+        _ => Err(Error::policy(format!("{origin}: {path} conflicts with data already loaded"))),
+    }
+}
+
+/// What kind of rule a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `x := ...`, `x if ...`, `default x := ...`
+    Complete,
+    /// `x contains v if ...` or an object rule `x[k] := v if ...`
+    Partial,
+    /// `f(a) := ...`
+    Function,
+}
+
+/// A loaded policy, evaluated by the native interpreter.
+#[derive(Clone)]
+pub struct NativePolicy {
+    engine: regorus::Engine,
+    rules: Vec<(String, RuleKind)>,
+    packages: Vec<String>,
+}
+
+impl std::fmt::Debug for NativePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativePolicy").field("packages", &self.packages).finish()
+    }
+}
+
+impl NativePolicy {
+    /// Parses the modules and loads the data. Errors name file, line and column.
+    pub fn new(sources: &Sources) -> Result<NativePolicy, Error> {
+        if sources.modules.is_empty() {
+            return Err(Error::policy("no Rego policy given (expected at least one .rego file)"));
+        }
+        let mut engine = regorus::Engine::new();
+        // `print` output goes to the caller, not to our stdout.
+        engine.set_gather_prints(true);
+        crate::builtins::add_hash_extensions(&mut engine).map_err(Error::host)?;
+        let mut packages = Vec::new();
+        for (name, text) in &sources.modules {
+            let pkg = engine
+                .add_policy(name.clone(), text.clone())
+                .map_err(|e| Error::policy(format!("{e}")))?;
+            if !packages.contains(&pkg) {
+                packages.push(pkg);
+            }
+        }
+        if !sources.data.is_null() {
+            engine
+                .add_data(regorus::Value::from(sources.data.clone()))
+                .map_err(|e| Error::policy(format!("data: {e}")))?;
+        }
+        let mut rules = Vec::new();
+        for module in engine.get_modules().clone() {
+            let pkg = regorus::utils::get_path_string(&module.package.refr, Some("data"))
+                .map_err(|e| Error::policy(format!("{e}")))?;
+            for rule in &module.policy {
+                let (refr, kind) = match rule.as_ref() {
+                    Rule::Spec { head, .. } => match head {
+                        RuleHead::Compr { refr, .. } => (refr, RuleKind::Complete),
+                        RuleHead::Set { refr, key: Some(_), .. } => (refr, RuleKind::Partial),
+                        RuleHead::Set { refr, key: None, .. } => (refr, complete_or_object(refr)),
+                        RuleHead::Func { refr, .. } => (refr, RuleKind::Function),
+                    },
+                    Rule::Default { refr, args, .. } => {
+                        (refr, if args.is_empty() { RuleKind::Complete } else { RuleKind::Function })
+                    }
+                };
+                let Some(name) = static_path(refr) else { continue };
+                let path = format!("{pkg}.{name}");
+                if !rules.iter().any(|(p, _)| *p == path) {
+                    rules.push((path, kind));
+                }
+            }
+        }
+        Ok(NativePolicy { engine, rules, packages })
+    }
+
+    /// Packages, as `data.a.b`.
+    pub fn packages(&self) -> &[String] {
+        &self.packages
+    }
+
+    /// Every rule, as (`data.pkg.rule`, kind), in source order.
+    pub fn rules(&self) -> &[(String, RuleKind)] {
+        &self.rules
+    }
+
+    /// The entrypoint used when none is given: the only package's document.
+    pub fn default_entrypoint(&self) -> Result<String, Error> {
+        match self.packages.as_slice() {
+            [one] => Ok(one.clone()),
+            many => Err(Error::usage(format!(
+                "the policy has {} packages ({}); choose one with --entrypoint",
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// Evaluates `entrypoint` (`data.pkg.rule`, `pkg/rule` or `pkg.rule`)
+    /// with `input` (None: input is undefined) and returns OPA's result set:
+    /// `[{"result": value}]`, or `[]` when the entrypoint is undefined.
+    pub fn eval(&self, entrypoint: &str, input: Option<&Json>) -> Result<Json, Error> {
+        let path = normalize_entrypoint(entrypoint);
+        let mut engine = self.engine.clone();
+        if let Some(input) = input {
+            engine.set_input(regorus::Value::from(input.clone()));
+        }
+        let value = if self.rules.iter().any(|(p, k)| *p == path && *k != RuleKind::Function) {
+            engine.eval_rule(path.clone()).map_err(|e| Error::policy(format!("{e}")))?
+        } else if self.is_document(&path) {
+            let results =
+                engine.eval_query(path.clone(), false).map_err(|e| Error::policy(format!("{e}")))?;
+            results
+                .result
+                .into_iter()
+                .next()
+                .and_then(|r| r.expressions.into_iter().next())
+                .map(|e| e.value)
+                .unwrap_or(regorus::Value::Undefined)
+        } else {
+            return Err(Error::policy(format!(
+                "entrypoint {entrypoint} is not a rule or package of this policy (rules: {})",
+                self.rules
+                    .iter()
+                    .filter(|(_, k)| *k != RuleKind::Function)
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        Ok(result_set(&value))
+    }
+
+    fn is_document(&self, path: &str) -> bool {
+        path == "data"
+            || self.packages.iter().any(|p| p == path || p.starts_with(&format!("{path}.")))
+            || self.rules.iter().any(|(p, _)| p.starts_with(&format!("{path}.")))
+    }
+
+    /// Runs every `test_*` rule, like `opa test`.
+    pub fn run_tests(&self) -> Vec<TestOutcome> {
+        let mut out = Vec::new();
+        for (path, kind) in &self.rules {
+            let name = path.rsplit('.').next().unwrap_or(path);
+            if !name.starts_with("test_") || *kind == RuleKind::Function {
+                continue;
+            }
+            let mut engine = self.engine.clone();
+            let start = Instant::now();
+            let result = engine.eval_rule(path.clone());
+            let elapsed = start.elapsed();
+            let prints = engine.take_prints().unwrap_or_default();
+            let status = match result {
+                Ok(regorus::Value::Bool(true)) => TestStatus::Pass,
+                Ok(regorus::Value::Undefined) => TestStatus::Fail("undefined".into()),
+                Ok(other) => TestStatus::Fail(format!(
+                    "{}",
+                    other.to_json_str().unwrap_or_else(|_| "?".into())
+                )),
+                Err(e) => TestStatus::Error(format!("{e}")),
+            };
+            out.push(TestOutcome { name: path.clone(), status, elapsed, prints });
+        }
+        out
+    }
+}
+
+/// One `test_*` rule's outcome.
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    pub name: String,
+    pub status: TestStatus,
+    pub elapsed: Duration,
+    pub prints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestStatus {
+    Pass,
+    /// The rule was not true: its value, or "undefined".
+    Fail(String),
+    /// Evaluation failed.
+    Error(String),
+}
+
+/// OPA's result set for one value: `[{"result": v}]`, `[]` when undefined.
+pub fn result_set(value: &regorus::Value) -> Json {
+    if *value == regorus::Value::Undefined {
+        return Json::Array(Vec::new());
+    }
+    let v = serde_json::to_value(value).unwrap_or(Json::Null);
+    serde_json::json!([{ "result": v }])
+}
+
+/// `pkg/rule`, `pkg.rule` and `data.pkg.rule` all become `data.pkg.rule`.
+pub fn normalize_entrypoint(entrypoint: &str) -> String {
+    let dotted = entrypoint.trim().trim_matches('/').replace('/', ".");
+    if dotted == "data" || dotted.starts_with("data.") {
+        dotted
+    } else if dotted.is_empty() {
+        "data".to_string()
+    } else {
+        format!("data.{dotted}")
+    }
+}
+
+/// `data.pkg.rule` → `pkg/rule`, the form OPA's Wasm modules name entrypoints by.
+pub fn slash_entrypoint(entrypoint: &str) -> String {
+    let path = normalize_entrypoint(entrypoint);
+    path.strip_prefix("data.").unwrap_or("").replace('.', "/")
+}
+
+fn complete_or_object(refr: &Expr) -> RuleKind {
+    // `x[k] := v` parses as a Set head without key whose ref ends in a bracket.
+    if matches!(refr, Expr::RefBrack { .. }) {
+        RuleKind::Partial
+    } else {
+        RuleKind::Complete
+    }
+}
+
+/// The static part of a rule's ref: `a.b` for `a.b[x]`; None for odd refs.
+fn static_path(refr: &Expr) -> Option<String> {
+    match refr {
+        Expr::Var { span, .. } => Some(span.text().to_string()),
+        Expr::RefDot { refr, field, .. } => Some(format!("{}.{}", static_path(refr)?, field.0.text())),
+        Expr::RefBrack { refr, index, .. } => match index.as_ref() {
+            Expr::String { value, .. } => {
+                Some(format!("{}.{}", static_path(refr)?, value.as_string().ok()?.as_ref()))
+            }
+            _ => static_path(refr),
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> NativePolicy {
+        NativePolicy::new(&Sources {
+            modules: vec![("p.rego".into(), text.into())],
+            data: serde_json::json!({"limits": {"max": 3}}),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn evaluates_rules_packages_and_undefined() {
+        let p = policy(
+            "package example\ndefault allow := false\nallow if input.user == \"alice\"\n\
+             deny contains msg if { input.n > data.limits.max; msg := sprintf(\"n=%d\", [input.n]) }\n\
+             maybe if input.missing\nf(x) := x + 1\n",
+        );
+        let input = serde_json::json!({"user": "alice", "n": 5});
+        assert_eq!(p.eval("example/allow", Some(&input)).unwrap(), serde_json::json!([{"result": true}]));
+        assert_eq!(p.eval("data.example.deny", Some(&input)).unwrap(), serde_json::json!([{"result": ["n=5"]}]));
+        assert_eq!(p.eval("example.maybe", Some(&input)).unwrap(), serde_json::json!([]));
+        assert_eq!(p.eval("example/allow", None).unwrap(), serde_json::json!([{"result": false}]));
+        let doc = p.eval("data.example", Some(&input)).unwrap();
+        assert_eq!(doc[0]["result"]["allow"], serde_json::json!(true));
+        let err = p.eval("example/nope", Some(&input)).unwrap_err();
+        assert!(err.to_string().contains("example/nope"), "{err}");
+        let kinds: Vec<_> = p.rules().iter().map(|(p, k)| (p.as_str(), *k)).collect();
+        assert!(kinds.contains(&("data.example.deny", RuleKind::Partial)));
+        assert!(kinds.contains(&("data.example.f", RuleKind::Function)));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_place() {
+        let err = NativePolicy::new(&Sources {
+            modules: vec![("bad.rego".into(), "package x\nallow if {\n".into())],
+            data: Json::Null,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("bad.rego:"), "{err}");
+    }
+
+    #[test]
+    fn tests_pass_and_fail() {
+        let p = policy(
+            "package t\nok := 1\ntest_ok if ok == 1\ntest_bad if ok == 2\ntest_false := false\n",
+        );
+        let outcomes = p.run_tests();
+        let by_name: Vec<_> = outcomes.iter().map(|o| (o.name.as_str(), o.status.clone())).collect();
+        assert_eq!(by_name[0], ("data.t.test_ok", TestStatus::Pass));
+        assert_eq!(by_name[1], ("data.t.test_bad", TestStatus::Fail("undefined".into())));
+        assert_eq!(by_name[2], ("data.t.test_false", TestStatus::Fail("false".into())));
+    }
+
+    #[test]
+    fn entrypoint_forms() {
+        assert_eq!(normalize_entrypoint("a/b"), "data.a.b");
+        assert_eq!(normalize_entrypoint("data.a.b"), "data.a.b");
+        assert_eq!(normalize_entrypoint("a.b"), "data.a.b");
+        assert_eq!(slash_entrypoint("data.a.b"), "a/b");
+    }
+}

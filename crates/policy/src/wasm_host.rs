@@ -1,0 +1,739 @@
+//! A host for policies compiled to WebAssembly with OPA's Wasm ABI
+//! (versions 1.0 to 1.3): `opa build -t wasm` output and `wasmlayer policy
+//! build` output alike.
+//!
+//! One instance is kept and reused; the heap is reset to the point after the
+//! data document before every evaluation. ABI 1.2+ modules are evaluated with
+//! the single-call `opa_eval`; older ones through the `opa_eval_ctx_*` calls.
+//! A trap or abort leaves the instance unusable, so the next evaluation gets
+//! a fresh one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value as Json;
+use wasmlayer_core::limits::MemoryLimiter;
+use wasmlayer_core::{Error, Limits};
+use wasmtime::{
+    Caller, Engine, ExternType, Instance, Linker, Memory, MemoryType, Module, Store, TypedFunc, Val,
+};
+
+use crate::builtins::{self, HostBuiltin};
+
+/// Fuel for one evaluation when the caller sets no limit: about a billion
+/// instructions, seconds of work, so a runaway policy ends.
+pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+/// Linear memory a policy may use when the caller sets no limit.
+pub const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
+
+/// An OPA policy bundle or bare module, as read from disk.
+#[derive(Debug, Clone)]
+pub struct WasmPolicySource {
+    pub wasm: Vec<u8>,
+    /// The bundle's data document (merged data.json files), or Null.
+    pub data: Json,
+    /// Entrypoint names the bundle's manifest declares, if any.
+    pub manifest_entrypoints: Vec<String>,
+}
+
+impl WasmPolicySource {
+    /// Reads a bare `.wasm` module or an OPA bundle (`.tar.gz` holding
+    /// `/policy.wasm`, `data.json` files and `.manifest`).
+    pub fn read(path: &Path) -> Result<WasmPolicySource, Error> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        WasmPolicySource::from_bytes(&bytes)
+            .map_err(|e| Error::policy(format!("{}: {e}", path.display())))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<WasmPolicySource, String> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            read_bundle(bytes)
+        } else if bytes.starts_with(b"\0asm") || is_wat(bytes) {
+            Ok(WasmPolicySource { wasm: bytes.to_vec(), data: Json::Null, manifest_entrypoints: vec![] })
+        } else {
+            Err("neither a WebAssembly module nor a gzipped OPA bundle".into())
+        }
+    }
+}
+
+/// WebAssembly text, which the engine compiles like a binary module.
+fn is_wat(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|t| matches!(t.trim_start().chars().next(), Some('(' | ';')))
+}
+
+fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut wasm: Option<(String, Vec<u8>)> = None;
+    let mut manifest: Option<Json> = None;
+    let mut data = Json::Object(Default::default());
+    let entries = archive.entries().map_err(|e| format!("not a valid bundle: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("not a valid bundle: {e}"))?;
+        let path = entry.path().map_err(|e| format!("bad path in bundle: {e}"))?;
+        let path = format!("/{}", path.to_string_lossy().trim_start_matches("./").trim_start_matches('/'));
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        // Bundles are small; a huge entry is a hostile archive.
+        if entry.size() > 512 << 20 {
+            return Err(format!("{path}: entry too large ({} bytes)", entry.size()));
+        }
+        let mut contents = Vec::new();
+        entry.read_to_end(&mut contents).map_err(|e| format!("{path}: {e}"))?;
+        if path.ends_with(".wasm") {
+            if let Some((first, _)) = &wasm {
+                if first != "/policy.wasm" && path == "/policy.wasm" {
+                    wasm = Some((path, contents));
+                }
+                continue;
+            }
+            wasm = Some((path, contents));
+        } else if path == "/.manifest" {
+            manifest = Some(serde_json::from_slice(&contents).map_err(|e| format!("/.manifest: not valid JSON: {e}"))?);
+        } else if path.ends_with("/data.json") {
+            let value: Json =
+                serde_json::from_slice(&contents).map_err(|e| format!("{path}: not valid JSON: {e}"))?;
+            let dir: Vec<&str> =
+                path.trim_end_matches("/data.json").split('/').filter(|s| !s.is_empty()).collect();
+            let mut nested = value;
+            for key in dir.iter().rev() {
+                nested = serde_json::json!({ *key: nested });
+            }
+            let mut sources = crate::native::Sources { modules: vec![], data };
+            sources.add_data(nested, &path).map_err(|e| e.to_string())?;
+            data = sources.data;
+        }
+    }
+    let (_, wasm) = wasm.ok_or("the bundle holds no policy.wasm (was it built with `-t wasm`?)")?;
+    let manifest_entrypoints = manifest
+        .as_ref()
+        .and_then(|m| m.get("wasm"))
+        .and_then(|w| w.as_array())
+        .map(|mods| {
+            mods.iter()
+                .filter_map(|m| m.get("entrypoint").and_then(|e| e.as_str()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(WasmPolicySource { wasm, data, manifest_entrypoints })
+}
+
+struct HostState {
+    limiter: MemoryLimiter,
+    builtins: HashMap<i32, HostBuiltin>,
+    /// `opa_json_parse`, `opa_json_dump`, `opa_malloc` for builtin calls.
+    abi: Option<Abi>,
+    /// The message of an `opa_abort` or a failed builtin.
+    abort: Option<String>,
+    prints: Vec<String>,
+}
+
+#[derive(Clone)]
+struct Abi {
+    memory: Memory,
+    malloc: TypedFunc<i32, i32>,
+    json_parse: TypedFunc<(i32, i32), i32>,
+    json_dump: TypedFunc<i32, i32>,
+    heap_ptr_get: TypedFunc<(), i32>,
+    heap_ptr_set: TypedFunc<i32, ()>,
+    builtins: TypedFunc<(), i32>,
+    entrypoints: TypedFunc<(), i32>,
+    eval: Eval,
+}
+
+#[derive(Clone)]
+enum Eval {
+    /// ABI 1.2+: `opa_eval(reserved, entrypoint, data, input, input_len, heap_ptr, format)`.
+    Fast(TypedFunc<(i32, i32, i32, i32, i32, i32, i32), i32>),
+    Ctx {
+        new: TypedFunc<(), i32>,
+        set_input: TypedFunc<(i32, i32), ()>,
+        set_data: TypedFunc<(i32, i32), ()>,
+        set_entrypoint: Option<TypedFunc<(i32, i32), ()>>,
+        get_result: TypedFunc<i32, i32>,
+        eval: TypedFunc<i32, i32>,
+    },
+}
+
+/// A policy module instantiated and ready to evaluate.
+pub struct OpaWasmPolicy {
+    engine: Engine,
+    module: Module,
+    linker: Linker<HostState>,
+    memory_type: MemoryType,
+    limits: Limits,
+    /// Whether the engine meters fuel.
+    fuel: bool,
+    data: Json,
+    /// The ABI version the module declares.
+    pub abi_version: (u32, u32),
+    entrypoints: BTreeMap<String, i32>,
+    builtin_names: Vec<String>,
+    live: Option<Live>,
+}
+
+struct Live {
+    store: Store<HostState>,
+    abi: Abi,
+    data_addr: i32,
+    /// Where the heap is reset to before each evaluation.
+    eval_heap: i32,
+}
+
+impl std::fmt::Debug for OpaWasmPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpaWasmPolicy")
+            .field("abi_version", &self.abi_version)
+            .field("entrypoints", &self.entrypoints)
+            .finish()
+    }
+}
+
+const IMPORTS: &[&str] = &[
+    "opa_abort",
+    "opa_println",
+    "opa_builtin0",
+    "opa_builtin1",
+    "opa_builtin2",
+    "opa_builtin3",
+    "opa_builtin4",
+];
+
+impl OpaWasmPolicy {
+    /// Compiles, checks and instantiates a policy module with `data`
+    /// (Null: none). `limits`: memory and fuel per evaluation (defaults
+    /// [`DEFAULT_MAX_MEMORY`] and [`DEFAULT_FUEL`]).
+    pub fn new(engine: &Engine, source: &WasmPolicySource, data: &Json, limits: &Limits) -> Result<Self, Error> {
+        let module = Module::new(engine, &source.wasm)
+            .map_err(|e| Error::policy(format!("not a valid WebAssembly module: {}", root(&e))))?;
+        let mut memory_type = None;
+        for import in module.imports() {
+            match (import.module(), import.name(), import.ty()) {
+                ("env", "memory", ExternType::Memory(m)) => memory_type = Some(m),
+                ("env", name, ExternType::Func(_)) if IMPORTS.contains(&name) => {}
+                (m, n, _) => {
+                    return Err(Error::policy(format!(
+                        "not an OPA policy module: it imports `{m}.{n}`, which the OPA Wasm ABI does not define"
+                    )))
+                }
+            }
+        }
+        let memory_type = memory_type.ok_or_else(|| {
+            Error::policy("not an OPA policy module: it does not import `env.memory`")
+        })?;
+        let mut limits = limits.clone();
+        limits.max_memory.get_or_insert(DEFAULT_MAX_MEMORY);
+        limits.fuel.get_or_insert(DEFAULT_FUEL);
+        let mut data_doc = source.data.clone();
+        if !data.is_null() {
+            let mut s = crate::native::Sources { modules: vec![], data: data_doc };
+            if s.data.is_null() {
+                s.data = Json::Object(Default::default());
+            }
+            s.add_data(data.clone(), "data")?;
+            data_doc = s.data;
+        }
+        let linker = host_linker(engine)?;
+        let mut policy = OpaWasmPolicy {
+            engine: engine.clone(),
+            module,
+            linker,
+            memory_type,
+            limits,
+            fuel: Store::new(engine, ()).set_fuel(1).is_ok(),
+            data: data_doc,
+            abi_version: (1, 0),
+            entrypoints: BTreeMap::new(),
+            builtin_names: Vec::new(),
+            live: None,
+        };
+        policy.instantiate()?;
+        Ok(policy)
+    }
+
+    /// Entrypoint names (`pkg/rule`) and their ids.
+    pub fn entrypoints(&self) -> &BTreeMap<String, i32> {
+        &self.entrypoints
+    }
+
+    /// The builtins the module asks the host for.
+    pub fn builtins(&self) -> &[String] {
+        &self.builtin_names
+    }
+
+    /// `print` output of the last evaluations, taken.
+    pub fn take_prints(&mut self) -> Vec<String> {
+        self.live.as_mut().map(|l| std::mem::take(&mut l.store.data_mut().prints)).unwrap_or_default()
+    }
+
+    fn instantiate(&mut self) -> Result<(), Error> {
+        self.live = None;
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                limiter: MemoryLimiter::new(&self.limits),
+                builtins: HashMap::new(),
+                abi: None,
+                abort: None,
+                prints: Vec::new(),
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(u64::MAX / 2);
+        self.refuel(&mut store)?;
+        let memory = Memory::new(&mut store, self.memory_type.clone())
+            .map_err(|e| self.fail(&store, e, "cannot create the policy's memory"))?;
+        let mut linker = self.linker.clone();
+        linker
+            .define(&store, "env", "memory", memory)
+            .map_err(|e| Error::host(format!("{e:#}")))?;
+        let instance = linker
+            .instantiate(&mut store, &self.module)
+            .map_err(|e| self.fail(&store, e, "cannot instantiate the policy"))?;
+        self.abi_version = abi_version(&instance, &mut store)?;
+        if self.abi_version.0 != 1 {
+            return Err(Error::policy(format!(
+                "unsupported OPA Wasm ABI version {}.{} (this host speaks 1.x)",
+                self.abi_version.0, self.abi_version.1
+            )));
+        }
+        let abi = exports(&instance, &mut store, memory, self.abi_version.1)?;
+        store.data_mut().abi = Some(abi.clone());
+
+        // What the module needs and offers.
+        let builtins_map = self.call_map(&mut store, &abi, abi.builtins.clone(), "builtins")?;
+        let resolved = builtins::resolve(&builtins_map).map_err(Error::policy)?;
+        let mut names: Vec<_> = builtins_map.keys().cloned().collect();
+        names.sort();
+        self.builtin_names = names;
+        store.data_mut().builtins = resolved;
+        self.entrypoints = self.call_map(&mut store, &abi, abi.entrypoints.clone(), "entrypoints")?.into_iter().collect();
+
+        // The data document stays below the point the heap is reset to.
+        let data_json = serde_json::to_vec(&self.data).unwrap_or_default();
+        let data_addr = if self.data.is_null() {
+            0
+        } else {
+            let addr = write_bytes(&mut store, &abi, &data_json).map_err(|e| self.fail(&store, e, "cannot load data"))?;
+            let v = abi
+                .json_parse
+                .call(&mut store, (addr, data_json.len() as i32))
+                .map_err(|e| self.fail(&store, e, "cannot load data"))?;
+            if v == 0 {
+                return Err(Error::policy("the policy module could not parse the data document"));
+            }
+            v
+        };
+        let eval_heap = abi.heap_ptr_get.call(&mut store, ()).map_err(|e| self.fail(&store, e, "heap"))?;
+        self.live = Some(Live { store, abi, data_addr, eval_heap });
+        Ok(())
+    }
+
+    fn refuel(&self, store: &mut Store<HostState>) -> Result<(), Error> {
+        if self.fuel {
+            store
+                .set_fuel(self.limits.fuel.unwrap_or(DEFAULT_FUEL))
+                .map_err(|e| Error::host(format!("{e:#}")))?;
+        }
+        Ok(())
+    }
+
+    fn call_map(
+        &self,
+        store: &mut Store<HostState>,
+        abi: &Abi,
+        f: TypedFunc<(), i32>,
+        what: &str,
+    ) -> Result<HashMap<String, i32>, Error> {
+        let addr = f.call(&mut *store, ()).map_err(|e| self.fail(store, e, what))?;
+        let json = dump(store, abi, addr).map_err(|e| self.fail(store, e, what))?;
+        let value: Json = serde_json::from_str(&json)
+            .map_err(|e| Error::policy(format!("the module's {what}() is not valid JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| Error::policy(format!("the module's {what}() is not a JSON object")))?;
+        obj.iter()
+            .map(|(k, v)| {
+                let id = v.as_i64().and_then(|i| i32::try_from(i).ok()).ok_or_else(|| {
+                    Error::policy(format!("the module's {what}() maps `{k}` to {v}, not an integer id"))
+                })?;
+                Ok((k.clone(), id))
+            })
+            .collect()
+    }
+
+    /// Turns a wasmtime error into ours: an abort's message, a failed
+    /// builtin, memory or fuel exhausted, or a trap.
+    fn fail(&self, store: &Store<HostState>, e: wasmtime::Error, what: &str) -> Error {
+        if let Some(msg) = &store.data().abort {
+            return Error::policy(format!("policy aborted: {msg}"));
+        }
+        if let Some(msg) = e.downcast_ref::<HostFailure>() {
+            return Error::policy(format!("{what}: {}", msg.0));
+        }
+        match wasmlayer_core::run::classify(e, &self.limits, store.data().limiter.hit()) {
+            Error::Trap { kind, .. } => Error::policy(format!("{what}: the policy trapped: {kind}")),
+            other => other,
+        }
+    }
+
+    /// Resolves an entrypoint given as `pkg/rule`, `data.pkg.rule` or an id.
+    pub fn entrypoint_id(&self, entrypoint: Option<&str>) -> Result<i32, Error> {
+        let Some(name) = entrypoint else {
+            return match self.entrypoints.len() {
+                1 => Ok(*self.entrypoints.values().next().unwrap()),
+                0 => Err(Error::policy("the policy module declares no entrypoints")),
+                _ => Err(Error::usage(format!(
+                    "the policy has several entrypoints ({}); choose one with --entrypoint",
+                    self.entrypoints.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))),
+            };
+        };
+        let slash = crate::native::slash_entrypoint(name);
+        if let Some(id) = self.entrypoints.get(&slash).or_else(|| self.entrypoints.get(name)) {
+            return Ok(*id);
+        }
+        if let Ok(id) = name.parse::<i32>() {
+            if self.entrypoints.values().any(|v| *v == id) {
+                return Ok(id);
+            }
+        }
+        Err(Error::policy(format!(
+            "entrypoint {name} is not in the policy module (it has: {})",
+            self.entrypoints.keys().cloned().collect::<Vec<_>>().join(", ")
+        )))
+    }
+
+    /// Evaluates an entrypoint with `input` (None: undefined) and returns
+    /// OPA's result set (`[{"result": v}]`, or `[]`).
+    pub fn eval(&mut self, entrypoint: Option<&str>, input: Option<&Json>) -> Result<Json, Error> {
+        let id = self.entrypoint_id(entrypoint)?;
+        let input = input.map(|i| serde_json::to_vec(i).unwrap_or_default());
+        self.eval_raw(id, input.as_deref())
+    }
+
+    /// Evaluates with the input given as JSON text (None: undefined).
+    pub fn eval_raw(&mut self, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Error> {
+        if self.live.is_none() {
+            self.instantiate()?;
+        }
+        let result = self.eval_live(entrypoint, input);
+        if let Err(e) = &result {
+            if !matches!(e, Error::Policy(m) if m.starts_with("malformed input")) {
+                // A trap may leave the instance in any state: start afresh next time.
+                self.live = None;
+            }
+        }
+        result
+    }
+
+    fn eval_live(&mut self, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Error> {
+        let mut live = self.live.take().expect("instantiated");
+        let out = self.eval_in(&mut live, entrypoint, input);
+        self.live = Some(live);
+        out
+    }
+
+    fn eval_in(&self, live: &mut Live, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Error> {
+        let Live { store, abi, data_addr, eval_heap } = live;
+        store.data_mut().abort = None;
+        self.refuel(store)?;
+        let result_addr = match &abi.eval {
+            Eval::Fast(opa_eval) => {
+                let (addr, len) = match input {
+                    Some(bytes) => {
+                        ensure_room(store, abi, *eval_heap as u64 + bytes.len() as u64)
+                            .map_err(|e| self.fail(store, e, "input"))?;
+                        abi.memory
+                            .write(&mut *store, *eval_heap as usize, bytes)
+                            .map_err(|e| Error::host(format!("{e}")))?;
+                        (*eval_heap, bytes.len() as i32)
+                    }
+                    None => (0, 0),
+                };
+                opa_eval
+                    .call(&mut *store, (0, entrypoint, *data_addr, addr, len, *eval_heap + len, 0))
+                    .map_err(|e| self.fail(store, e, "evaluation failed"))?
+            }
+            Eval::Ctx { new, set_input, set_data, set_entrypoint, get_result, eval } => {
+                abi.heap_ptr_set.call(&mut *store, *eval_heap).map_err(|e| self.fail(store, e, "heap"))?;
+                let input_addr = match input {
+                    Some(bytes) => {
+                        let addr = write_bytes(store, abi, bytes).map_err(|e| self.fail(store, e, "input"))?;
+                        let v = abi
+                            .json_parse
+                            .call(&mut *store, (addr, bytes.len() as i32))
+                            .map_err(|e| self.fail(store, e, "input"))?;
+                        if v == 0 {
+                            return Err(Error::policy("malformed input: the policy module could not parse it"));
+                        }
+                        Some(v)
+                    }
+                    None => None,
+                };
+                let call = |store: &mut Store<HostState>| -> wasmtime::Result<i32> {
+                    let ctx = new.call(&mut *store, ())?;
+                    if let Some(i) = input_addr {
+                        set_input.call(&mut *store, (ctx, i))?;
+                    }
+                    if *data_addr != 0 {
+                        set_data.call(&mut *store, (ctx, *data_addr))?;
+                    }
+                    if let Some(set_ep) = set_entrypoint {
+                        set_ep.call(&mut *store, (ctx, entrypoint))?;
+                    } else if entrypoint != 0 {
+                        return Err(wasmtime::Error::new(HostFailure(
+                            "an ABI 1.0 module has only entrypoint 0".into(),
+                        )));
+                    }
+                    let rc = eval.call(&mut *store, ctx)?;
+                    if rc != 0 {
+                        return Err(wasmtime::Error::new(HostFailure(format!("eval returned error code {rc}"))));
+                    }
+                    let result = get_result.call(&mut *store, ctx)?;
+                    abi.json_dump.call(&mut *store, result)
+                };
+                call(store).map_err(|e| self.fail(store, e, "evaluation failed"))?
+            }
+        };
+        if result_addr == 0 {
+            return Err(Error::policy("evaluation failed: the policy module returned no result"));
+        }
+        let text = read_cstr(store, &abi.memory, result_addr)
+            .map_err(|e| Error::policy(format!("evaluation failed: {e}")))?;
+        let value: Json = serde_json::from_str(&text).map_err(|e| {
+            Error::policy(format!("evaluation failed: the policy module returned malformed JSON ({e})"))
+        })?;
+        if !value.is_array() {
+            return Err(Error::policy(format!(
+                "evaluation failed: the policy module returned {}, not a result set",
+                truncate(&text)
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// A host-side failure inside a host function (bad builtin call, say).
+#[derive(Debug)]
+struct HostFailure(String);
+
+impl std::fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HostFailure {}
+
+fn root(e: &wasmtime::Error) -> String {
+    e.chain().last().map(|c| c.to_string()).unwrap_or_default()
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() > 80 {
+        format!("{}...", &s[..s.floor_char_boundary(80)])
+    } else {
+        s.to_string()
+    }
+}
+
+fn abi_version(instance: &Instance, store: &mut Store<HostState>) -> Result<(u32, u32), Error> {
+    let mut get = |name: &str| -> Result<Option<u32>, Error> {
+        match instance.get_global(&mut *store, name) {
+            None => Ok(None),
+            Some(g) => match g.get(&mut *store) {
+                Val::I32(v) if v >= 0 => Ok(Some(v as u32)),
+                other => Err(Error::policy(format!("the module's `{name}` is {other:?}, not an i32 version"))),
+            },
+        }
+    };
+    // Modules from before the version globals are ABI 1.0.
+    let major = get("opa_wasm_abi_version")?.unwrap_or(1);
+    let minor = get("opa_wasm_abi_minor_version")?.unwrap_or(0);
+    Ok((major, minor))
+}
+
+fn exports(instance: &Instance, store: &mut Store<HostState>, memory: Memory, minor: u32) -> Result<Abi, Error> {
+    macro_rules! func {
+        ($name:expr) => {
+            instance.get_typed_func(&mut *store, $name).map_err(|e| {
+                Error::policy(format!(
+                    "not an OPA policy module: export `{}` is missing or has the wrong type ({})",
+                    $name,
+                    root(&e)
+                ))
+            })?
+        };
+    }
+    macro_rules! opt_func {
+        ($name:expr) => {
+            if instance.get_export(&mut *store, $name).is_some() {
+                Some(func!($name))
+            } else {
+                None
+            }
+        };
+    }
+    let fast = if minor >= 2 { opt_func!("opa_eval") } else { None };
+    let eval = match fast {
+        Some(f) => Eval::Fast(f),
+        None => Eval::Ctx {
+            new: func!("opa_eval_ctx_new"),
+            set_input: func!("opa_eval_ctx_set_input"),
+            set_data: func!("opa_eval_ctx_set_data"),
+            set_entrypoint: opt_func!("opa_eval_ctx_set_entrypoint"),
+            get_result: func!("opa_eval_ctx_get_result"),
+            eval: func!("eval"),
+        },
+    };
+    Ok(Abi {
+        memory,
+        malloc: func!("opa_malloc"),
+        json_parse: func!("opa_json_parse"),
+        json_dump: func!("opa_json_dump"),
+        heap_ptr_get: func!("opa_heap_ptr_get"),
+        heap_ptr_set: func!("opa_heap_ptr_set"),
+        builtins: func!("builtins"),
+        entrypoints: func!("entrypoints"),
+        eval,
+    })
+}
+
+/// Grows memory so that `end` is addressable.
+fn ensure_room(store: &mut Store<HostState>, abi: &Abi, end: u64) -> wasmtime::Result<()> {
+    let size = abi.memory.data_size(&*store) as u64;
+    if end > size {
+        let pages = (end - size).div_ceil(65536);
+        abi.memory.grow(&mut *store, pages)?;
+    }
+    Ok(())
+}
+
+/// Copies `bytes` into memory the module allocates; returns the address.
+fn write_bytes(store: &mut Store<HostState>, abi: &Abi, bytes: &[u8]) -> wasmtime::Result<i32> {
+    let len = i32::try_from(bytes.len()).map_err(|_| wasmtime::Error::new(HostFailure("value too large".into())))?;
+    let addr = abi.malloc.call(&mut *store, len)?;
+    if addr == 0 && len > 0 {
+        return Err(wasmtime::Error::new(HostFailure("the policy module could not allocate memory".into())));
+    }
+    abi.memory
+        .write(&mut *store, addr as u32 as usize, bytes)
+        .map_err(|_| wasmtime::Error::new(HostFailure("opa_malloc returned an address outside memory".into())))?;
+    Ok(addr)
+}
+
+/// JSON text of the value at `addr`, through `opa_json_dump`.
+fn dump(store: &mut Store<HostState>, abi: &Abi, addr: i32) -> wasmtime::Result<String> {
+    let s = abi.json_dump.call(&mut *store, addr)?;
+    read_cstr(&*store, &abi.memory, s).map_err(|m| wasmtime::Error::new(HostFailure(m)))
+}
+
+/// A NUL-terminated UTF-8 string at `addr`.
+fn read_cstr(store: impl wasmtime::AsContext, memory: &Memory, addr: i32) -> Result<String, String> {
+    let data = memory.data(&store);
+    let start = addr as u32 as usize;
+    let tail = data.get(start..).ok_or_else(|| format!("string address {start:#x} is outside memory"))?;
+    let len = tail
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| format!("string at {start:#x} is not NUL-terminated"))?;
+    String::from_utf8(tail[..len].to_vec()).map_err(|_| format!("string at {start:#x} is not UTF-8"))
+}
+
+fn host_linker(engine: &Engine) -> Result<Linker<HostState>, Error> {
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    let wrap = |e: wasmtime::Error| Error::host(format!("{e:#}"));
+    linker
+        .func_wrap("env", "opa_abort", |mut caller: Caller<'_, HostState>, addr: i32| -> wasmtime::Result<()> {
+            let msg = caller_cstr(&mut caller, addr).unwrap_or_else(|e| format!("(unreadable message: {e})"));
+            caller.data_mut().abort = Some(msg.clone());
+            Err(wasmtime::Error::new(HostFailure(format!("policy aborted: {msg}"))))
+        })
+        .map_err(wrap)?;
+    linker
+        .func_wrap("env", "opa_println", |mut caller: Caller<'_, HostState>, addr: i32| {
+            let msg = caller_cstr(&mut caller, addr).unwrap_or_else(|e| format!("(unreadable message: {e})"));
+            tracing::debug!(target: "wasmlayer::policy", "{msg}");
+            let prints = &mut caller.data_mut().prints;
+            if prints.len() < 1000 {
+                prints.push(msg);
+            }
+        })
+        .map_err(wrap)?;
+    linker
+        .func_wrap("env", "opa_builtin0", |mut c: Caller<'_, HostState>, id: i32, _ctx: i32| {
+            call_builtin(&mut c, id, &[])
+        })
+        .map_err(wrap)?;
+    linker
+        .func_wrap("env", "opa_builtin1", |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32| {
+            call_builtin(&mut c, id, &[a])
+        })
+        .map_err(wrap)?;
+    linker
+        .func_wrap("env", "opa_builtin2", |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32| {
+            call_builtin(&mut c, id, &[a, b])
+        })
+        .map_err(wrap)?;
+    linker
+        .func_wrap(
+            "env",
+            "opa_builtin3",
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32, d: i32| call_builtin(&mut c, id, &[a, b, d]),
+        )
+        .map_err(wrap)?;
+    linker
+        .func_wrap(
+            "env",
+            "opa_builtin4",
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32, d: i32, e: i32| {
+                call_builtin(&mut c, id, &[a, b, d, e])
+            },
+        )
+        .map_err(wrap)?;
+    Ok(linker)
+}
+
+fn caller_cstr(caller: &mut Caller<'_, HostState>, addr: i32) -> Result<String, String> {
+    let memory = caller.data().abi.as_ref().map(|a| a.memory).ok_or("no memory yet")?;
+    read_cstr(&*caller, &memory, addr)
+}
+
+/// Runs builtin `id` on the values at `args`; returns the result's address
+/// (0 for undefined).
+fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wasmtime::Result<i32> {
+    let abi = caller
+        .data()
+        .abi
+        .clone()
+        .ok_or_else(|| wasmtime::Error::new(HostFailure("builtin called before the module was ready".into())))?;
+    let builtin = caller
+        .data()
+        .builtins
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| wasmtime::Error::new(HostFailure(format!("the policy called unknown builtin id {id}"))))?;
+    let mut values = Vec::with_capacity(args.len());
+    for &addr in args {
+        let s = abi.json_dump.call(&mut *caller, addr)?;
+        let text = read_cstr(&*caller, &abi.memory, s).map_err(|m| wasmtime::Error::new(HostFailure(m)))?;
+        let v: Json = serde_json::from_str(&text).map_err(|e| {
+            wasmtime::Error::new(HostFailure(format!("{}: argument is not valid JSON: {e}", builtin.name())))
+        })?;
+        values.push(v);
+    }
+    let result = builtin.call(&values).map_err(|m| {
+        caller.data_mut().abort = Some(m.clone());
+        wasmtime::Error::new(HostFailure(m))
+    })?;
+    let Some(result) = result else { return Ok(0) };
+    let bytes = serde_json::to_vec(&result)?;
+    let len = bytes.len() as i32;
+    let addr = abi.malloc.call(&mut *caller, len)?;
+    abi.memory
+        .write(&mut *caller, addr as u32 as usize, &bytes)
+        .map_err(|_| wasmtime::Error::new(HostFailure("opa_malloc returned an address outside memory".into())))?;
+    abi.json_parse.call(&mut *caller, (addr, len))
+}

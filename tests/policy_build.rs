@@ -1,0 +1,758 @@
+//! `policy build` end to end: Rego built into an OPA-ABI Wasm module by
+//! `wasm_build::build_module`, evaluated by OPA's own JavaScript SDK
+//! (`@open-policy-agent/opa-wasm`, tests/node) and compared with regorus
+//! evaluating the same policy, data and input natively.
+//!
+//! The table is tests/fixtures/policies/build/: one directory per policy
+//! with its `.rego` files, an optional `data.json` and a `cases.json`
+//! (`{"entrypoints": [...]?, "cases": [{"entrypoint", "input"?}],
+//! "host_builtins": [...]?}`). Each evaluator is a function from a
+//! [`PolicyCase`] to one [`Outcome`] per case, so another evaluator is one
+//! more column: a function of the same shape compared in the same loop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value as Json};
+use wasmlayer_policy::wasm_build::{build_module, BuildInput, RUNTIME_WASM};
+
+/// The npm SDK's rule for the module's size.
+const MAX_MODULE_SIZE: usize = 1024 * 1024;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// One policy of the table.
+#[derive(Debug, Clone)]
+pub struct PolicyCase {
+    pub name: String,
+    pub modules: Vec<(String, String)>,
+    /// data.json, or null.
+    pub data: Json,
+    /// Entrypoints to build with (empty: every rule).
+    pub entrypoints: Vec<String>,
+    pub evals: Vec<Eval>,
+    /// The builtins the module must ask its host for.
+    pub host_builtins: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Eval {
+    /// `pkg/rule` (or a package).
+    pub entrypoint: String,
+    /// None: no input (undefined).
+    pub input: Option<Json>,
+}
+
+/// What one evaluation gave: an OPA result set (`[{"result": v}]` or `[]`)
+/// or an error.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Result(Json),
+    Error(String),
+}
+
+impl Outcome {
+    /// Same result set, or both errors (messages differ between hosts).
+    pub fn agrees(&self, other: &Outcome) -> bool {
+        match (self, other) {
+            (Outcome::Result(a), Outcome::Result(b)) => a == b,
+            (Outcome::Error(_), Outcome::Error(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The table of policies under tests/fixtures/policies/build/.
+pub fn table() -> Vec<PolicyCase> {
+    let dir = root().join("tests/fixtures/policies/build");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    names.sort();
+    names.iter().map(|p| load_case(p)).collect()
+}
+
+fn load_case(dir: &Path) -> PolicyCase {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let modules: Vec<(String, String)> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "rego"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(p).unwrap(),
+            )
+        })
+        .collect();
+    let read_json = |name: &str| -> Option<Json> {
+        let p = dir.join(name);
+        p.exists().then(|| {
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+    };
+    let data = read_json("data.json").unwrap_or(Json::Null);
+    let spec = read_json("cases.json").unwrap_or_else(|| panic!("{}: no cases.json", dir.display()));
+    let strings = |v: &Json| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let evals = spec["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| Eval {
+            entrypoint: c["entrypoint"].as_str().unwrap().to_string(),
+            input: c.get("input").cloned(),
+        })
+        .collect();
+    PolicyCase {
+        name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+        modules,
+        data,
+        entrypoints: strings(&spec["entrypoints"]),
+        evals,
+        host_builtins: strings(&spec["host_builtins"]),
+    }
+}
+
+/// `data.a.b` for `a/b`.
+fn data_path(entrypoint: &str) -> String {
+    format!("data.{}", entrypoint.replace('/', "."))
+}
+
+fn regorus_value(v: &Json) -> regorus::Value {
+    regorus::Value::from_json_str(&v.to_string()).unwrap()
+}
+
+/// The first column: regorus, natively.
+pub fn native(case: &PolicyCase) -> Vec<Outcome> {
+    case.evals
+        .iter()
+        .map(|e| {
+            let mut engine = regorus::Engine::new();
+            for (name, text) in &case.modules {
+                engine.add_policy(name.clone(), text.clone()).unwrap();
+            }
+            if case.data.is_object() {
+                engine.add_data(regorus_value(&case.data)).unwrap();
+            }
+            if let Some(input) = &e.input {
+                engine.set_input(regorus_value(input));
+            }
+            // A query gives the value of a rule, a package or a prefix of
+            // a rule path alike.
+            let value = engine.eval_query(data_path(&e.entrypoint), false).map(|r| {
+                r.result
+                    .first()
+                    .map(|r| r.expressions[0].value.clone())
+                    .unwrap_or(regorus::Value::Undefined)
+            });
+            match value {
+                Ok(regorus::Value::Undefined) => Outcome::Result(json!([])),
+                Ok(v) => Outcome::Result(json!([{ "result": serde_json::to_value(&v).unwrap() }])),
+                Err(err) => Outcome::Error(format!("{err}")),
+            }
+        })
+        .collect()
+}
+
+/// The module a case builds to; with `embed_data`, its data.json is
+/// compiled in.
+pub fn build(case: &PolicyCase, embed_data: bool) -> Vec<u8> {
+    build_module(&BuildInput {
+        modules: case.modules.clone(),
+        data: if embed_data { case.data.clone() } else { Json::Null },
+        entrypoints: case.entrypoints.clone(),
+    })
+    .unwrap_or_else(|e| panic!("{}: build failed: {e}", case.name))
+}
+
+/// tests/node, with the SDK installed by scripts/setup.sh.
+fn node_dir() -> PathBuf {
+    let dir = root().join("tests/node");
+    assert!(
+        dir.join("node_modules/@open-policy-agent/opa-wasm").is_dir(),
+        "OPA's JavaScript SDK is not installed in {}: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// What the SDK saw in a module: its entrypoints and the builtins it asks
+/// its host for.
+#[derive(Debug)]
+pub struct SdkRun {
+    pub entrypoints: Json,
+    pub builtins: Vec<String>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// How the SDK is driven.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SdkMode {
+    /// `setData(data.json)` before evaluating.
+    pub set_data: bool,
+    /// Pretend the module has this ABI minor version: 1 makes the SDK use
+    /// the context API (`opa_eval_ctx_*`, `eval`) instead of `opa_eval`.
+    pub abi_minor: Option<u32>,
+}
+
+/// The SDK column: `loadPolicy(wasm)`, maybe `setData(data)`, then
+/// `evaluate(input, entrypoint)` for every case.
+pub fn sdk(case: &PolicyCase, wasm: &[u8], mode: SdkMode, tag: &str) -> SdkRun {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy_build");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let wasm_path = tmp.join(format!("{}-{tag}.wasm", case.name));
+    let cases_path = tmp.join(format!("{}-{tag}.json", case.name));
+    std::fs::write(&wasm_path, wasm).unwrap();
+    let cases: Vec<Json> = case
+        .evals
+        .iter()
+        .map(|e| match &e.input {
+            Some(i) => json!({"entrypoint": e.entrypoint, "input": i}),
+            None => json!({"entrypoint": e.entrypoint}),
+        })
+        .collect();
+    let mut spec = json!({ "cases": cases });
+    if mode.set_data {
+        spec["data"] = case.data.clone();
+    }
+    if let Some(minor) = mode.abi_minor {
+        spec["abi_minor"] = json!(minor);
+    }
+    std::fs::write(&cases_path, spec.to_string()).unwrap();
+
+    let dir = node_dir();
+    let out = Command::new("node")
+        .arg(dir.join("opa-eval.js"))
+        .arg(&wasm_path)
+        .arg(&cases_path)
+        .current_dir(&dir)
+        .output()
+        .expect("run node (Node.js is required: scripts/setup.sh)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{}: the SDK failed ({}):\n{stdout}\n{stderr}",
+        case.name,
+        out.status
+    );
+    let mut lines = stdout.lines().map(|l| {
+        serde_json::from_str::<Json>(l).unwrap_or_else(|e| panic!("{}: bad SDK output line {l:?}: {e}", case.name))
+    });
+    let head = lines.next().expect("SDK output");
+    let outcomes: Vec<Outcome> = lines
+        .map(|l| match l.get("result") {
+            Some(r) => Outcome::Result(r.clone()),
+            None => Outcome::Error(l["error"].as_str().unwrap_or_default().to_string()),
+        })
+        .collect();
+    assert_eq!(outcomes.len(), case.evals.len(), "{}: SDK output:\n{stdout}\n{stderr}", case.name);
+    SdkRun {
+        entrypoints: head["entrypoints"].clone(),
+        builtins: head["builtins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_str().unwrap().to_string())
+            .collect(),
+        outcomes,
+    }
+}
+
+#[test]
+fn table_has_the_policies_it_needs() {
+    let t = table();
+    assert!(t.len() >= 8, "{} policies", t.len());
+    let evals: usize = t.iter().map(|c| c.evals.len()).sum();
+    assert!(evals >= 40, "{evals} evaluations");
+}
+
+/// Every policy of the table, built to a module, gives under OPA's SDK the
+/// results regorus gives natively: with the data compiled in (through
+/// `opa_eval` and through the context API), and with it set by the host
+/// instead.
+#[test]
+fn sdk_agrees_with_native_regorus() {
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for case in table() {
+        let expected = native(&case);
+        let embedded = build(&case, true);
+        let mut runs = vec![
+            ("embedded", sdk(&case, &embedded, SdkMode::default(), "embedded")),
+            (
+                "context API",
+                sdk(&case, &embedded, SdkMode { abi_minor: Some(1), ..SdkMode::default() }, "ctx"),
+            ),
+        ];
+        if case.data.is_object() {
+            let mode = SdkMode { set_data: true, ..SdkMode::default() };
+            runs.push(("set-data", sdk(&case, &build(&case, false), mode, "set-data")));
+        }
+        for (how, run) in runs {
+            let mut builtins = run.builtins.clone();
+            builtins.sort();
+            if builtins != case.host_builtins {
+                failures.push(format!(
+                    "{} ({how}): builtins() lists {builtins:?}, expected {:?}",
+                    case.name, case.host_builtins
+                ));
+            }
+            for (i, (want, got)) in expected.iter().zip(&run.outcomes).enumerate() {
+                compared += 1;
+                if !want.agrees(got) {
+                    failures.push(format!(
+                        "{} ({how}) case {i} {} input {}:\n  native: {want:?}\n  sdk:    {got:?}",
+                        case.name,
+                        case.evals[i].entrypoint,
+                        case.evals[i].input.as_ref().map_or("none".to_string(), |v| v.to_string()),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {compared} evaluations disagree:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Error cases must really be errors on both sides, and results really
+/// results: the table is not vacuously equal.
+#[test]
+fn native_column_has_results_and_errors() {
+    let all: Vec<Outcome> = table().iter().flat_map(native).collect();
+    let errors = all.iter().filter(|o| matches!(o, Outcome::Error(_))).count();
+    let undefined = all.iter().filter(|o| matches!(o, Outcome::Result(r) if r == &json!([]))).count();
+    assert!(errors >= 2 && errors < 8, "{errors} errors");
+    assert!(undefined >= 2, "{undefined} undefined results");
+}
+
+fn imports_and_exports(wasm: &[u8]) -> (Vec<(String, String, wasmparser::TypeRef)>, Vec<(String, wasmparser::ExternalKind)>) {
+    let mut imports = Vec::new();
+    let mut exports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.unwrap() {
+            wasmparser::Payload::ImportSection(s) => {
+                for imp in s.into_imports() {
+                    let imp = imp.unwrap();
+                    imports.push((imp.module.to_string(), imp.name.to_string(), imp.ty));
+                }
+            }
+            wasmparser::Payload::ExportSection(s) => {
+                for e in s {
+                    let e = e.unwrap();
+                    exports.push((e.name.to_string(), e.kind));
+                }
+            }
+            _ => {}
+        }
+    }
+    (imports, exports)
+}
+
+/// The module is small, valid, and has exactly the imports and exports of
+/// OPA's ABI that the SDK links against.
+#[test]
+fn modules_are_small_valid_and_abi_shaped() {
+    let mut validator = wasmparser::Validator::new();
+    validator.validate_all(RUNTIME_WASM).expect("the runtime validates");
+    for case in table() {
+        let wasm = build(&case, true);
+        assert!(
+            wasm.len() < MAX_MODULE_SIZE,
+            "{}: module is {} bytes",
+            case.name,
+            wasm.len()
+        );
+        wasmparser::Validator::new()
+            .validate_all(&wasm)
+            .unwrap_or_else(|e| panic!("{}: invalid module: {e}", case.name));
+
+        let (imports, exports) = imports_and_exports(&wasm);
+        let allowed = [
+            "opa_abort",
+            "opa_println",
+            "opa_builtin0",
+            "opa_builtin1",
+            "opa_builtin2",
+            "opa_builtin3",
+            "opa_builtin4",
+        ];
+        for (module, name, ty) in &imports {
+            assert_eq!(module, "env", "{}: import {module}.{name}", case.name);
+            match ty {
+                wasmparser::TypeRef::Memory(m) => {
+                    assert_eq!(name, "memory");
+                    assert!(m.initial <= 5, "{}: memory minimum {} pages", case.name, m.initial);
+                    assert_eq!(m.maximum, None, "{}: memory has a maximum", case.name);
+                }
+                wasmparser::TypeRef::Func(_) => {
+                    assert!(allowed.contains(&name.as_str()), "{}: import env.{name}", case.name)
+                }
+                other => panic!("{}: import env.{name}: {other:?}", case.name),
+            }
+        }
+        assert!(imports.iter().any(|(_, n, _)| n == "memory"), "{}: no env.memory import", case.name);
+
+        for name in [
+            "builtins",
+            "entrypoints",
+            "opa_malloc",
+            "opa_free",
+            "opa_json_parse",
+            "opa_value_parse",
+            "opa_json_dump",
+            "opa_value_dump",
+            "opa_heap_ptr_get",
+            "opa_heap_ptr_set",
+            "opa_value_add_path",
+            "opa_value_remove_path",
+            "opa_eval_ctx_new",
+            "opa_eval_ctx_set_input",
+            "opa_eval_ctx_set_data",
+            "opa_eval_ctx_set_entrypoint",
+            "opa_eval_ctx_get_result",
+            "eval",
+            "opa_eval",
+        ] {
+            assert!(
+                exports.iter().any(|(n, k)| n == name && *k == wasmparser::ExternalKind::Func),
+                "{}: no exported function {name}",
+                case.name
+            );
+        }
+        for name in ["opa_wasm_abi_version", "opa_wasm_abi_minor_version"] {
+            assert!(
+                exports.iter().any(|(n, k)| n == name && *k == wasmparser::ExternalKind::Global),
+                "{}: no exported global {name}",
+                case.name
+            );
+        }
+    }
+}
+
+/// The SDK reads the ABI version globals and entrypoint names the module
+/// exports.
+#[test]
+fn sdk_sees_abi_version_and_entrypoints() {
+    let case = table().into_iter().find(|c| c.name == "allow").unwrap();
+    let run = sdk(&case, &build(&case, true), SdkMode::default(), "abi");
+    assert_eq!(run.entrypoints, json!({"example/allow": 0, "example/deny": 1}));
+
+    // Without entrypoints, every rule is one.
+    let mut all = case.clone();
+    all.entrypoints.clear();
+    all.evals.truncate(1);
+    let run = sdk(&all, &build(&all, true), SdkMode::default(), "all-rules");
+    assert_eq!(run.entrypoints, json!({"example/allow": 0, "example/deny": 1}));
+}
+
+fn build_error(modules: &[(&str, &str)], data: Json, entrypoints: &[&str]) -> String {
+    let input = BuildInput {
+        modules: modules.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        data,
+        entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
+    };
+    match build_module(&input) {
+        Ok(_) => panic!("build of {modules:?} succeeded"),
+        Err(e) => {
+            assert_eq!(e.kind(), wasmlayer_core::ErrorKind::Policy, "{e}");
+            e.to_string()
+        }
+    }
+}
+
+/// Bad policies fail at build time, with regorus's file:line:col messages.
+#[test]
+fn build_errors_are_clear() {
+    let ok = "package example\nimport rego.v1\nallow if input.user == \"alice\"\nf(x) := x + 1\n";
+
+    let syntax = build_error(
+        &[("ok.rego", ok), ("broken.rego", "package broken\nimport rego.v1\n\nallow if {\n  input.x ==\n")],
+        Json::Null,
+        &["example/allow"],
+    );
+    assert!(syntax.contains("broken.rego:"), "{syntax}");
+    assert!(syntax.contains("error"), "{syntax}");
+
+    let unknown = build_error(&[("ok.rego", ok)], Json::Null, &["example/deny"]);
+    assert!(unknown.contains("unknown entrypoint `example/deny`"), "{unknown}");
+    assert!(unknown.contains("example/allow"), "lists the rules there are: {unknown}");
+
+    let function = build_error(&[("ok.rego", ok)], Json::Null, &["data.example.f"]);
+    assert!(function.contains("names a function"), "{function}");
+
+    let data = build_error(&[("ok.rego", ok)], json!([1, 2]), &["example/allow"]);
+    assert!(data.contains("data must be a JSON object"), "{data}");
+
+    let empty = build_error(&[], Json::Null, &[]);
+    assert!(empty.contains("no Rego modules"), "{empty}");
+
+    let unsafe_var = build_error(
+        &[("unsafe.rego", "package u\nimport rego.v1\nallow if x == 1\n")],
+        Json::Null,
+        &["u/allow"],
+    );
+    assert!(unsafe_var.contains("unsafe.rego:3:"), "{unsafe_var}");
+}
+
+/// A minimal OPA host on Wasmtime, for the ABI functions the SDK does not
+/// call (value text, paths, the context API used directly) and for memory
+/// behaviour across evaluations.
+mod bare_host {
+    use wasmtime::{Caller, Engine, Instance, Linker, Memory, MemoryType, Module, Store, WasmParams, WasmResults};
+
+    #[derive(Default)]
+    pub struct Host {
+        pub printed: Vec<String>,
+        pub builtin_calls: Vec<i32>,
+    }
+
+    pub struct Opa {
+        pub store: Store<Host>,
+        instance: Instance,
+        pub memory: Memory,
+    }
+
+    fn cstr(bytes: &[u8], addr: i32) -> String {
+        let s = &bytes[addr as usize..];
+        let end = s.iter().position(|b| *b == 0).expect("NUL-terminated string");
+        String::from_utf8(s[..end].to_vec()).unwrap()
+    }
+
+    /// Calls an export from inside a host function.
+    fn call_back<P: WasmParams, R: WasmResults>(c: &mut Caller<'_, Host>, name: &str, p: P) -> wasmtime::Result<R> {
+        let f = c.get_export(name).and_then(|e| e.into_func()).expect(name);
+        f.typed::<P, R>(&*c)?.call(&mut *c, p)
+    }
+
+    impl Opa {
+        /// Instantiates `wasm` with a 5-page memory, as OPA's SDKs do. The
+        /// host implements one builtin, whatever its id: it returns the
+        /// number 1700000000000000000 (a fixed `time.now_ns()`).
+        pub fn new(wasm: &[u8]) -> Opa {
+            let engine = Engine::default();
+            let module = Module::new(&engine, wasm).unwrap();
+            let mut store = Store::new(&engine, Host::default());
+            let memory = Memory::new(&mut store, MemoryType::new(5, None)).unwrap();
+            let mut linker = Linker::new(&engine);
+            linker.define(&store, "env", "memory", memory).unwrap();
+            linker
+                .func_wrap("env", "opa_abort", move |c: Caller<'_, Host>, addr: i32| -> wasmtime::Result<()> {
+                    Err(wasmtime::Error::msg(format!("opa_abort: {}", cstr(memory.data(&c), addr))))
+                })
+                .unwrap();
+            linker
+                .func_wrap("env", "opa_println", move |mut c: Caller<'_, Host>, addr: i32| {
+                    let s = cstr(memory.data(&c), addr);
+                    c.data_mut().printed.push(s);
+                })
+                .unwrap();
+            linker
+                .func_wrap("env", "opa_builtin0", move |mut c: Caller<'_, Host>, id: i32, _ctx: i32| -> wasmtime::Result<i32> {
+                    c.data_mut().builtin_calls.push(id);
+                    let text = b"1700000000000000000";
+                    let addr: i32 = call_back(&mut c, "opa_malloc", text.len() as i32)?;
+                    memory.write(&mut c, addr as usize, text)?;
+                    call_back(&mut c, "opa_json_parse", (addr, text.len() as i32))
+                })
+                .unwrap();
+            for (name, n) in [("opa_builtin1", 1), ("opa_builtin2", 2), ("opa_builtin3", 3), ("opa_builtin4", 4)] {
+                let ty = wasmtime::FuncType::new(
+                    &engine,
+                    std::iter::repeat_n(wasmtime::ValType::I32, n + 2),
+                    [wasmtime::ValType::I32],
+                );
+                linker
+                    .func_new("env", name, ty, |_, _, _| Err(wasmtime::Error::msg("no such builtin")))
+                    .unwrap();
+            }
+            let instance = linker.instantiate(&mut store, &module).unwrap();
+            Opa { store, instance, memory }
+        }
+
+        pub fn call<P: WasmParams, R: WasmResults>(&mut self, name: &str, p: P) -> wasmtime::Result<R> {
+            self.instance
+                .get_typed_func::<P, R>(&mut self.store, name)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .call(&mut self.store, p)
+        }
+
+        pub fn write(&mut self, bytes: &[u8]) -> i32 {
+            let addr: i32 = self.call("opa_malloc", bytes.len() as i32).unwrap();
+            self.memory.write(&mut self.store, addr as usize, bytes).unwrap();
+            addr
+        }
+
+        pub fn cstr(&self, addr: i32) -> String {
+            cstr(self.memory.data(&self.store), addr)
+        }
+
+        pub fn json(&mut self, text: &str) -> i32 {
+            let addr = self.write(text.as_bytes());
+            self.call("opa_json_parse", (addr, text.len() as i32)).unwrap()
+        }
+
+        pub fn value(&mut self, text: &str) -> i32 {
+            let addr = self.write(text.as_bytes());
+            self.call("opa_value_parse", (addr, text.len() as i32)).unwrap()
+        }
+
+        pub fn dump(&mut self, v: i32) -> String {
+            let s: i32 = self.call("opa_json_dump", v).unwrap();
+            self.cstr(s)
+        }
+
+        pub fn value_dump(&mut self, v: i32) -> String {
+            let s: i32 = self.call("opa_value_dump", v).unwrap();
+            self.cstr(s)
+        }
+
+        /// ABI 1.2's `opa_eval`, as the SDK calls it: input text written at
+        /// `heap`, the heap restarting after it.
+        pub fn eval(&mut self, entrypoint: i32, data: i32, heap: i32, input: Option<&str>) -> wasmtime::Result<String> {
+            let input = input.unwrap_or("");
+            let end = heap as usize + input.len();
+            let have = self.memory.data_size(&self.store);
+            if end > have {
+                self.memory.grow(&mut self.store, (end - have).div_ceil(65536) as u64).unwrap();
+            }
+            self.memory.write(&mut self.store, heap as usize, input.as_bytes()).unwrap();
+            let r: i32 = self.call("opa_eval", (0, entrypoint, data, heap, input.len() as i32, heap + input.len() as i32, 0))?;
+            Ok(self.cstr(r))
+        }
+    }
+}
+
+const BARE_POLICY: &str = r#"package t
+
+import rego.v1
+
+now := time.now_ns()
+
+greet := msg if {
+	print("hello from", input.name)
+	msg := sprintf("hi %s", [input.name])
+}
+
+items := count(input.items)
+
+boom := 1 / input.zero
+"#;
+
+fn bare_module() -> Vec<u8> {
+    build_module(&BuildInput {
+        modules: vec![("t.rego".into(), BARE_POLICY.into())],
+        data: json!({"limits": {"max": 3}}),
+        entrypoints: vec!["t/now".into(), "t/greet".into(), "t/items".into(), "t/boom".into()],
+    })
+    .unwrap()
+}
+
+/// Values as text both ways, and paths, as OPA's ABI defines them.
+#[test]
+fn abi_value_functions() {
+    let mut opa = bare_host::Opa::new(&bare_module());
+
+    let v = opa.json(r#"{"b": [1, 2.5, "x"], "a": null, "c": {"d": true}}"#);
+    assert_ne!(v, 0);
+    assert_eq!(opa.dump(v), r#"{"a":null,"b":[1,2.5,"x"],"c":{"d":true}}"#);
+
+    let bad = opa.write(b"{\"a\": ");
+    let r: i32 = opa.call("opa_json_parse", (bad, 6)).unwrap();
+    assert_eq!(r, 0, "malformed JSON parses to 0");
+
+    let set = opa.value(r#"{1, "a", [2]}"#);
+    assert_ne!(set, 0);
+    assert_eq!(opa.value_dump(set), r#"{1,"a",[2]}"#);
+    assert_eq!(opa.dump(set), r#"[1,"a",[2]]"#);
+    let empty = opa.value("set()");
+    assert_eq!(opa.value_dump(empty), "set()");
+    let keyed = opa.value(r#"{1: "one", "k": {2, 3}}"#);
+    assert_eq!(opa.value_dump(keyed), r#"{1:"one","k":{2,3}}"#);
+    let bad = opa.write(b"{1, ");
+    let r: i32 = opa.call("opa_value_parse", (bad, 4)).unwrap();
+    assert_eq!(r, 0, "malformed value text parses to 0");
+
+    let base = opa.json("{}");
+    let path = opa.json(r#"["a", "b"]"#);
+    let five = opa.json("5");
+    let rc: i32 = opa.call("opa_value_add_path", (base, path, five)).unwrap();
+    assert_eq!(rc, 0);
+    let path2 = opa.json(r#"["a", "c"]"#);
+    let rc: i32 = opa.call("opa_value_add_path", (base, path2, five)).unwrap();
+    assert_eq!(rc, 0);
+    assert_eq!(opa.dump(base), r#"{"a":{"b":5,"c":5}}"#);
+    let rc: i32 = opa.call("opa_value_remove_path", (base, path)).unwrap();
+    assert_eq!(rc, 0);
+    assert_eq!(opa.dump(base), r#"{"a":{"c":5}}"#);
+    let into_number = opa.json(r#"["a", "c", "x"]"#);
+    let rc: i32 = opa.call("opa_value_add_path", (base, into_number, five)).unwrap();
+    assert_ne!(rc, 0, "a path through a number is an error");
+}
+
+/// The context API used directly, delegated builtins, print, aborts, and
+/// a heap that hosts reset between evaluations: big inputs grow memory once,
+/// not once per evaluation.
+#[test]
+fn abi_evaluation_on_a_bare_host() {
+    let mut opa = bare_host::Opa::new(&bare_module());
+
+    let builtins: i32 = opa.call("builtins", ()).unwrap();
+    assert_eq!(opa.dump(builtins), r#"{"time.now_ns":0}"#);
+    let entrypoints: i32 = opa.call("entrypoints", ()).unwrap();
+    assert_eq!(opa.dump(entrypoints), r#"{"t/boom":3,"t/greet":1,"t/items":2,"t/now":0}"#);
+
+    // Context API.
+    let data = opa.json("{}");
+    let input = opa.json(r#"{"name": "alice"}"#);
+    let ctx: i32 = opa.call("opa_eval_ctx_new", ()).unwrap();
+    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_input", (ctx, input)).unwrap();
+    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_data", (ctx, data)).unwrap();
+    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_entrypoint", (ctx, 1)).unwrap();
+    let rc: i32 = opa.call("eval", ctx).unwrap();
+    assert_eq!(rc, 0);
+    let result: i32 = opa.call("opa_eval_ctx_get_result", ctx).unwrap();
+    assert_eq!(opa.dump(result), r#"[{"result":"hi alice"}]"#);
+    assert_eq!(opa.store.data().printed, vec!["hello from alice".to_string()]);
+
+    // opa_eval, with the heap reset to the same point every time.
+    let heap: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
+    assert_eq!(opa.eval(0, data, heap, None).unwrap(), r#"[{"result":1700000000000000000}]"#);
+    assert_eq!(opa.store.data().builtin_calls, vec![0]);
+
+    let big = json!({ "items": (0..100_000).collect::<Vec<u32>>() }).to_string();
+    assert_eq!(opa.eval(2, data, heap, Some(&big)).unwrap(), r#"[{"result":100000}]"#);
+    let pages = opa.memory.size(&opa.store);
+    assert!(pages > 5, "memory grew for a big input ({pages} pages)");
+    for _ in 0..10 {
+        assert_eq!(opa.eval(2, data, heap, Some(&big)).unwrap(), r#"[{"result":100000}]"#);
+    }
+    assert_eq!(opa.memory.size(&opa.store), pages, "the heap is reused across evaluations");
+
+    // Errors abort with regorus's message; the instance stays usable.
+    let err = opa.eval(3, data, heap, Some(r#"{"zero": 0}"#)).unwrap_err();
+    assert!(format!("{err:?}").contains("divide by zero"), "{err:?}");
+    assert_eq!(opa.eval(2, data, heap, Some(r#"{"items": [1, 2]}"#)).unwrap(), r#"[{"result":2}]"#);
+    let err = opa.eval(9, data, heap, None).unwrap_err();
+    assert!(format!("{err:?}").contains("unknown entrypoint id 9"), "{err:?}");
+
+    // Host data is merged over the data compiled in.
+    let host_data = opa.json(r#"{"limits": {"min": 1}}"#);
+    let heap2: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
+    assert_eq!(opa.eval(2, host_data, heap2, Some(r#"{"items": []}"#)).unwrap(), r#"[{"result":0}]"#);
+}
