@@ -72,6 +72,16 @@ if [ "$(cat "$as_dir/node_modules/.installed-lock" 2>/dev/null)" != "$lock_hash"
     echo "$lock_hash" >"$as_dir/node_modules/.installed-lock"
 fi
 
+# OPA's JavaScript SDK (tests/node), which the tests load policy modules
+# built by `wasmlayer policy build` with; reinstalled when the lock file changes.
+opa_js_dir="$ROOT/tests/node"
+lock_hash=$(sha256sum "$opa_js_dir/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$opa_js_dir/node_modules/.installed-lock" 2>/dev/null)" != "$lock_hash" ]; then
+    say "installing OPA's JavaScript SDK (tests/node) from npm"
+    (cd "$opa_js_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$lock_hash" >"$opa_js_dir/node_modules/.installed-lock"
+fi
+
 if [ "$want_bench" = 1 ]; then
     apt_install hyperfine time wrk curl
     python3 -c 'import matplotlib' >/dev/null 2>&1 || { say "installing matplotlib from PyPI"; python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore matplotlib; }

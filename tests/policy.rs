@@ -373,3 +373,22 @@ allow_http = ["127.0.0.1:9"]
     assert!(r.stderr.contains("127.0.0.1:9"), "{r:?}");
     assert!(!r.stderr.contains("route /:"), "the hello route asks for no network: {r:?}");
 }
+
+#[test]
+fn run_policy_accepts_a_policy_built_to_wasm() {
+    let t = tempdir();
+    let wasm = t.path().join("cap.wasm");
+    let r = run(["policy", "build", &format!("{}/policy.rego", policy_dir("memory-cap")), "-o", &s(&wasm)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let g = s(&guest("hostile-p1.wasm"));
+    let r = run(["run", "--policy", &s(&wasm), "--max-memory", "1GiB", &g, "membomb"]);
+    assert_eq!(r.code, 137, "{r:?}");
+    assert!(r.stderr.contains("128 MiB"), "{r:?}");
+    let dir = policy_dir("network-allowlist");
+    let wasm = t.path().join("net.wasm");
+    let r = run(["policy", "build", &format!("{dir}/policy.rego"), &format!("{dir}/data.json"), "-o", &s(&wasm)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(["run", "--policy", &s(&wasm), "--allow-net", "127.0.0.1:9", &s(&guest("hostile-p2.wasm")), "exit", "0"]);
+    assert_eq!(r.code, 77, "{r:?}");
+    assert!(r.stderr.contains("is not on the network allowlist"), "{r:?}");
+}

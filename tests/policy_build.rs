@@ -104,7 +104,8 @@ fn load_case(dir: &Path) -> PolicyCase {
         })
     };
     let data = read_json("data.json").unwrap_or(Json::Null);
-    let spec = read_json("cases.json").unwrap_or_else(|| panic!("{}: no cases.json", dir.display()));
+    let spec =
+        read_json("cases.json").unwrap_or_else(|| panic!("{}: no cases.json", dir.display()));
     let strings = |v: &Json| -> Vec<String> {
         v.as_array()
             .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
@@ -170,12 +171,51 @@ pub fn native(case: &PolicyCase) -> Vec<Outcome> {
         .collect()
 }
 
+/// The case's evaluations through wasmlayer's OPA-Wasm host, one instance
+/// reused for all of them; with `set_data`, the data is given by the host.
+pub fn our_wasm_host(case: &PolicyCase, wasm: &[u8], set_data: bool) -> Vec<Outcome> {
+    use wasmlayer_policy::{OpaWasmPolicy, WasmPolicySource};
+    let engine = wasmlayer_policy::policy_engine().unwrap();
+    let source = WasmPolicySource::from_bytes(wasm).unwrap();
+    let data = if set_data { case.data.clone() } else { Json::Null };
+    let mut policy = OpaWasmPolicy::new(&engine, &source, &data, &Default::default())
+        .unwrap_or_else(|e| panic!("{}: our host cannot load the module: {e}", case.name));
+    case.evals
+        .iter()
+        .map(|e| match policy.eval(Some(&e.entrypoint), e.input.as_ref()) {
+            Ok(v) => Outcome::Result(v),
+            Err(err) => Outcome::Error(err.to_string()),
+        })
+        .collect()
+}
+
+/// The case's evaluations through wasmlayer's native path (`Policy` on the
+/// Rego source), one engine reused for all of them.
+pub fn our_native(case: &PolicyCase) -> Vec<Outcome> {
+    let sources = wasmlayer_policy::Sources {
+        modules: case.modules.clone(),
+        data: if case.data.is_object() { case.data.clone() } else { json!({}) },
+    };
+    let mut policy = wasmlayer_policy::Policy::Native(wasmlayer_policy::NativePolicy::new(&sources).unwrap());
+    case.evals
+        .iter()
+        .map(|e| match policy.eval(Some(&e.entrypoint), e.input.as_ref()) {
+            Ok(v) => Outcome::Result(v),
+            Err(err) => Outcome::Error(err.to_string()),
+        })
+        .collect()
+}
+
 /// The module a case builds to; with `embed_data`, its data.json is
 /// compiled in.
 pub fn build(case: &PolicyCase, embed_data: bool) -> Vec<u8> {
     build_module(&BuildInput {
         modules: case.modules.clone(),
-        data: if embed_data { case.data.clone() } else { Json::Null },
+        data: if embed_data {
+            case.data.clone()
+        } else {
+            Json::Null
+        },
         entrypoints: case.entrypoints.clone(),
     })
     .unwrap_or_else(|e| panic!("{}: build failed: {e}", case.name))
@@ -185,7 +225,8 @@ pub fn build(case: &PolicyCase, embed_data: bool) -> Vec<u8> {
 fn node_dir() -> PathBuf {
     let dir = root().join("tests/node");
     assert!(
-        dir.join("node_modules/@open-policy-agent/opa-wasm").is_dir(),
+        dir.join("node_modules/@open-policy-agent/opa-wasm")
+            .is_dir(),
         "OPA's JavaScript SDK is not installed in {}: run scripts/setup.sh",
         dir.display()
     );
@@ -253,7 +294,8 @@ pub fn sdk(case: &PolicyCase, wasm: &[u8], mode: SdkMode, tag: &str) -> SdkRun {
         out.status
     );
     let mut lines = stdout.lines().map(|l| {
-        serde_json::from_str::<Json>(l).unwrap_or_else(|e| panic!("{}: bad SDK output line {l:?}: {e}", case.name))
+        serde_json::from_str::<Json>(l)
+            .unwrap_or_else(|e| panic!("{}: bad SDK output line {l:?}: {e}", case.name))
     });
     let head = lines.next().expect("SDK output");
     let outcomes: Vec<Outcome> = lines
@@ -262,7 +304,12 @@ pub fn sdk(case: &PolicyCase, wasm: &[u8], mode: SdkMode, tag: &str) -> SdkRun {
             None => Outcome::Error(l["error"].as_str().unwrap_or_default().to_string()),
         })
         .collect();
-    assert_eq!(outcomes.len(), case.evals.len(), "{}: SDK output:\n{stdout}\n{stderr}", case.name);
+    assert_eq!(
+        outcomes.len(),
+        case.evals.len(),
+        "{}: SDK output:\n{stdout}\n{stderr}",
+        case.name
+    );
     SdkRun {
         entrypoints: head["entrypoints"].clone(),
         builtins: head["builtins"]
@@ -295,15 +342,50 @@ fn sdk_agrees_with_native_regorus() {
         let expected = native(&case);
         let embedded = build(&case, true);
         let mut runs = vec![
-            ("embedded", sdk(&case, &embedded, SdkMode::default(), "embedded")),
+            (
+                "embedded",
+                sdk(&case, &embedded, SdkMode::default(), "embedded"),
+            ),
             (
                 "context API",
-                sdk(&case, &embedded, SdkMode { abi_minor: Some(1), ..SdkMode::default() }, "ctx"),
+                sdk(
+                    &case,
+                    &embedded,
+                    SdkMode {
+                        abi_minor: Some(1),
+                        ..SdkMode::default()
+                    },
+                    "ctx",
+                ),
             ),
         ];
         if case.data.is_object() {
-            let mode = SdkMode { set_data: true, ..SdkMode::default() };
-            runs.push(("set-data", sdk(&case, &build(&case, false), mode, "set-data")));
+            let mode = SdkMode {
+                set_data: true,
+                ..SdkMode::default()
+            };
+            runs.push((
+                "set-data",
+                sdk(&case, &build(&case, false), mode, "set-data"),
+            ));
+        }
+        // Our own evaluators: the OPA-Wasm host on the same modules, and
+        // Rego source through wasmlayer's native path.
+        let mut ours = vec![("our Wasm host", our_wasm_host(&case, &embedded, false))];
+        if case.data.is_object() {
+            ours.push(("our Wasm host, data set", our_wasm_host(&case, &build(&case, false), true)));
+        }
+        ours.push(("our native", our_native(&case)));
+        for (how, outcomes) in ours {
+            for (i, (want, got)) in expected.iter().zip(&outcomes).enumerate() {
+                compared += 1;
+                if !want.agrees(got) {
+                    failures.push(format!(
+                        "{} ({how}) case {i} {}:\n  native: {want:?}\n  ours:   {got:?}",
+                        case.name, case.evals[i].entrypoint
+                    ));
+                }
+            }
         }
         for (how, run) in runs {
             let mut builtins = run.builtins.clone();
@@ -321,13 +403,21 @@ fn sdk_agrees_with_native_regorus() {
                         "{} ({how}) case {i} {} input {}:\n  native: {want:?}\n  sdk:    {got:?}",
                         case.name,
                         case.evals[i].entrypoint,
-                        case.evals[i].input.as_ref().map_or("none".to_string(), |v| v.to_string()),
+                        case.evals[i]
+                            .input
+                            .as_ref()
+                            .map_or("none".to_string(), |v| v.to_string()),
                     ));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {compared} evaluations disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} evaluations disagree:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Error cases must really be errors on both sides, and results really
@@ -335,13 +425,22 @@ fn sdk_agrees_with_native_regorus() {
 #[test]
 fn native_column_has_results_and_errors() {
     let all: Vec<Outcome> = table().iter().flat_map(native).collect();
-    let errors = all.iter().filter(|o| matches!(o, Outcome::Error(_))).count();
-    let undefined = all.iter().filter(|o| matches!(o, Outcome::Result(r) if r == &json!([]))).count();
-    assert!(errors >= 2 && errors < 8, "{errors} errors");
+    let errors = all
+        .iter()
+        .filter(|o| matches!(o, Outcome::Error(_)))
+        .count();
+    let undefined = all
+        .iter()
+        .filter(|o| matches!(o, Outcome::Result(r) if r == &json!([])))
+        .count();
+    assert!((2..8).contains(&errors), "{errors} errors");
     assert!(undefined >= 2, "{undefined} undefined results");
 }
 
-fn imports_and_exports(wasm: &[u8]) -> (Vec<(String, String, wasmparser::TypeRef)>, Vec<(String, wasmparser::ExternalKind)>) {
+type Imports = Vec<(String, String, wasmparser::TypeRef)>;
+type Exports = Vec<(String, wasmparser::ExternalKind)>;
+
+fn imports_and_exports(wasm: &[u8]) -> (Imports, Exports) {
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(wasm) {
@@ -369,7 +468,9 @@ fn imports_and_exports(wasm: &[u8]) -> (Vec<(String, String, wasmparser::TypeRef
 #[test]
 fn modules_are_small_valid_and_abi_shaped() {
     let mut validator = wasmparser::Validator::new();
-    validator.validate_all(RUNTIME_WASM).expect("the runtime validates");
+    validator
+        .validate_all(RUNTIME_WASM)
+        .expect("the runtime validates");
     for case in table() {
         let wasm = build(&case, true);
         assert!(
@@ -397,16 +498,29 @@ fn modules_are_small_valid_and_abi_shaped() {
             match ty {
                 wasmparser::TypeRef::Memory(m) => {
                     assert_eq!(name, "memory");
-                    assert!(m.initial <= 5, "{}: memory minimum {} pages", case.name, m.initial);
+                    assert!(
+                        m.initial <= 5,
+                        "{}: memory minimum {} pages",
+                        case.name,
+                        m.initial
+                    );
                     assert_eq!(m.maximum, None, "{}: memory has a maximum", case.name);
                 }
                 wasmparser::TypeRef::Func(_) => {
-                    assert!(allowed.contains(&name.as_str()), "{}: import env.{name}", case.name)
+                    assert!(
+                        allowed.contains(&name.as_str()),
+                        "{}: import env.{name}",
+                        case.name
+                    )
                 }
                 other => panic!("{}: import env.{name}: {other:?}", case.name),
             }
         }
-        assert!(imports.iter().any(|(_, n, _)| n == "memory"), "{}: no env.memory import", case.name);
+        assert!(
+            imports.iter().any(|(_, n, _)| n == "memory"),
+            "{}: no env.memory import",
+            case.name
+        );
 
         for name in [
             "builtins",
@@ -430,14 +544,18 @@ fn modules_are_small_valid_and_abi_shaped() {
             "opa_eval",
         ] {
             assert!(
-                exports.iter().any(|(n, k)| n == name && *k == wasmparser::ExternalKind::Func),
+                exports
+                    .iter()
+                    .any(|(n, k)| n == name && *k == wasmparser::ExternalKind::Func),
                 "{}: no exported function {name}",
                 case.name
             );
         }
         for name in ["opa_wasm_abi_version", "opa_wasm_abi_minor_version"] {
             assert!(
-                exports.iter().any(|(n, k)| n == name && *k == wasmparser::ExternalKind::Global),
+                exports
+                    .iter()
+                    .any(|(n, k)| n == name && *k == wasmparser::ExternalKind::Global),
                 "{}: no exported global {name}",
                 case.name
             );
@@ -451,19 +569,28 @@ fn modules_are_small_valid_and_abi_shaped() {
 fn sdk_sees_abi_version_and_entrypoints() {
     let case = table().into_iter().find(|c| c.name == "allow").unwrap();
     let run = sdk(&case, &build(&case, true), SdkMode::default(), "abi");
-    assert_eq!(run.entrypoints, json!({"example/allow": 0, "example/deny": 1}));
+    assert_eq!(
+        run.entrypoints,
+        json!({"example/allow": 0, "example/deny": 1})
+    );
 
     // Without entrypoints, every rule is one.
     let mut all = case.clone();
     all.entrypoints.clear();
     all.evals.truncate(1);
     let run = sdk(&all, &build(&all, true), SdkMode::default(), "all-rules");
-    assert_eq!(run.entrypoints, json!({"example/allow": 0, "example/deny": 1}));
+    assert_eq!(
+        run.entrypoints,
+        json!({"example/allow": 0, "example/deny": 1})
+    );
 }
 
 fn build_error(modules: &[(&str, &str)], data: Json, entrypoints: &[&str]) -> String {
     let input = BuildInput {
-        modules: modules.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        modules: modules
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect(),
         data,
         entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
     };
@@ -482,7 +609,13 @@ fn build_errors_are_clear() {
     let ok = "package example\nimport rego.v1\nallow if input.user == \"alice\"\nf(x) := x + 1\n";
 
     let syntax = build_error(
-        &[("ok.rego", ok), ("broken.rego", "package broken\nimport rego.v1\n\nallow if {\n  input.x ==\n")],
+        &[
+            ("ok.rego", ok),
+            (
+                "broken.rego",
+                "package broken\nimport rego.v1\n\nallow if {\n  input.x ==\n",
+            ),
+        ],
         Json::Null,
         &["example/allow"],
     );
@@ -490,8 +623,14 @@ fn build_errors_are_clear() {
     assert!(syntax.contains("error"), "{syntax}");
 
     let unknown = build_error(&[("ok.rego", ok)], Json::Null, &["example/deny"]);
-    assert!(unknown.contains("unknown entrypoint `example/deny`"), "{unknown}");
-    assert!(unknown.contains("example/allow"), "lists the rules there are: {unknown}");
+    assert!(
+        unknown.contains("unknown entrypoint `example/deny`"),
+        "{unknown}"
+    );
+    assert!(
+        unknown.contains("example/allow"),
+        "lists the rules there are: {unknown}"
+    );
 
     let function = build_error(&[("ok.rego", ok)], Json::Null, &["data.example.f"]);
     assert!(function.contains("names a function"), "{function}");
@@ -503,7 +642,10 @@ fn build_errors_are_clear() {
     assert!(empty.contains("no Rego modules"), "{empty}");
 
     let unsafe_var = build_error(
-        &[("unsafe.rego", "package u\nimport rego.v1\nallow if x == 1\n")],
+        &[(
+            "unsafe.rego",
+            "package u\nimport rego.v1\nallow if x == 1\n",
+        )],
         Json::Null,
         &["u/allow"],
     );
@@ -514,7 +656,10 @@ fn build_errors_are_clear() {
 /// call (value text, paths, the context API used directly) and for memory
 /// behaviour across evaluations.
 mod bare_host {
-    use wasmtime::{Caller, Engine, Instance, Linker, Memory, MemoryType, Module, Store, WasmParams, WasmResults};
+    use wasmtime::{
+        Caller, Engine, Instance, Linker, Memory, MemoryType, Module, Store, WasmParams,
+        WasmResults,
+    };
 
     #[derive(Default)]
     pub struct Host {
@@ -530,12 +675,19 @@ mod bare_host {
 
     fn cstr(bytes: &[u8], addr: i32) -> String {
         let s = &bytes[addr as usize..];
-        let end = s.iter().position(|b| *b == 0).expect("NUL-terminated string");
+        let end = s
+            .iter()
+            .position(|b| *b == 0)
+            .expect("NUL-terminated string");
         String::from_utf8(s[..end].to_vec()).unwrap()
     }
 
     /// Calls an export from inside a host function.
-    fn call_back<P: WasmParams, R: WasmResults>(c: &mut Caller<'_, Host>, name: &str, p: P) -> wasmtime::Result<R> {
+    fn call_back<P: WasmParams, R: WasmResults>(
+        c: &mut Caller<'_, Host>,
+        name: &str,
+        p: P,
+    ) -> wasmtime::Result<R> {
         let f = c.get_export(name).and_then(|e| e.into_func()).expect(name);
         f.typed::<P, R>(&*c)?.call(&mut *c, p)
     }
@@ -552,40 +704,70 @@ mod bare_host {
             let mut linker = Linker::new(&engine);
             linker.define(&store, "env", "memory", memory).unwrap();
             linker
-                .func_wrap("env", "opa_abort", move |c: Caller<'_, Host>, addr: i32| -> wasmtime::Result<()> {
-                    Err(wasmtime::Error::msg(format!("opa_abort: {}", cstr(memory.data(&c), addr))))
-                })
+                .func_wrap(
+                    "env",
+                    "opa_abort",
+                    move |c: Caller<'_, Host>, addr: i32| -> wasmtime::Result<()> {
+                        Err(wasmtime::Error::msg(format!(
+                            "opa_abort: {}",
+                            cstr(memory.data(&c), addr)
+                        )))
+                    },
+                )
                 .unwrap();
             linker
-                .func_wrap("env", "opa_println", move |mut c: Caller<'_, Host>, addr: i32| {
-                    let s = cstr(memory.data(&c), addr);
-                    c.data_mut().printed.push(s);
-                })
+                .func_wrap(
+                    "env",
+                    "opa_println",
+                    move |mut c: Caller<'_, Host>, addr: i32| {
+                        let s = cstr(memory.data(&c), addr);
+                        c.data_mut().printed.push(s);
+                    },
+                )
                 .unwrap();
             linker
-                .func_wrap("env", "opa_builtin0", move |mut c: Caller<'_, Host>, id: i32, _ctx: i32| -> wasmtime::Result<i32> {
-                    c.data_mut().builtin_calls.push(id);
-                    let text = b"1700000000000000000";
-                    let addr: i32 = call_back(&mut c, "opa_malloc", text.len() as i32)?;
-                    memory.write(&mut c, addr as usize, text)?;
-                    call_back(&mut c, "opa_json_parse", (addr, text.len() as i32))
-                })
+                .func_wrap(
+                    "env",
+                    "opa_builtin0",
+                    move |mut c: Caller<'_, Host>, id: i32, _ctx: i32| -> wasmtime::Result<i32> {
+                        c.data_mut().builtin_calls.push(id);
+                        let text = b"1700000000000000000";
+                        let addr: i32 = call_back(&mut c, "opa_malloc", text.len() as i32)?;
+                        memory.write(&mut c, addr as usize, text)?;
+                        call_back(&mut c, "opa_json_parse", (addr, text.len() as i32))
+                    },
+                )
                 .unwrap();
-            for (name, n) in [("opa_builtin1", 1), ("opa_builtin2", 2), ("opa_builtin3", 3), ("opa_builtin4", 4)] {
+            for (name, n) in [
+                ("opa_builtin1", 1),
+                ("opa_builtin2", 2),
+                ("opa_builtin3", 3),
+                ("opa_builtin4", 4),
+            ] {
                 let ty = wasmtime::FuncType::new(
                     &engine,
                     std::iter::repeat_n(wasmtime::ValType::I32, n + 2),
                     [wasmtime::ValType::I32],
                 );
                 linker
-                    .func_new("env", name, ty, |_, _, _| Err(wasmtime::Error::msg("no such builtin")))
+                    .func_new("env", name, ty, |_, _, _| {
+                        Err(wasmtime::Error::msg("no such builtin"))
+                    })
                     .unwrap();
             }
             let instance = linker.instantiate(&mut store, &module).unwrap();
-            Opa { store, instance, memory }
+            Opa {
+                store,
+                instance,
+                memory,
+            }
         }
 
-        pub fn call<P: WasmParams, R: WasmResults>(&mut self, name: &str, p: P) -> wasmtime::Result<R> {
+        pub fn call<P: WasmParams, R: WasmResults>(
+            &mut self,
+            name: &str,
+            p: P,
+        ) -> wasmtime::Result<R> {
             self.instance
                 .get_typed_func::<P, R>(&mut self.store, name)
                 .unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -594,7 +776,9 @@ mod bare_host {
 
         pub fn write(&mut self, bytes: &[u8]) -> i32 {
             let addr: i32 = self.call("opa_malloc", bytes.len() as i32).unwrap();
-            self.memory.write(&mut self.store, addr as usize, bytes).unwrap();
+            self.memory
+                .write(&mut self.store, addr as usize, bytes)
+                .unwrap();
             addr
         }
 
@@ -604,12 +788,14 @@ mod bare_host {
 
         pub fn json(&mut self, text: &str) -> i32 {
             let addr = self.write(text.as_bytes());
-            self.call("opa_json_parse", (addr, text.len() as i32)).unwrap()
+            self.call("opa_json_parse", (addr, text.len() as i32))
+                .unwrap()
         }
 
         pub fn value(&mut self, text: &str) -> i32 {
             let addr = self.write(text.as_bytes());
-            self.call("opa_value_parse", (addr, text.len() as i32)).unwrap()
+            self.call("opa_value_parse", (addr, text.len() as i32))
+                .unwrap()
         }
 
         pub fn dump(&mut self, v: i32) -> String {
@@ -624,15 +810,36 @@ mod bare_host {
 
         /// ABI 1.2's `opa_eval`, as the SDK calls it: input text written at
         /// `heap`, the heap restarting after it.
-        pub fn eval(&mut self, entrypoint: i32, data: i32, heap: i32, input: Option<&str>) -> wasmtime::Result<String> {
+        pub fn eval(
+            &mut self,
+            entrypoint: i32,
+            data: i32,
+            heap: i32,
+            input: Option<&str>,
+        ) -> wasmtime::Result<String> {
             let input = input.unwrap_or("");
             let end = heap as usize + input.len();
             let have = self.memory.data_size(&self.store);
             if end > have {
-                self.memory.grow(&mut self.store, (end - have).div_ceil(65536) as u64).unwrap();
+                self.memory
+                    .grow(&mut self.store, (end - have).div_ceil(65536) as u64)
+                    .unwrap();
             }
-            self.memory.write(&mut self.store, heap as usize, input.as_bytes()).unwrap();
-            let r: i32 = self.call("opa_eval", (0, entrypoint, data, heap, input.len() as i32, heap + input.len() as i32, 0))?;
+            self.memory
+                .write(&mut self.store, heap as usize, input.as_bytes())
+                .unwrap();
+            let r: i32 = self.call(
+                "opa_eval",
+                (
+                    0,
+                    entrypoint,
+                    data,
+                    heap,
+                    input.len() as i32,
+                    heap + input.len() as i32,
+                    0,
+                ),
+            )?;
             Ok(self.cstr(r))
         }
     }
@@ -652,13 +859,21 @@ greet := msg if {
 items := count(input.items)
 
 boom := 1 / input.zero
+
+limits := data.limits
 "#;
 
 fn bare_module() -> Vec<u8> {
     build_module(&BuildInput {
         modules: vec![("t.rego".into(), BARE_POLICY.into())],
         data: json!({"limits": {"max": 3}}),
-        entrypoints: vec!["t/now".into(), "t/greet".into(), "t/items".into(), "t/boom".into()],
+        entrypoints: vec![
+            "t/now".into(),
+            "t/greet".into(),
+            "t/items".into(),
+            "t/boom".into(),
+            "t/limits".into(),
+        ],
     })
     .unwrap()
 }
@@ -701,7 +916,9 @@ fn abi_value_functions() {
     assert_eq!(rc, 0);
     assert_eq!(opa.dump(base), r#"{"a":{"c":5}}"#);
     let into_number = opa.json(r#"["a", "c", "x"]"#);
-    let rc: i32 = opa.call("opa_value_add_path", (base, into_number, five)).unwrap();
+    let rc: i32 = opa
+        .call("opa_value_add_path", (base, into_number, five))
+        .unwrap();
     assert_ne!(rc, 0, "a path through a number is an error");
 }
 
@@ -715,44 +932,125 @@ fn abi_evaluation_on_a_bare_host() {
     let builtins: i32 = opa.call("builtins", ()).unwrap();
     assert_eq!(opa.dump(builtins), r#"{"time.now_ns":0}"#);
     let entrypoints: i32 = opa.call("entrypoints", ()).unwrap();
-    assert_eq!(opa.dump(entrypoints), r#"{"t/boom":3,"t/greet":1,"t/items":2,"t/now":0}"#);
+    assert_eq!(
+        opa.dump(entrypoints),
+        r#"{"t/boom":3,"t/greet":1,"t/items":2,"t/limits":4,"t/now":0}"#
+    );
 
     // Context API.
     let data = opa.json("{}");
     let input = opa.json(r#"{"name": "alice"}"#);
     let ctx: i32 = opa.call("opa_eval_ctx_new", ()).unwrap();
-    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_input", (ctx, input)).unwrap();
-    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_data", (ctx, data)).unwrap();
-    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_entrypoint", (ctx, 1)).unwrap();
+    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_input", (ctx, input))
+        .unwrap();
+    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_data", (ctx, data))
+        .unwrap();
+    opa.call::<(i32, i32), ()>("opa_eval_ctx_set_entrypoint", (ctx, 1))
+        .unwrap();
     let rc: i32 = opa.call("eval", ctx).unwrap();
     assert_eq!(rc, 0);
     let result: i32 = opa.call("opa_eval_ctx_get_result", ctx).unwrap();
     assert_eq!(opa.dump(result), r#"[{"result":"hi alice"}]"#);
-    assert_eq!(opa.store.data().printed, vec!["hello from alice".to_string()]);
+    assert_eq!(
+        opa.store.data().printed,
+        vec!["hello from alice".to_string()]
+    );
 
     // opa_eval, with the heap reset to the same point every time.
     let heap: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
-    assert_eq!(opa.eval(0, data, heap, None).unwrap(), r#"[{"result":1700000000000000000}]"#);
+    assert_eq!(
+        opa.eval(0, data, heap, None).unwrap(),
+        r#"[{"result":1700000000000000000}]"#
+    );
     assert_eq!(opa.store.data().builtin_calls, vec![0]);
 
+    let before = opa.memory.size(&opa.store);
     let big = json!({ "items": (0..100_000).collect::<Vec<u32>>() }).to_string();
-    assert_eq!(opa.eval(2, data, heap, Some(&big)).unwrap(), r#"[{"result":100000}]"#);
+    assert_eq!(
+        opa.eval(2, data, heap, Some(&big)).unwrap(),
+        r#"[{"result":100000}]"#
+    );
     let pages = opa.memory.size(&opa.store);
-    assert!(pages > 5, "memory grew for a big input ({pages} pages)");
+    assert!(
+        pages > before,
+        "memory grew for a big input ({before} -> {pages} pages)"
+    );
     for _ in 0..10 {
-        assert_eq!(opa.eval(2, data, heap, Some(&big)).unwrap(), r#"[{"result":100000}]"#);
+        assert_eq!(
+            opa.eval(2, data, heap, Some(&big)).unwrap(),
+            r#"[{"result":100000}]"#
+        );
     }
-    assert_eq!(opa.memory.size(&opa.store), pages, "the heap is reused across evaluations");
+    assert_eq!(
+        opa.memory.size(&opa.store),
+        pages,
+        "the heap is reused across evaluations"
+    );
 
     // Errors abort with regorus's message; the instance stays usable.
     let err = opa.eval(3, data, heap, Some(r#"{"zero": 0}"#)).unwrap_err();
     assert!(format!("{err:?}").contains("divide by zero"), "{err:?}");
-    assert_eq!(opa.eval(2, data, heap, Some(r#"{"items": [1, 2]}"#)).unwrap(), r#"[{"result":2}]"#);
+    assert_eq!(
+        opa.eval(2, data, heap, Some(r#"{"items": [1, 2]}"#))
+            .unwrap(),
+        r#"[{"result":2}]"#
+    );
     let err = opa.eval(9, data, heap, None).unwrap_err();
-    assert!(format!("{err:?}").contains("unknown entrypoint id 9"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("unknown entrypoint id 9"),
+        "{err:?}"
+    );
 
-    // Host data is merged over the data compiled in.
+    // Host data is merged over the data compiled in; the host's wins.
+    assert_eq!(
+        opa.eval(4, data, heap, None).unwrap(),
+        r#"[{"result":{"max":3}}]"#
+    );
     let host_data = opa.json(r#"{"limits": {"min": 1}}"#);
     let heap2: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
-    assert_eq!(opa.eval(2, host_data, heap2, Some(r#"{"items": []}"#)).unwrap(), r#"[{"result":0}]"#);
+    assert_eq!(
+        opa.eval(4, host_data, heap2, None).unwrap(),
+        r#"[{"result":{"max":3,"min":1}}]"#
+    );
+    let host_data = opa.json(r#"{"limits": {"max": 9}}"#);
+    let heap3: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
+    assert_eq!(
+        opa.eval(4, host_data, heap3, None).unwrap(),
+        r#"[{"result":{"max":9}}]"#
+    );
+}
+
+/// The runtime's 1 MiB stack holds long chains of rules and deeply nested
+/// input.
+#[test]
+fn deep_policies_fit_the_stack() {
+    let mut rego = String::from("package deep\n\nimport rego.v1\n\nr0 := input.x\n");
+    let n = 150;
+    for i in 1..=n {
+        rego.push_str(&format!("r{i} := r{} + 1\n", i - 1));
+    }
+    rego.push_str("depth := count([p | walk(input.nested, [p, _])])\n");
+    let wasm = build_module(&BuildInput {
+        modules: vec![("deep.rego".into(), rego)],
+        data: Json::Null,
+        entrypoints: vec![format!("deep/r{n}"), "deep/depth".into()],
+    })
+    .unwrap();
+    let mut nested = json!(1);
+    for _ in 0..100 {
+        nested = json!({ "n": nested });
+    }
+    let input = json!({"x": 1, "nested": nested}).to_string();
+
+    let mut opa = bare_host::Opa::new(&wasm);
+    let data = opa.json("{}");
+    let heap: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
+    assert_eq!(
+        opa.eval(1, data, heap, Some(&input)).unwrap(),
+        r#"[{"result":101}]"#
+    );
+    assert_eq!(
+        opa.eval(0, data, heap, Some(&input)).unwrap(),
+        format!(r#"[{{"result":{}}}]"#, n + 1)
+    );
 }

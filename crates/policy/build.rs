@@ -25,7 +25,8 @@ const WASM_OPT_FEATURES: &[&str] = &[
 ];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let runtime_dir = manifest_dir.join("..").join("policy-runtime");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
@@ -47,6 +48,8 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir);
     scrub_env(&mut cmd);
+    // Cargo reads this script's stdout for instructions: keep it clean.
+    cmd.stdout(std::io::stderr());
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo for the policy runtime: {e}"));
@@ -70,6 +73,7 @@ fn main() {
         .arg(&raw)
         .arg("-o")
         .arg(&out)
+        .stdout(std::io::stderr())
         .status();
     match opt {
         Ok(s) if s.success() => {}

@@ -16,6 +16,8 @@ pub(crate) enum PolicyCommand {
     Test(TestArgs),
     /// Compile Rego (and data.json) into a Wasm module with OPA's Wasm ABI.
     Build(BuildArgs),
+    /// Measure evaluation latency: evaluate the same input many times, print p50/p99.
+    Bench(BenchArgs),
     /// Serve Kubernetes validating admission (AdmissionReview v1) over HTTPS.
     Webhook(crate::webhook::WebhookArgs),
 }
@@ -40,6 +42,28 @@ pub(crate) struct EvalArgs {
     /// Print the result set on one line.
     #[arg(long)]
     compact: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    /// The policy: .rego files and directories (with .json data), or one .wasm / .tar.gz.
+    #[arg(required = true, value_name = "POLICY")]
+    policy: Vec<PathBuf>,
+    /// The input document (JSON or YAML file, or -).
+    #[arg(short, long, value_name = "FILE|-")]
+    input: Option<PathBuf>,
+    /// A data document (JSON) merged into `data`.
+    #[arg(short, long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// What to evaluate: `data.pkg.rule` or `pkg/rule`.
+    #[arg(short, long, value_name = "PATH")]
+    entrypoint: Option<String>,
+    /// Timed evaluations (after as many untimed ones, at most 1,000).
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    count: u32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +94,7 @@ pub(crate) fn dispatch(cmd: PolicyCommand) -> Result<i32, Error> {
         PolicyCommand::Eval(a) => eval(a),
         PolicyCommand::Test(a) => test(a),
         PolicyCommand::Build(a) => build(a),
+        PolicyCommand::Bench(a) => bench(a),
         PolicyCommand::Webhook(a) => crate::webhook::run(a),
     }
 }
@@ -171,5 +196,59 @@ fn build(args: BuildArgs) -> Result<i32, Error> {
     let module = wasmlayer_policy::wasm_build::build_module(&input)?;
     crate::write_file_atomic(&args.output, &module)?;
     eprintln!("built {} ({} bytes)", args.output.display(), module.len());
+    Ok(0)
+}
+
+fn bench(args: BenchArgs) -> Result<i32, Error> {
+    if args.count == 0 {
+        return Err(Error::usage("--count must be at least 1"));
+    }
+    let input = args.input.as_deref().map(|p| read_document(p, "input")).transpose()?;
+    let data = args.data.as_deref().map(|p| read_document(p, "data")).transpose()?;
+    let load_start = std::time::Instant::now();
+    let mut policy = Policy::load(&args.policy, data)?;
+    let load = load_start.elapsed();
+    let ep = args.entrypoint.as_deref();
+    let result = policy.eval(ep, input.as_ref())?;
+    for _ in 0..args.count.min(1000) {
+        policy.eval(ep, input.as_ref())?;
+    }
+    let mut ns: Vec<u64> = Vec::with_capacity(args.count as usize);
+    for _ in 0..args.count {
+        let t = std::time::Instant::now();
+        let r = policy.eval(ep, input.as_ref())?;
+        ns.push(t.elapsed().as_nanos() as u64);
+        std::hint::black_box(r);
+    }
+    ns.sort_unstable();
+    let pct = |p: f64| ns[((ns.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0;
+    let mean = ns.iter().sum::<u64>() as f64 / ns.len() as f64 / 1000.0;
+    let engine = match &policy {
+        Policy::Native(_) => "native",
+        Policy::Wasm(_) => "wasm",
+    };
+    let report = serde_json::json!({
+        "engine": engine,
+        "count": ns.len(),
+        "load_ms": load.as_secs_f64() * 1000.0,
+        "p50_us": pct(0.5),
+        "p90_us": pct(0.9),
+        "p99_us": pct(0.99),
+        "mean_us": mean,
+        "result": result,
+    });
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let _ = writeln!(out, "{report}");
+    } else {
+        let _ = writeln!(out, "engine:  {engine}");
+        let _ = writeln!(out, "load:    {:.1} ms", load.as_secs_f64() * 1000.0);
+        let _ = writeln!(out, "evals:   {}", ns.len());
+        let _ = writeln!(out, "p50:     {:.2} µs", pct(0.5));
+        let _ = writeln!(out, "p90:     {:.2} µs", pct(0.9));
+        let _ = writeln!(out, "p99:     {:.2} µs", pct(0.99));
+        let _ = writeln!(out, "mean:    {mean:.2} µs");
+        let _ = writeln!(out, "result:  {}", serde_json::to_string(&result).unwrap_or_default());
+    }
     Ok(0)
 }

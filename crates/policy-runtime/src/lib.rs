@@ -2,15 +2,18 @@
 //! behind OPA's Wasm ABI (version 1.3), for wasm32-unknown-unknown.
 //!
 //! The policy is not compiled in. `wasmlayer policy build` appends a bundle
-//! (JSON: Rego modules, data, entrypoints, delegated builtins) to this module
-//! as a passive data segment and turns the two `wasmlayer` imports below into
-//! functions that copy it out. On the first call of any export the runtime
-//! reads the bundle, loads the policy into an engine and prepares it.
+//! (JSON: Rego modules, data, entrypoints, and the builtins the policy calls
+//! that a host could provide) to this module as a passive data segment and
+//! turns the two `wasmlayer` imports below into functions that copy it out.
+//! On the first call of any export the runtime reads the bundle, loads the
+//! policy into an engine and prepares it. Builtins the policy calls that are
+//! not compiled in here are delegated to the host (`opa_builtinN`).
 //!
 //! Memory model: see [`heap`]. Hosts reset the heap to a saved pointer between
 //! evaluations, so the prepared engine must lie below any pointer a host can
 //! save: every export initialises first, and each evaluation works on a clone
 //! of the prepared engine, never writing to what was set up at initialisation.
+//! The stack (1 MiB, see `.cargo/config.toml`) lies below static data.
 //!
 //! Values handed to hosts are addresses of `regorus::Value`s on the heap;
 //! hosts only pass them back or have them dumped as text.
@@ -95,10 +98,17 @@ struct Entrypoint {
     /// A rule (evaluated with `eval_rule`), or a package or other prefix
     /// (evaluated as a query).
     rule: bool,
+    /// A rule compiled on its own: evaluating it builds a fresh, small
+    /// interpreter instead of cloning the whole engine, and leaves the
+    /// prepared state untouched. None for packages, and when the policy
+    /// prints (a compiled rule does not gather `print` output).
+    compiled: Option<regorus::CompiledPolicy>,
 }
 
 struct State {
     engine: Engine,
+    /// Names of the Rego files.
+    files: Vec<String>,
     /// The data compiled into the module; host data is merged over it.
     data: Value,
     entrypoints: Vec<Entrypoint>,
@@ -121,7 +131,9 @@ fn state() -> &'static State {
             let st = init();
             *STATE.0.get() = Some(st);
         }
-        (*STATE.0.get()).as_ref().unwrap_or_else(|| abort("policy state missing"))
+        (*STATE.0.get())
+            .as_ref()
+            .unwrap_or_else(|| abort("policy state missing"))
     }
 }
 
@@ -149,8 +161,10 @@ fn init() -> State {
             .unwrap_or_else(|_| abort("policy bundle: expected a string"))
     };
 
+    let mut files = Vec::new();
     for m in list("modules") {
         let (name, rego) = (string(&m[0]), string(&m[1]));
+        files.push(name.clone());
         if let Err(e) = engine.add_policy(name, rego) {
             abort(&format!("{e}"));
         }
@@ -174,7 +188,9 @@ fn init() -> State {
         if regorus::unstable::BUILTINS.contains_key(name.as_str()) {
             continue;
         }
-        let nargs = b[1].as_u8().unwrap_or_else(|_| abort("policy bundle: bad builtin arity"));
+        let nargs = b[1]
+            .as_u8()
+            .unwrap_or_else(|_| abort("policy bundle: bad builtin arity"));
         if let Err(e) = engine.add_extension(name.clone(), nargs, Box::new(delegate(id))) {
             abort(&format!("builtin {name}: {e}"));
         }
@@ -192,6 +208,7 @@ fn init() -> State {
             name: string(&e[0]),
             path: string(&e[1]),
             rule: e[2] == Value::Bool(true),
+            compiled: None,
         };
         names
             .as_object_mut()
@@ -205,9 +222,16 @@ fn init() -> State {
     if let Err(e) = engine.eval_query("count([1]) == 1".to_string(), false) {
         abort(&format!("{e}"));
     }
+    let prints = list("modules").iter().any(|m| string(&m[1]).contains("print("));
+    if !prints {
+        for ep in entrypoints.iter_mut().filter(|ep| ep.rule) {
+            ep.compiled = engine.compile_with_entrypoint(&ep.path.as_str().into()).ok();
+        }
+    }
 
     State {
         engine,
+        files,
         data,
         entrypoints,
         builtins_addr: boxed(builtins),
@@ -246,7 +270,9 @@ fn delegate(
                 _ => anyhow::bail!("a host builtin takes at most 4 arguments"),
             }
         };
-        Ok(unsafe { value_at(r) }.map(|v| v.clone()).unwrap_or(Value::Undefined))
+        Ok(unsafe { value_at(r) }
+            .map(|v| v.clone())
+            .unwrap_or(Value::Undefined))
     }
 }
 
@@ -268,12 +294,23 @@ fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-/// Evaluates entrypoint `id` on a clone of the prepared engine.
+/// Evaluates entrypoint `id`: a compiled rule directly, anything else on a
+/// clone of the prepared engine.
 fn evaluate(st: &State, id: i32, data: Option<&Value>, input: Value) -> Value {
     let ep = usize::try_from(id)
         .ok()
         .and_then(|i| st.entrypoints.get(i))
         .unwrap_or_else(|| abort(&format!("unknown entrypoint id {id}")));
+    let no_host_data = match data {
+        None | Some(Value::Null) | Some(Value::Undefined) => true,
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(_) => false,
+    };
+    if let (Some(compiled), true) = (&ep.compiled, no_host_data) {
+        return compiled
+            .eval_with_input(input)
+            .unwrap_or_else(|e| abort(&format!("{}: {}", ep.name, e.to_string().trim_start())));
+    }
     let mut engine = st.engine.clone();
     match data {
         None | Some(Value::Null) | Some(Value::Undefined) => {}
@@ -303,11 +340,31 @@ fn evaluate(st: &State, id: i32, data: Option<&Value>, input: Value) -> Value {
     };
     if let Ok(prints) = engine.take_prints() {
         for p in prints {
-            let addr = c_string(&p);
+            let addr = c_string(print_message(st, &p));
             unsafe { opa_println(addr as *const u8) };
         }
     }
     result.unwrap_or_else(|e| abort(&format!("{}: {}", ep.name, e.to_string().trim_start())))
+}
+
+/// What a Rego `print` printed, without the `file:line: ` regorus puts
+/// first (OPA passes hosts the message alone).
+fn print_message<'a>(st: &State, line: &'a str) -> &'a str {
+    for file in &st.files {
+        let Some(rest) = line
+            .strip_prefix(file.as_str())
+            .and_then(|r| r.strip_prefix(':'))
+        else {
+            continue;
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Some(msg) = rest[digits..].strip_prefix(": ") {
+            if digits > 0 {
+                return msg;
+            }
+        }
+    }
+    line
 }
 
 /// `[{"result": v}]`, or `[]` when `v` is undefined.
@@ -451,7 +508,9 @@ pub extern "C" fn opa_value_add_path(base: i32, path: i32, value: i32) -> i32 {
     let (Some(base), Some(keys)) = (unsafe { value_at(base) }, path_keys(path)) else {
         return OPA_ERR_INVALID_PATH;
     };
-    let v = unsafe { value_at(value) }.map(|v| v.clone()).unwrap_or(Value::Null);
+    let v = unsafe { value_at(value) }
+        .map(|v| v.clone())
+        .unwrap_or(Value::Null);
     add_path(base, &keys, v)
 }
 
@@ -511,7 +570,9 @@ pub extern "C" fn opa_eval_ctx_get_result(ctx: i32) -> i32 {
 pub extern "C" fn eval(ctx: i32) -> i32 {
     let st = state();
     let c = ctx_at(ctx);
-    let input = unsafe { value_at(c.input) }.map(|v| v.clone()).unwrap_or(Value::Undefined);
+    let input = unsafe { value_at(c.input) }
+        .map(|v| v.clone())
+        .unwrap_or(Value::Undefined);
     let data = unsafe { value_at(c.data) }.map(|v| &*v);
     CURRENT_CTX.0.set(ctx);
     let v = evaluate(st, c.entrypoint, data, input);

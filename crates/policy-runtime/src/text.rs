@@ -190,7 +190,10 @@ impl Parser<'_> {
             b'n' => self.keyword("null").then_some(Value::Null),
             b'-' | b'0'..=b'9' => {
                 while self.i < self.s.len()
-                    && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
                 {
                     self.i += 1;
                 }

@@ -37,6 +37,10 @@ impl Sources {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Error::io(path, e))?;
             entries.sort();
+            // Hidden entries are not policy: editors' files, and the
+            // `..data` links of a Kubernetes ConfigMap volume, which would
+            // load every file again.
+            entries.retain(|e| !e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')));
             for entry in entries {
                 self.read_path(&entry, false)?;
             }
@@ -193,15 +197,17 @@ impl NativePolicy {
     /// Evaluates `entrypoint` (`data.pkg.rule`, `pkg/rule` or `pkg.rule`)
     /// with `input` (None: input is undefined) and returns OPA's result set:
     /// `[{"result": value}]`, or `[]` when the entrypoint is undefined.
-    pub fn eval(&self, entrypoint: &str, input: Option<&Json>) -> Result<Json, Error> {
+    pub fn eval(&mut self, entrypoint: &str, input: Option<&Json>) -> Result<Json, Error> {
         let path = normalize_entrypoint(entrypoint);
-        let mut engine = self.engine.clone();
-        if let Some(input) = input {
-            engine.set_input(regorus::Value::from(input.clone()));
-        }
-        let value = if self.rules.iter().any(|(p, k)| *p == path && *k != RuleKind::Function) {
+        // One engine serves every evaluation: each evaluation starts from
+        // clean state, and the input is replaced (undefined when None).
+        let is_rule = self.rules.iter().any(|(p, k)| *p == path && *k != RuleKind::Function);
+        let is_document = !is_rule && self.is_document(&path);
+        let engine = &mut self.engine;
+        engine.set_input(input.map_or(regorus::Value::Undefined, |i| regorus::Value::from(i.clone())));
+        let value = if is_rule {
             engine.eval_rule(path.clone()).map_err(|e| Error::policy(format!("{e}")))?
-        } else if self.is_document(&path) {
+        } else if is_document {
             let results =
                 engine.eval_query(path.clone(), false).map_err(|e| Error::policy(format!("{e}")))?;
             results
@@ -333,6 +339,7 @@ mod tests {
     use super::*;
 
     fn policy(text: &str) -> NativePolicy {
+        // (mutable: evaluation reuses the engine)
         NativePolicy::new(&Sources {
             modules: vec![("p.rego".into(), text.into())],
             data: serde_json::json!({"limits": {"max": 3}}),
@@ -342,7 +349,7 @@ mod tests {
 
     #[test]
     fn evaluates_rules_packages_and_undefined() {
-        let p = policy(
+        let mut p = policy(
             "package example\ndefault allow := false\nallow if input.user == \"alice\"\n\
              deny contains msg if { input.n > data.limits.max; msg := sprintf(\"n=%d\", [input.n]) }\n\
              maybe if input.missing\nf(x) := x + 1\n",

@@ -14,9 +14,12 @@
 //!    `wasmlayer.bundle_len` and `wasmlayer.bundle_copy`; linking turns those
 //!    imports into defined functions (`i32.const LEN`; `memory.init`), so the
 //!    final module has no imports beyond the ABI's `env` ones. A passive
-//!    segment costs no memory at instantiation, where hosts give only 5 pages.
+//!    segment costs no memory at instantiation.
 //! 3. The globals `opa_wasm_abi_version` (1) and `opa_wasm_abi_minor_version`
 //!    (3) are added and exported.
+//! 4. The module declares a small memory minimum (OPA's npm SDK gives 5
+//!    pages) and grows memory to what the runtime's layout (1 MiB stack,
+//!    static data) needs at start, copying its static data in itself.
 //!
 //! Builtins: the runtime has regorus's core builtins plus base64, base64url,
 //! hex, semver, graph, json.patch and opa.runtime compiled in. Builtins the
@@ -30,9 +33,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use regorus::unstable::{Expr, Lexer, Parser, Rule, RuleHead, TokenKind, BUILTINS};
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{
-    ConstExpr, DataCountSection, DataSection, ExportKind, ExportSection, Function,
-    FunctionSection, GlobalSection, GlobalType, ImportSection, Instruction, Module, RawSection,
-    SectionId, StartSection, ValType,
+    ConstExpr, DataCountSection, DataSection, ExportKind, ExportSection, Function, FunctionSection,
+    GlobalSection, GlobalType, ImportSection, Instruction, Module, RawSection, SectionId,
+    StartSection, ValType,
 };
 use wasmlayer_core::Error;
 
@@ -77,7 +80,8 @@ pub fn build_module(input: &BuildInput) -> Result<Vec<u8>, Error> {
     });
     let bundle = serde_json::to_vec(&bundle)
         .map_err(|e| Error::policy(format!("cannot encode the policy bundle: {e}")))?;
-    link(RUNTIME_WASM, &bundle).map_err(|e| Error::policy(format!("cannot link the policy module: {e:#}")))
+    link(RUNTIME_WASM, &bundle)
+        .map_err(|e| Error::policy(format!("cannot link the policy module: {e:#}")))
 }
 
 /// An entrypoint as the runtime evaluates it.
@@ -154,10 +158,12 @@ const HOST_ONLY_BUILTINS: &[(&str, u8)] = &[
 
 /// The arity of a builtin a host could provide, if `name` is one.
 fn builtin_arity(name: &str) -> Option<u8> {
-    BUILTINS
-        .get(name)
-        .map(|(_, n)| *n)
-        .or_else(|| HOST_ONLY_BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a))
+    BUILTINS.get(name).map(|(_, n)| *n).or_else(|| {
+        HOST_ONLY_BUILTINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+    })
 }
 
 /// Checks the policy natively: regorus parses and prepares it, every
@@ -186,7 +192,9 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
     if let Some(d) = data {
         let v = regorus::Value::from_json_str(&d.to_string())
             .map_err(|e| Error::policy(format!("data: {e}")))?;
-        engine.add_data(v).map_err(|e| Error::policy(format!("data: {e}")))?;
+        engine
+            .add_data(v)
+            .map_err(|e| Error::policy(format!("data: {e}")))?;
     }
 
     let mut paths = Paths::default();
@@ -195,7 +203,9 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
         let source = regorus::Source::from_contents(name.clone(), text.clone())
             .map_err(|e| Error::policy(format!("{e}")))?;
         let mut parser = Parser::new(&source).map_err(|e| Error::policy(format!("{e}")))?;
-        parser.enable_rego_v1().map_err(|e| Error::policy(format!("{e}")))?;
+        parser
+            .enable_rego_v1()
+            .map_err(|e| Error::policy(format!("{e}")))?;
         let module = parser.parse().map_err(|e| Error::policy(format!("{e}")))?;
         paths.add_module(&module);
         scan_calls(&source, &mut builtins).map_err(|e| Error::policy(format!("{e}")))?;
@@ -228,7 +238,9 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
             })
             .collect();
         if all.is_empty() {
-            return Err(Error::policy("the policy has no rules to use as entrypoints"));
+            return Err(Error::policy(
+                "the policy has no rules to use as entrypoints",
+            ));
         }
         all
     } else {
@@ -273,7 +285,10 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 fn data_path(components: &[String]) -> String {
     let mut path = String::from("data");
     for c in components {
-        let ident = c.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        let ident = c
+            .chars()
+            .next()
+            .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
             && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
         if ident {
             path.push('.');
@@ -353,9 +368,13 @@ impl Paths {
             )));
         }
         let is_prefix = |set: &BTreeSet<Vec<String>>| {
-            set.iter().any(|p| p.len() > components.len() && p.starts_with(&components))
+            set.iter()
+                .any(|p| p.len() > components.len() && p.starts_with(&components))
         };
-        if self.packages.contains(&components) || is_prefix(&self.packages) || is_prefix(&self.rules) {
+        if self.packages.contains(&components)
+            || is_prefix(&self.packages)
+            || is_prefix(&self.rules)
+        {
             return Ok(ep(false));
         }
         let known: Vec<String> = self.rules.iter().map(|c| c.join("/")).collect();
@@ -408,7 +427,11 @@ fn scan_calls(source: &regorus::Source, out: &mut BTreeMap<String, u8>) -> anyho
             .get(i)
             .is_some_and(|t| matches!(t.0, TokenKind::Symbol) && t.1.text() == s)
     };
-    let is_ident = |i: usize| tokens.get(i).is_some_and(|t| matches!(t.0, TokenKind::Ident));
+    let is_ident = |i: usize| {
+        tokens
+            .get(i)
+            .is_some_and(|t| matches!(t.0, TokenKind::Ident))
+    };
     let mut i = 0;
     while i < tokens.len() {
         if !is_ident(i) || (i > 0 && is_sym(i - 1, ".")) {
@@ -437,12 +460,18 @@ fn scan_calls(source: &regorus::Source, out: &mut BTreeMap<String, u8>) -> anyho
 
 const BUNDLE_MODULE: &str = "wasmlayer";
 
+/// The memory minimum the module declares. The runtime's static layout
+/// (a 1 MiB stack first, then static data) needs more; the module grows the
+/// memory it is given at instantiation (see [`link`]).
+const DECLARED_MIN_PAGES: u64 = 2;
+
 /// Renumbers functions once the two bundle imports are gone: imports after
 /// them and defined functions move down by two; the imports themselves
-/// become the last two functions.
+/// become defined functions after the runtime's own.
 struct Renumber {
     len_import: u32,
     copy_import: u32,
+    /// Functions of the runtime, imported and defined.
     total: u32,
 }
 
@@ -460,50 +489,126 @@ impl Reencode for Renumber {
     }
 }
 
-/// Appends `bundle` to `runtime` as a passive data segment and defines the
-/// runtime's bundle imports and the ABI version globals.
+/// A data segment of the runtime.
+struct Segment {
+    /// Where it goes in memory, if active.
+    offset: Option<u32>,
+    len: u32,
+}
+
+/// Links `bundle` into `runtime`:
+///
+/// - the bundle becomes a passive data segment, and the imports
+///   `wasmlayer.bundle_len` / `wasmlayer.bundle_copy` functions that read it;
+/// - the ABI version globals are added and exported;
+/// - the memory import's minimum drops to [`DECLARED_MIN_PAGES`] (OPA's
+///   SDKs give 5 pages): the runtime's active data segments become passive,
+///   and a new start function grows memory to what the runtime's layout
+///   needs, copies them in place, then runs the runtime's own start
+///   function.
 fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
     use anyhow::{bail, Context};
+    use wasm_encoder::{BlockType, EntityType, MemoryType, TypeSection};
     use wasmparser::{Payload, TypeRef};
 
     let bundle_len = i32::try_from(bundle.len()).context("the policy bundle is too large")?;
 
-    // Pass 1: where the bundle imports are, and how many functions, globals
-    // and data segments there are.
+    // Pass 1: the runtime's imports, types, functions, globals, segments.
     let mut imported_funcs = 0u32;
     let mut defined_funcs = 0u32;
     let mut globals = 0u32;
+    let mut types = 0u32;
+    let mut void_type = None;
     let mut len_import = None;
     let mut copy_import = None;
-    let mut data_segments = 0u32;
+    let mut needed_pages = None;
+    let mut old_start = None;
+    let mut segments: Vec<Segment> = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(runtime) {
         match payload? {
+            Payload::TypeSection(s) => {
+                for group in s {
+                    for sub in group?.into_types() {
+                        if let wasmparser::CompositeInnerType::Func(f) = &sub.composite_type.inner {
+                            if f.params().is_empty()
+                                && f.results().is_empty()
+                                && void_type.is_none()
+                            {
+                                void_type = Some(types);
+                            }
+                        }
+                        types += 1;
+                    }
+                }
+            }
             Payload::ImportSection(s) => {
                 for imp in s.into_imports() {
                     let imp = imp?;
                     match imp.ty {
                         TypeRef::Func(ty) | TypeRef::FuncExact(ty) => {
                             match (imp.module, imp.name) {
-                                (BUNDLE_MODULE, "bundle_len") => len_import = Some((imported_funcs, ty)),
-                                (BUNDLE_MODULE, "bundle_copy") => copy_import = Some((imported_funcs, ty)),
-                                (BUNDLE_MODULE, other) => bail!("unexpected runtime import {BUNDLE_MODULE}.{other}"),
+                                (BUNDLE_MODULE, "bundle_len") => {
+                                    len_import = Some((imported_funcs, ty))
+                                }
+                                (BUNDLE_MODULE, "bundle_copy") => {
+                                    copy_import = Some((imported_funcs, ty))
+                                }
+                                (BUNDLE_MODULE, other) => {
+                                    bail!("unexpected runtime import {BUNDLE_MODULE}.{other}")
+                                }
                                 _ => {}
                             }
                             imported_funcs += 1;
                         }
                         TypeRef::Global(_) => globals += 1,
+                        TypeRef::Memory(m) => {
+                            if m.memory64 || m.shared || needed_pages.is_some() {
+                                bail!("the policy runtime must import one plain 32-bit memory");
+                            }
+                            needed_pages = Some(m.initial);
+                        }
                         _ => {}
                     }
                 }
             }
             Payload::FunctionSection(s) => defined_funcs = s.count(),
             Payload::GlobalSection(s) => globals += s.count(),
-            Payload::DataSection(s) => data_segments = s.count(),
+            Payload::MemorySection(s) if s.count() > 0 => {
+                bail!("the policy runtime must import its memory, not define it")
+            }
+            Payload::StartSection { func, .. } => old_start = Some(func),
+            Payload::DataSection(s) => {
+                for d in s {
+                    let d = d?;
+                    let offset = match d.kind {
+                        wasmparser::DataKind::Passive => None,
+                        wasmparser::DataKind::Active {
+                            memory_index: 0,
+                            offset_expr,
+                        } => match offset_expr.get_operators_reader().read()? {
+                            wasmparser::Operator::I32Const { value } => Some(value as u32),
+                            op => bail!(
+                                "unsupported data segment offset {op:?} in the policy runtime"
+                            ),
+                        },
+                        wasmparser::DataKind::Active { .. } => {
+                            bail!("data segment for another memory")
+                        }
+                    };
+                    segments.push(Segment {
+                        offset,
+                        len: d.data.len() as u32,
+                    });
+                }
+            }
             _ => {}
         }
     }
     let (Some((len_idx, len_ty)), Some((copy_idx, copy_ty))) = (len_import, copy_import) else {
         bail!("the policy runtime lacks the {BUNDLE_MODULE}.bundle_len/bundle_copy imports");
+    };
+    let Some(needed_pages) = needed_pages else {
+        bail!("the policy runtime does not import its memory");
     };
     let total = imported_funcs + defined_funcs;
     let mut re = Renumber {
@@ -511,31 +616,62 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
         copy_import: copy_idx,
         total,
     };
-    let segment = data_segments;
+    let bundle_segment = segments.len() as u32;
+    let start_type = void_type.unwrap_or(types);
+    let start_func = total; // after the two bundle functions (total - 2, total - 1)
+    let old_start = old_start.map(|f| re.function_index(f)).transpose()?;
+    let needed_pages = i32::try_from(needed_pages).context("the runtime needs too much memory")?;
 
-    let bundle_functions = || {
+    // The functions the linker adds, in function index order.
+    let added_functions = || {
         let mut len_fn = Function::new([]);
         len_fn.instruction(&Instruction::I32Const(bundle_len));
         len_fn.instruction(&Instruction::End);
+
         let mut copy_fn = Function::new([]);
         copy_fn.instruction(&Instruction::LocalGet(0));
         copy_fn.instruction(&Instruction::I32Const(0));
         copy_fn.instruction(&Instruction::I32Const(bundle_len));
         copy_fn.instruction(&Instruction::MemoryInit {
             mem: 0,
-            data_index: segment,
+            data_index: bundle_segment,
         });
         copy_fn.instruction(&Instruction::End);
-        (len_fn, copy_fn)
-    };
 
-    // Pass 2: rewrite.
-    let mut module = Module::new();
-    let mut code: Option<(wasm_encoder::CodeSection, u32)> = None;
-    let mut saw_data_count = false;
-    let mut saw_data = false;
-    let mut saw_globals = false;
-    let mut saw_exports = false;
+        let mut start = Function::new([]);
+        // if memory.size < NEEDED { if memory.grow(NEEDED - memory.size) == -1 { trap } }
+        start.instruction(&Instruction::MemorySize(0));
+        start.instruction(&Instruction::I32Const(needed_pages));
+        start.instruction(&Instruction::I32LtU);
+        start.instruction(&Instruction::If(BlockType::Empty));
+        start.instruction(&Instruction::I32Const(needed_pages));
+        start.instruction(&Instruction::MemorySize(0));
+        start.instruction(&Instruction::I32Sub);
+        start.instruction(&Instruction::MemoryGrow(0));
+        start.instruction(&Instruction::I32Const(-1));
+        start.instruction(&Instruction::I32Eq);
+        start.instruction(&Instruction::If(BlockType::Empty));
+        start.instruction(&Instruction::Unreachable);
+        start.instruction(&Instruction::End);
+        start.instruction(&Instruction::End);
+        for (i, seg) in segments.iter().enumerate() {
+            if let Some(offset) = seg.offset {
+                start.instruction(&Instruction::I32Const(offset as i32));
+                start.instruction(&Instruction::I32Const(0));
+                start.instruction(&Instruction::I32Const(seg.len as i32));
+                start.instruction(&Instruction::MemoryInit {
+                    mem: 0,
+                    data_index: i as u32,
+                });
+                start.instruction(&Instruction::DataDrop(i as u32));
+            }
+        }
+        if let Some(f) = old_start {
+            start.instruction(&Instruction::Call(f));
+        }
+        start.instruction(&Instruction::End);
+        [len_fn, copy_fn, start]
+    };
     let abi_globals = |section: &mut GlobalSection| {
         for v in [1, 3] {
             section.global(
@@ -550,39 +686,82 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
     };
     let abi_exports = |section: &mut ExportSection| {
         section.export("opa_wasm_abi_version", ExportKind::Global, globals);
-        section.export("opa_wasm_abi_minor_version", ExportKind::Global, globals + 1);
+        section.export(
+            "opa_wasm_abi_minor_version",
+            ExportKind::Global,
+            globals + 1,
+        );
+    };
+
+    // Pass 2: rewrite, adding sections the runtime lacks where they belong.
+    let mut module = Module::new();
+    let mut code: Option<(wasm_encoder::CodeSection, u32)> = None;
+    let mut emitted = BTreeSet::new();
+    let finish_code = |module: &mut Module, mut c: wasm_encoder::CodeSection| {
+        for f in added_functions() {
+            c.function(&f);
+        }
+        module.section(&c);
+    };
+    // Sections in the order a module holds them.
+    let order = |id: u8| {
+        const ORDER: [u8; 13] = [1, 2, 3, 4, 5, 13, 6, 7, 8, 9, 12, 10, 11];
+        ORDER.iter().position(|x| *x == id).unwrap_or(usize::MAX)
+    };
+    // Adds the sections the linker needs that the runtime lacks, before a
+    // section `next` of the runtime.
+    let fill_in = |module: &mut Module, emitted: &mut BTreeSet<u8>, next: u8| {
+        let missing = |id: SectionId, emitted: &BTreeSet<u8>| {
+            !emitted.contains(&(id as u8)) && order(id as u8) < order(next)
+        };
+        if missing(SectionId::Global, emitted) {
+            let mut g = GlobalSection::new();
+            abi_globals(&mut g);
+            module.section(&g);
+            emitted.insert(SectionId::Global as u8);
+        }
+        if missing(SectionId::Export, emitted) {
+            let mut e = ExportSection::new();
+            abi_exports(&mut e);
+            module.section(&e);
+            emitted.insert(SectionId::Export as u8);
+        }
+        if missing(SectionId::Start, emitted) {
+            module.section(&StartSection {
+                function_index: start_func,
+            });
+            emitted.insert(SectionId::Start as u8);
+        }
+        if missing(SectionId::DataCount, emitted) {
+            module.section(&DataCountSection {
+                count: bundle_segment + 1,
+            });
+            emitted.insert(SectionId::DataCount as u8);
+        }
     };
 
     for payload in wasmparser::Parser::new(0).parse_all(runtime) {
         let payload = payload?;
-        // Sections that must exist before later ones, added if the runtime
-        // has none.
-        let id = payload.as_section().map(|(id, _)| id);
-        if let Some(id) = id {
-            if id > SectionId::Global as u8 && id != SectionId::Custom as u8 && !saw_globals {
-                let mut g = GlobalSection::new();
-                abi_globals(&mut g);
-                module.section(&g);
-                saw_globals = true;
-            }
-            if id > SectionId::Export as u8 && id != SectionId::Custom as u8 && !saw_exports {
-                let mut e = ExportSection::new();
-                abi_exports(&mut e);
-                module.section(&e);
-                saw_exports = true;
-            }
-            if id == SectionId::Code as u8 && !saw_data_count {
-                module.section(&DataCountSection { count: segment + 1 });
-                saw_data_count = true;
+        if let Some((id, _)) = payload.as_section() {
+            if id != SectionId::Custom as u8 {
+                fill_in(&mut module, &mut emitted, id);
+                emitted.insert(id);
             }
         }
         match payload {
             Payload::Version { .. } | Payload::End(_) => {}
             Payload::TypeSection(s) => {
-                module.section(&RawSection {
-                    id: SectionId::Type as u8,
-                    data: &runtime[s.range()],
-                });
+                if void_type.is_some() {
+                    module.section(&RawSection {
+                        id: SectionId::Type as u8,
+                        data: &runtime[s.range()],
+                    });
+                } else {
+                    let mut t = TypeSection::new();
+                    re.parse_type_section(&mut t, s)?;
+                    t.ty().function([], []);
+                    module.section(&t);
+                }
             }
             Payload::ImportSection(s) => {
                 let mut imports = ImportSection::new();
@@ -591,7 +770,17 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                     if imp.module == BUNDLE_MODULE {
                         continue;
                     }
-                    imports.import(imp.module, imp.name, re.entity_type(imp.ty)?);
+                    let ty = match imp.ty {
+                        TypeRef::Memory(m) => EntityType::Memory(MemoryType {
+                            minimum: m.initial.min(DECLARED_MIN_PAGES),
+                            maximum: None,
+                            memory64: false,
+                            shared: false,
+                            page_size_log2: None,
+                        }),
+                        other => re.entity_type(other)?,
+                    };
+                    imports.import(imp.module, imp.name, ty);
                 }
                 module.section(&imports);
             }
@@ -600,6 +789,7 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                 re.parse_function_section(&mut funcs, s)?;
                 funcs.function(len_ty);
                 funcs.function(copy_ty);
+                funcs.function(start_type);
                 module.section(&funcs);
             }
             Payload::TableSection(s) => {
@@ -608,29 +798,21 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                     data: &runtime[s.range()],
                 });
             }
-            Payload::MemorySection(s) => {
-                module.section(&RawSection {
-                    id: SectionId::Memory as u8,
-                    data: &runtime[s.range()],
-                });
-            }
             Payload::GlobalSection(s) => {
                 let mut g = GlobalSection::new();
                 re.parse_global_section(&mut g, s)?;
                 abi_globals(&mut g);
                 module.section(&g);
-                saw_globals = true;
             }
             Payload::ExportSection(s) => {
                 let mut e = ExportSection::new();
                 re.parse_export_section(&mut e, s)?;
                 abi_exports(&mut e);
                 module.section(&e);
-                saw_exports = true;
             }
-            Payload::StartSection { func, .. } => {
+            Payload::StartSection { .. } => {
                 module.section(&StartSection {
-                    function_index: re.function_index(func)?,
+                    function_index: start_func,
                 });
             }
             Payload::ElementSection(s) => {
@@ -638,18 +820,16 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                 re.parse_element_section(&mut e, s)?;
                 module.section(&e);
             }
-            Payload::DataCountSection { count, .. } => {
-                module.section(&DataCountSection { count: count + 1 });
-                saw_data_count = true;
+            Payload::DataCountSection { .. } => {
+                module.section(&DataCountSection {
+                    count: bundle_segment + 1,
+                });
             }
             Payload::CodeSectionStart { count, .. } => {
-                code = Some((wasm_encoder::CodeSection::new(), count));
                 if count == 0 {
-                    let (mut c, _) = code.take().unwrap_or_default();
-                    let (l, cp) = bundle_functions();
-                    c.function(&l);
-                    c.function(&cp);
-                    module.section(&c);
+                    finish_code(&mut module, wasm_encoder::CodeSection::new());
+                } else {
+                    code = Some((wasm_encoder::CodeSection::new(), count));
                 }
             }
             Payload::CodeSectionEntry(body) => {
@@ -659,30 +839,36 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                 re.parse_function_body(c, body)?;
                 *left -= 1;
                 if *left == 0 {
-                    let (mut c, _) = code.take().unwrap_or_default();
-                    let (l, cp) = bundle_functions();
-                    c.function(&l);
-                    c.function(&cp);
-                    module.section(&c);
+                    if let Some((c, _)) = code.take() {
+                        finish_code(&mut module, c);
+                    }
                 }
             }
             Payload::DataSection(s) => {
                 let mut d = DataSection::new();
-                re.parse_data_section(&mut d, s)?;
+                for datum in s {
+                    // Active segments are copied in by the start function.
+                    d.passive(datum?.data.iter().copied());
+                }
                 d.passive(bundle.iter().copied());
                 module.section(&d);
-                saw_data = true;
             }
             // Names and other custom sections are dropped.
             Payload::CustomSection(_) => {}
             other => {
                 if let Some((id, range)) = other.as_section() {
-                    bail!("unexpected section {id} ({} bytes) in the policy runtime", range.len());
+                    bail!(
+                        "unexpected section {id} ({} bytes) in the policy runtime",
+                        range.len()
+                    );
                 }
             }
         }
     }
-    if !saw_data {
+    if !emitted.contains(&(SectionId::Code as u8)) {
+        bail!("the policy runtime has no code");
+    }
+    if !emitted.contains(&(SectionId::Data as u8)) {
         let mut d = DataSection::new();
         d.passive(bundle.iter().copied());
         module.section(&d);
@@ -731,9 +917,14 @@ mod tests {
                 rule: true
             }]
         );
-        let pkg = check(&input(EXAMPLE, &["data.example"])).unwrap().entrypoints;
+        let pkg = check(&input(EXAMPLE, &["data.example"]))
+            .unwrap()
+            .entrypoints;
         assert!(!pkg[0].rule);
-        let err = check(&input(EXAMPLE, &["example/deny"])).err().unwrap().to_string();
+        let err = check(&input(EXAMPLE, &["example/deny"]))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("unknown entrypoint `example/deny`"), "{err}");
     }
 
@@ -743,6 +934,9 @@ mod tests {
         let b = check(&input(rego, &[])).unwrap().builtins;
         assert_eq!(b.get("regex.match"), Some(&2));
         assert_eq!(b.get("time.now_ns"), Some(&0));
-        assert!(!b.contains_key("regex.split"), "calls in comments do not count");
+        assert!(
+            !b.contains_key("regex.split"),
+            "calls in comments do not count"
+        );
     }
 }

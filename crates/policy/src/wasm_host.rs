@@ -205,8 +205,7 @@ impl OpaWasmPolicy {
     /// (Null: none). `limits`: memory and fuel per evaluation (defaults
     /// [`DEFAULT_MAX_MEMORY`] and [`DEFAULT_FUEL`]).
     pub fn new(engine: &Engine, source: &WasmPolicySource, data: &Json, limits: &Limits) -> Result<Self, Error> {
-        let module = Module::new(engine, &source.wasm)
-            .map_err(|e| Error::policy(format!("not a valid WebAssembly module: {}", root(&e))))?;
+        let module = compile(engine, &source.wasm)?;
         let mut memory_type = None;
         for import in module.imports() {
             match (import.module(), import.name(), import.ty()) {
@@ -513,6 +512,37 @@ impl OpaWasmPolicy {
         }
         Ok(value)
     }
+}
+
+/// Compiles a policy module, through the compile cache (the same
+/// content-addressed cache `run` uses) so that a second load compiles
+/// nothing. Without a usable cache directory it just compiles.
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
+    use sha2::Digest;
+    let invalid = |e: wasmtime::Error| Error::policy(format!("not a valid WebAssembly module: {}", root(&e)));
+    let cache = wasmlayer_core::cache::default_root().and_then(|root| {
+        wasmlayer_core::cache::Cache::open(&root, &wasmlayer_core::runtime::engine_id(engine))
+            .map_err(|e| tracing::debug!("no compile cache for policies: {e}"))
+            .ok()
+    });
+    let Some(cache) = cache else { return Module::new(engine, wasm).map_err(invalid) };
+    let key = format!("policy-{}", hex::encode(sha2::Sha256::digest(wasm)));
+    if let Some(path) = cache.verified_object(&key) {
+        // SAFETY: the file is in our private cache directory, keyed by this
+        // engine configuration, and passed the integrity check.
+        match unsafe { Module::deserialize_file(engine, &path) } {
+            Ok(m) => return Ok(m),
+            Err(e) => {
+                tracing::warn!("cache entry {key} rejected ({e}); recompiling");
+                cache.evict_object(&key);
+            }
+        }
+    }
+    let module = Module::new(engine, wasm).map_err(invalid)?;
+    if let Ok(code) = module.serialize() {
+        cache.store_object(&key, &code);
+    }
+    Ok(module)
 }
 
 /// A host-side failure inside a host function (bad builtin call, say).

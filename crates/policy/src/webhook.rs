@@ -132,7 +132,11 @@ impl Rules {
                 Policy::Native(p) => format!("its packages: {}", p.packages().join(", ")),
                 Policy::Wasm(p) => format!(
                     "its entrypoints: {}",
-                    p.entrypoints().keys().cloned().collect::<Vec<_>>().join(", ")
+                    p.entrypoints()
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             return Err(Error::policy(format!(
@@ -184,7 +188,15 @@ impl Decision {
     /// The status message of a denial.
     pub fn message(&self) -> String {
         match &self.error {
-            Some(e) => format!("policy error: {e}"),
+            // On one line: the API server shows it to the user as is.
+            Some(e) => format!(
+                "policy error: {}",
+                e.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             None => self.reasons.join("; "),
         }
     }
@@ -193,26 +205,26 @@ impl Decision {
 /// Checks that `body` is an AdmissionReview v1 with a request and a uid;
 /// the error says what is wrong, for an HTTP 400.
 pub fn parse_review(body: &[u8]) -> Result<Json, String> {
-    let review: Json = serde_json::from_slice(body)
-        .map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let review: Json =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
     let Some(obj) = review.as_object() else {
         return Err("not an AdmissionReview: the body is not a JSON object".into());
     };
     match obj.get("kind") {
         Some(Json::String(k)) if k == "AdmissionReview" => {}
         Some(other) => {
-            return Err(format!("not an AdmissionReview: kind is {other}, expected \"AdmissionReview\""))
+            return Err(format!(
+                "not an AdmissionReview: kind is {other}, expected \"AdmissionReview\""
+            ))
         }
         None => return Err("not an AdmissionReview: no kind".into()),
     }
     match obj.get("apiVersion") {
         Some(Json::String(v)) if v == "admission.k8s.io/v1" => {}
-        Some(other) => {
-            return Err(format!(
-                "not an AdmissionReview v1: apiVersion is {other}, expected \"admission.k8s.io/v1\" \
+        Some(other) => return Err(format!(
+            "not an AdmissionReview v1: apiVersion is {other}, expected \"admission.k8s.io/v1\" \
                  (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
-            ))
-        }
+        )),
         None => return Err("not an AdmissionReview v1: no apiVersion".into()),
     }
     let Some(request) = obj.get("request").and_then(Json::as_object) else {
@@ -247,13 +259,19 @@ pub fn input_sha256(input: &Json) -> String {
 pub fn decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Decision {
     match try_decide(policy, rules, input) {
         Ok(d) => d,
-        Err(e) => Decision { allowed: false, reasons: Vec::new(), error: Some(e) },
+        Err(e) => Decision {
+            allowed: false,
+            reasons: Vec::new(),
+            error: Some(e),
+        },
     }
 }
 
 fn try_decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Result<Decision, String> {
     let mut eval = |rule: &str| -> Result<Option<Json>, String> {
-        let set = policy.eval(Some(rule), Some(input)).map_err(|e| e.to_string())?;
+        let set = policy
+            .eval(Some(rule), Some(input))
+            .map_err(|e| e.to_string())?;
         Ok(set.get(0).and_then(|r| r.get("result")).cloned())
     };
     let mut reasons = Vec::new();
@@ -270,7 +288,11 @@ fn try_decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Result<Decisi
     }
     let reasons = dedup;
     if !reasons.is_empty() {
-        return Ok(Decision { allowed: false, reasons, error: None });
+        return Ok(Decision {
+            allowed: false,
+            reasons,
+            error: None,
+        });
     }
     if let Some(allow) = &rules.allow {
         if eval(allow)? != Some(Json::Bool(true)) {
@@ -281,7 +303,11 @@ fn try_decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Result<Decisi
             });
         }
     }
-    Ok(Decision { allowed: true, reasons: Vec::new(), error: None })
+    Ok(Decision {
+        allowed: true,
+        reasons: Vec::new(),
+        error: None,
+    })
 }
 
 /// Reasons from the value of `deny` or `violation`.
@@ -343,7 +369,10 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     let certs = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
-            Error::usage(format!("TLS certificate {}: not valid PEM: {e}", cert.display()))
+            Error::usage(format!(
+                "TLS certificate {}: not valid PEM: {e}",
+                cert.display()
+            ))
         })?;
     if certs.is_empty() {
         return Err(Error::usage(format!(
@@ -365,12 +394,17 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
         .map_err(|e| Error::host(format!("TLS setup: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
-        .map_err(|e| {
-            Error::usage(format!(
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => Error::usage(format!(
+                "TLS key {} does not belong to the certificate {}",
+                key.display(),
+                cert.display()
+            )),
+            e => Error::usage(format!(
                 "TLS certificate {} and key {}: {e}",
                 cert.display(),
                 key.display()
-            ))
+            )),
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -398,7 +432,10 @@ impl DecisionLog {
                     .map_err(|e| {
                         Error::usage(format!("decision log {}: cannot open: {e}", p.display()))
                     })?;
-                Ok(DecisionLog { out: Mutex::new(Box::new(file)), what: p.display().to_string() })
+                Ok(DecisionLog {
+                    out: Mutex::new(Box::new(file)),
+                    what: p.display().to_string(),
+                })
             }
         }
     }
@@ -408,7 +445,10 @@ impl DecisionLog {
         text.push('\n');
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            eprintln!("webhook: cannot write the decision log ({}): {e}", self.what);
+            eprintln!(
+                "webhook: cannot write the decision log ({}): {e}",
+                self.what
+            );
         }
     }
 }
@@ -426,7 +466,11 @@ pub fn serve(policy: Policy, opts: WebhookOptions) -> Result<i32, Error> {
     let rules = Rules::find(&policy, &opts.package)?;
     let tls = tls_config(&opts.tls_cert, &opts.tls_key)?;
     let log = DecisionLog::open(opts.decision_log.as_deref())?;
-    let state = Arc::new(State { policy: Mutex::new(policy), rules, log });
+    let state = Arc::new(State {
+        policy: Mutex::new(policy),
+        rules,
+        log,
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -442,7 +486,9 @@ async fn run(
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|e| Error::host(format!("cannot listen on {}: {e}", opts.listen)))?;
-    let local = listener.local_addr().map_err(|e| Error::host(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::host(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::host(format!("cannot handle SIGTERM: {e}")))?;
@@ -488,7 +534,10 @@ async fn run(
     })
     .await;
     if drained.is_err() {
-        eprintln!("webhook: drain deadline passed with {} connection(s) open", connections.len());
+        eprintln!(
+            "webhook: drain deadline passed with {} connection(s) open",
+            connections.len()
+        );
         connections.abort_all();
     }
     eprintln!("webhook stopped");
@@ -531,7 +580,9 @@ async fn connection(
         }
     };
     let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-    let conn = http1::Builder::new().keep_alive(true).serve_connection(Io(tls), service);
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(Io(tls), service);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -572,7 +623,10 @@ async fn handle(
         return Ok(plain(200, "ok"));
     }
     if method != http::Method::POST {
-        let mut r = plain(405, "method not allowed: POST an AdmissionReview (GET /healthz for health)");
+        let mut r = plain(
+            405,
+            "method not allowed: POST an AdmissionReview (GET /healthz for health)",
+        );
         r.headers_mut().insert(
             http::header::ALLOW,
             http::HeaderValue::from_static(if health { "GET, HEAD" } else { "POST" }),
@@ -611,13 +665,21 @@ async fn review(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || plain(413, format!("the request body is larger than {MAX_BODY} bytes"));
+    let too_large = || {
+        plain(
+            413,
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+    };
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return too_large()
         }
         Err(e) => return plain(400, format!("cannot read the request body: {e}")),
@@ -649,7 +711,11 @@ async fn review(
 
     let request = &review["request"];
     let uid = request["uid"].as_str().unwrap_or_default();
-    let object = if request["object"].is_object() { &request["object"] } else { &request["oldObject"] };
+    let object = if request["object"].is_object() {
+        &request["object"]
+    } else {
+        &request["oldObject"]
+    };
     let text = |v: &Json| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let namespace = text(&request["namespace"]).or_else(|| text(&object["metadata"]["namespace"]));
     let name = text(&request["name"])
@@ -779,11 +845,16 @@ mod tests {
     #[test]
     fn reviews() {
         assert!(parse_review(b"{").unwrap_err().contains("not valid JSON"));
-        assert!(parse_review(b"[]").unwrap_err().contains("not a JSON object"));
-        assert!(parse_review(br#"{"kind":"Pod"}"#).unwrap_err().contains("kind is \"Pod\""));
+        assert!(parse_review(b"[]")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(parse_review(br#"{"kind":"Pod"}"#)
+            .unwrap_err()
+            .contains("kind is \"Pod\""));
         let v1beta1 = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"a"}}"#;
         assert!(parse_review(v1beta1).unwrap_err().contains("v1"));
-        let no_uid = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{}}"#;
+        let no_uid =
+            br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{}}"#;
         assert!(parse_review(no_uid).unwrap_err().contains("uid"));
         let ok = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"a","object":{"x":1}}}"#;
         let review = parse_review(ok).unwrap();
@@ -795,8 +866,12 @@ mod tests {
     #[test]
     fn reasons() {
         let mut out = Vec::new();
-        collect_reasons("deny", &json!(["a", {"msg": "b"}, {"msg": "b2", "details": {}}]), &mut out)
-            .unwrap();
+        collect_reasons(
+            "deny",
+            &json!(["a", {"msg": "b"}, {"msg": "b2", "details": {}}]),
+            &mut out,
+        )
+        .unwrap();
         collect_reasons("deny", &json!(false), &mut out).unwrap();
         assert_eq!(out, ["a", "b", "b2"]);
         assert!(collect_reasons("deny", &json!(3), &mut out).is_err());
@@ -804,14 +879,26 @@ mod tests {
 
     #[test]
     fn responses() {
-        let denied = Decision { allowed: false, reasons: vec!["x".into(), "y".into()], error: None };
+        let denied = Decision {
+            allowed: false,
+            reasons: vec!["x".into(), "y".into()],
+            error: None,
+        };
         let r = response("u", &denied);
         assert_eq!(r["response"]["uid"], "u");
         assert_eq!(r["response"]["status"]["code"], 403);
         assert_eq!(r["response"]["status"]["message"], "x; y");
-        let failed = Decision { allowed: false, reasons: vec![], error: Some("boom".into()) };
+        let failed = Decision {
+            allowed: false,
+            reasons: vec![],
+            error: Some("boom".into()),
+        };
         assert_eq!(response("u", &failed)["response"]["status"]["code"], 500);
-        let allowed = Decision { allowed: true, reasons: vec![], error: None };
+        let allowed = Decision {
+            allowed: true,
+            reasons: vec![],
+            error: None,
+        };
         assert!(response("u", &allowed)["response"].get("status").is_none());
     }
 }

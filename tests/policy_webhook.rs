@@ -1,0 +1,749 @@
+//! `wasmlayer policy webhook`, end to end: the real binary serving
+//! AdmissionReview v1 over real HTTPS (a CA and server certificate made
+//! with the openssl CLI), driven by curl verifying against that CA.
+
+mod common;
+use common::*;
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn k8s_policy() -> PathBuf {
+    root().join("examples/policies/k8s")
+}
+
+fn sample(name: &str) -> PathBuf {
+    root().join("examples/policies/k8s-reviews").join(name)
+}
+
+fn tool(name: &str) -> Command {
+    let mut c = Command::new(name);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    c
+}
+
+fn require_tool(name: &str) {
+    let ok = tool(name)
+        .arg(if name == "openssl" {
+            "version"
+        } else {
+            "--version"
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "these tests need the `{name}` command on PATH");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = tool("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost signed by it.
+struct Tls {
+    dir: tempfile::TempDir,
+}
+
+impl Tls {
+    fn new() -> Tls {
+        require_tool("openssl");
+        require_tool("curl");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend_from_slice(&ec);
+        ca.extend_from_slice(&[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=webhook test CA",
+        ]);
+        openssl(d, &ca);
+        let mut csr = vec!["req"];
+        csr.extend_from_slice(&ec);
+        csr.extend_from_slice(&[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl(d, &csr);
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        Tls { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// A running `wasmlayer policy webhook`, killed on drop.
+struct Webhook {
+    child: Child,
+    port: u16,
+    ca: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+}
+
+impl Webhook {
+    /// Starts the webhook on 127.0.0.1:0 with the TLS files and `args`.
+    fn start(tls: &Tls, args: &[&str]) -> Webhook {
+        let mut child = wasmlayer()
+            .args(["policy", "webhook", "--listen", "127.0.0.1:0"])
+            .args([
+                "--tls-cert",
+                &tls.path("server.crt"),
+                "--tls-key",
+                &tls.path("server.key"),
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wasmlayer policy webhook");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        let mut hook = Webhook {
+            child,
+            port: 0,
+            ca: tls.path("ca.crt"),
+            stdout,
+            stderr,
+        };
+        let port = hook.wait_for(Duration::from_secs(60), |h| {
+            h.stderr.lock().unwrap().iter().find_map(|l| {
+                l.strip_prefix("webhook listening on https://127.0.0.1:")?
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+            })
+        });
+        hook.port =
+            port.unwrap_or_else(|| panic!("webhook did not start:\n{}", hook.stderr_text()));
+        hook
+    }
+
+    fn wait_for<T>(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(&Webhook) -> Option<T>,
+    ) -> Option<T> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(v) = f(self) {
+                return Some(v);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("webhook exited with {status}:\n{}", self.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// curl against the webhook, verifying its certificate with the CA:
+    /// (status, body).
+    fn curl(&self, args: &[&str], body: Option<&[u8]>) -> (u16, String) {
+        let mut cmd = tool("curl");
+        cmd.args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "30",
+            "--cacert",
+            &self.ca,
+        ])
+        .args(["-o", "-", "-w", "\n%{http_code}"])
+        .args(args);
+        if body.is_some() {
+            cmd.args(["--data-binary", "@-"]).stdin(Stdio::piped());
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run curl");
+        if let Some(b) = body {
+            let mut stdin = child.stdin.take().unwrap();
+            let b = b.to_vec();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&b);
+            });
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "curl {args:?} failed: {}\n{text}\nwebhook stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr_text()
+        );
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.trim().parse().unwrap(), body.to_string())
+    }
+
+    /// POSTs a body as application/json to /validate.
+    fn post(&self, body: &[u8]) -> (u16, String) {
+        let url = self.url("/validate");
+        self.curl(&["-H", "Content-Type: application/json", &url], Some(body))
+    }
+
+    /// POSTs an AdmissionReview and returns the response's `response`.
+    fn review(&self, review: &Json) -> Json {
+        let (code, body) = self.post(review.to_string().as_bytes());
+        assert_eq!(code, 200, "{body}\n{}", self.stderr_text());
+        let answer: Json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{answer}");
+        assert_eq!(answer["kind"], "AdmissionReview", "{answer}");
+        answer["response"].clone()
+    }
+
+    /// Decision-log lines on stdout so far.
+    fn decisions(&self) -> Vec<Json> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    fn wait_decisions(&mut self, n: usize) -> Vec<Json> {
+        self.wait_for(Duration::from_secs(10), |h| {
+            let d = h.decisions();
+            (d.len() >= n).then_some(d)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "expected {n} decision-log lines, got {:?}",
+                self.decisions()
+            )
+        })
+    }
+
+    fn sigterm(&mut self) -> i32 {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < until, "webhook did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_sample(name: &str) -> Json {
+    serde_json::from_str(&std::fs::read_to_string(sample(name)).unwrap()).unwrap()
+}
+
+/// The input the webhook evaluates: the review with its request under `review` too.
+fn input_hash(review: &Json) -> String {
+    let mut input = review.clone();
+    input["review"] = review["request"].clone();
+    hex(&Sha256::digest(serde_json::to_vec(&input).unwrap()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn allowed_and_denied_pods_over_https() {
+    let tls = Tls::new();
+    let policy = k8s_policy();
+    let mut hook = Webhook::start(&tls, &["--policy", policy.to_str().unwrap()]);
+
+    let (code, body) = hook.curl(&[&hook.url("/healthz")], None);
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // Allowed: an ordinary pod and a Wasm pod with the right RuntimeClass.
+    let mut sent = Vec::new();
+    for name in ["allowed-pod.json", "allowed-wasm-pod.json"] {
+        let review = read_sample(name);
+        let resp = hook.review(&review);
+        assert_eq!(resp["uid"], review["request"]["uid"], "{name}: {resp}");
+        assert_eq!(resp["allowed"], true, "{name}: {resp}");
+        assert!(resp.get("status").is_none(), "{name}: {resp}");
+        sent.push((review, true));
+    }
+
+    // Denied: each with the policy's reasons in status.message.
+    let denied: &[(&str, &[&str])] = &[
+        ("denied-missing-labels.json", &["pod web is missing required label(s): owner"]),
+        (
+            "denied-privileged.json",
+            &[
+                "pod debug: privileged container \"setup\" is not allowed (initContainers)",
+                "pod debug: privileged container \"shell\" is not allowed (containers)",
+            ],
+        ),
+        (
+            "denied-wasm-runtime-class.json",
+            &["pod hello-wasm must set runtimeClassName: wasmlayer because its image ghcr.io/acme/hello.wasm:1.0 is a Wasm artifact"],
+        ),
+        (
+            "denied-wasm-annotated.json",
+            &["pod compat must set runtimeClassName: wasmlayer because it is annotated module.wasm.image/variant: compat"],
+        ),
+    ];
+    for (name, reasons) in denied {
+        let review = read_sample(name);
+        let resp = hook.review(&review);
+        assert_eq!(resp["uid"], review["request"]["uid"], "{name}: {resp}");
+        assert_eq!(resp["allowed"], false, "{name}: {resp}");
+        assert_eq!(resp["status"]["code"], 403, "{name}: {resp}");
+        assert_eq!(
+            resp["status"]["message"],
+            reasons.join("; "),
+            "{name}: {resp}"
+        );
+        sent.push((review, false));
+    }
+
+    // Several reasons at once, from both `deny` and `violation`.
+    let mut review = read_sample("denied-privileged.json");
+    review["request"]["uid"] = json!("77777777-7777-4777-8777-777777777777");
+    review["request"]["object"]["metadata"]["labels"] = json!({"owner": "x"});
+    let resp = hook.review(&review);
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(message.contains("missing required label(s): app"), "{resp}");
+    assert!(message.contains("privileged container \"shell\""), "{resp}");
+    assert_eq!(message.matches("; ").count(), 2, "{resp}");
+    sent.push((review, false));
+
+    // One decision-log line per decision.
+    let log = hook.wait_decisions(sent.len());
+    assert_eq!(log.len(), sent.len(), "{log:?}");
+    for (review, allowed) in &sent {
+        let uid = &review["request"]["uid"];
+        let line = log
+            .iter()
+            .find(|l| l["uid"] == *uid)
+            .unwrap_or_else(|| panic!("no decision-log line for {uid}: {log:?}"));
+        assert_eq!(line["allowed"], *allowed, "{line}");
+        assert_eq!(line["kind"], "Pod", "{line}");
+        assert_eq!(line["operation"], "CREATE", "{line}");
+        assert_eq!(line["namespace"], "default", "{line}");
+        assert_eq!(line["name"], review["request"]["name"], "{line}");
+        assert_eq!(line["input_sha256"], input_hash(review), "{line}");
+        assert!(line["latency_us"].is_u64(), "{line}");
+        assert!(
+            line["time"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+            "{line}"
+        );
+        let reasons = line["reasons"].as_array().unwrap();
+        assert_eq!(reasons.is_empty(), *allowed, "{line}");
+    }
+}
+
+#[test]
+fn malformed_requests_get_400_and_no_decision() {
+    let tls = Tls::new();
+    let policy = k8s_policy();
+    let mut hook = Webhook::start(&tls, &["--policy", policy.to_str().unwrap()]);
+
+    let (code, body) = hook.post(b"{\"apiVersion\": ");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not valid JSON"), "{body}");
+
+    let (code, body) =
+        hook.post(br#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not an AdmissionReview"), "{body}");
+
+    let mut v1beta1 = read_sample("allowed-pod.json");
+    v1beta1["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let (code, body) = hook.post(v1beta1.to_string().as_bytes());
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("admission.k8s.io/v1"), "{body}");
+
+    let mut no_uid = read_sample("allowed-pod.json");
+    no_uid["request"].as_object_mut().unwrap().remove("uid");
+    let (code, body) = hook.post(no_uid.to_string().as_bytes());
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("uid"), "{body}");
+
+    let (code, body) = hook.post(b"[1, 2, 3]");
+    assert_eq!(code, 400, "{body}");
+
+    // Larger than anything the API server sends.
+    let big = vec![b' '; 4 * 1024 * 1024];
+    let (code, body) = hook.post(&big);
+    assert_eq!(code, 413, "{body}");
+
+    let url = hook.url("/validate");
+    let (code, _) = hook.curl(&[&url], None);
+    assert_eq!(code, 405);
+    let (code, body) = hook.curl(&["-H", "Content-Type: text/plain", &url], Some(b"{}"));
+    assert_eq!(code, 415, "{body}");
+
+    // Plain HTTP on the TLS port: a readable refusal, and the server goes on.
+    let mut plain = TcpStream::connect(("127.0.0.1", hook.port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = plain.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(answer.contains("HTTPS"), "{answer:?}");
+    // A broken handshake and a client that leaves at once.
+    let mut junk = TcpStream::connect(("127.0.0.1", hook.port)).unwrap();
+    let _ = junk.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5, 6, 7, 8]);
+    drop(junk);
+    drop(TcpStream::connect(("127.0.0.1", hook.port)).unwrap());
+
+    let review = read_sample("allowed-pod.json");
+    let resp = hook.review(&review);
+    assert_eq!(resp["allowed"], true, "{resp}");
+    assert_eq!(resp["uid"], review["request"]["uid"], "{resp}");
+    assert!(
+        hook.child.try_wait().unwrap().is_none(),
+        "{}",
+        hook.stderr_text()
+    );
+
+    // Only the one real review was a decision.
+    let log = hook.wait_decisions(1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hook.decisions().len(), 1, "{log:?}");
+    assert!(
+        !hook.stderr_text().contains("panicked"),
+        "{}",
+        hook.stderr_text()
+    );
+
+    assert_eq!(hook.sigterm(), 0, "{}", hook.stderr_text());
+    assert!(
+        hook.stderr_text().contains("webhook stopped"),
+        "{}",
+        hook.stderr_text()
+    );
+}
+
+#[test]
+fn allow_rule_package_flag_and_decision_log_file() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.rego"),
+        "package k8s.admission\n\n\
+         default allow := false\n\n\
+         allow if input.request.object.metadata.labels.team\n",
+    )
+    .unwrap();
+    let log = dir.path().join("decisions.jsonl");
+    let mut hook = Webhook::start(
+        &tls,
+        &[
+            "--policy",
+            dir.path().to_str().unwrap(),
+            "--package",
+            "k8s.admission",
+            "--decision-log",
+            log.to_str().unwrap(),
+        ],
+    );
+    let resp = hook.review(&read_sample("allowed-pod.json"));
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert_eq!(resp["status"]["code"], 403, "{resp}");
+    assert_eq!(resp["status"]["message"], "denied by policy", "{resp}");
+
+    let mut review = read_sample("allowed-pod.json");
+    review["request"]["object"]["metadata"]["labels"]["team"] = json!("a");
+    review["request"]["uid"] = json!("88888888-8888-4888-8888-888888888888");
+    let resp = hook.review(&review);
+    assert_eq!(resp["allowed"], true, "{resp}");
+
+    assert_eq!(hook.sigterm(), 0, "{}", hook.stderr_text());
+    assert!(
+        hook.decisions().is_empty(),
+        "the log goes to the file, not stdout"
+    );
+    let lines: Vec<Json> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["allowed"], false);
+    assert_eq!(lines[0]["reasons"], json!(["denied by policy"]));
+    assert_eq!(lines[1]["allowed"], true);
+    assert_eq!(lines[1]["uid"], "88888888-8888-4888-8888-888888888888");
+}
+
+#[test]
+fn a_policy_error_fails_closed() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.rego"),
+        "package kubernetes.admission\n\n\
+         deny contains msg if {\n\
+         \tn := to_number(input.request.object.metadata.name)\n\
+         \tmsg := sprintf(\"pod number %v\", [n])\n\
+         }\n",
+    )
+    .unwrap();
+    let mut hook = Webhook::start(&tls, &["--policy", dir.path().to_str().unwrap()]);
+    let review = read_sample("allowed-pod.json");
+    let resp = hook.review(&review);
+    assert_eq!(resp["uid"], review["request"]["uid"], "{resp}");
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert_eq!(resp["status"]["code"], 500, "{resp}");
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(message.starts_with("policy error: "), "{resp}");
+    assert!(message.contains("policy.rego:4"), "{resp}");
+
+    let log = hook.wait_decisions(1);
+    assert_eq!(log[0]["allowed"], false, "{log:?}");
+    assert!(
+        log[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{log:?}"
+    );
+    assert!(
+        hook.stderr_text().contains("policy error"),
+        "{}",
+        hook.stderr_text()
+    );
+    assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
+}
+
+#[test]
+fn a_policy_that_does_not_parse_stops_the_start() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.rego"),
+        "package kubernetes.admission\n\ndeny contains msg if {\n\tmsg := \n}\n",
+    )
+    .unwrap();
+    let run = output(
+        wasmlayer()
+            .args(["policy", "webhook", "--listen", "127.0.0.1:0", "--policy"])
+            .arg(dir.path())
+            .args([
+                "--tls-cert",
+                &tls.path("server.crt"),
+                "--tls-key",
+                &tls.path("server.key"),
+            ])
+            .output()
+            .unwrap(),
+    );
+    run.no_panic();
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("broken.rego:4"), "{run:?}");
+    assert!(!run.stderr.contains("listening"), "{run:?}");
+
+    // A package without deny, violation or allow is a mistake, not "allow all".
+    let run = output(
+        wasmlayer()
+            .args([
+                "policy",
+                "webhook",
+                "--listen",
+                "127.0.0.1:0",
+                "--package",
+                "nothing.here",
+            ])
+            .arg("--policy")
+            .arg(k8s_policy())
+            .args([
+                "--tls-cert",
+                &tls.path("server.crt"),
+                "--tls-key",
+                &tls.path("server.key"),
+            ])
+            .output()
+            .unwrap(),
+    );
+    run.no_panic();
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("data.nothing.here"), "{run:?}");
+}
+
+#[test]
+fn bad_tls_files_stop_the_start() {
+    let tls = Tls::new();
+    let cases: &[(&str, &str, &str)] = &[
+        ("server.crt", "missing.key", "missing.key"),
+        ("missing.crt", "server.key", "missing.crt"),
+        ("server.key", "server.key", "no PEM certificate"),
+        ("server.crt", "server.crt", "no PEM private key"),
+        ("server.crt", "ca.key", "does not belong to the certificate"),
+    ];
+    for (cert, key, expect) in cases {
+        let run = output(
+            wasmlayer()
+                .args(["policy", "webhook", "--listen", "127.0.0.1:0", "--policy"])
+                .arg(k8s_policy())
+                .args(["--tls-cert", &tls.path(cert), "--tls-key", &tls.path(key)])
+                .output()
+                .unwrap(),
+        );
+        run.no_panic();
+        assert_ne!(run.code, 0, "{cert} {key}: {run:?}");
+        assert!(run.stderr.contains(expect), "{cert} {key}: {run:?}");
+        assert!(!run.stderr.contains("listening"), "{run:?}");
+    }
+}
+
+#[test]
+fn the_example_policy_tests_pass() {
+    let run = output(
+        wasmlayer()
+            .args(["policy", "test"])
+            .arg(k8s_policy())
+            .output()
+            .unwrap(),
+    );
+    run.no_panic();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("PASS: "), "{run:?}");
+    assert!(!run.stdout.contains("FAIL"), "{run:?}");
+}
+
+#[test]
+fn a_policy_built_to_wasm_decides_the_same() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("k8s.wasm");
+    let mut build = wasmlayer();
+    build.args(["policy", "build"]);
+    for f in [
+        "lib.rego",
+        "required_labels.rego",
+        "privileged.rego",
+        "wasm_runtime_class.rego",
+        "data.json",
+    ] {
+        build.arg(k8s_policy().join(f));
+    }
+    build
+        .args([
+            "-e",
+            "kubernetes/admission/deny",
+            "-e",
+            "kubernetes/admission/violation",
+            "-o",
+        ])
+        .arg(&module);
+    let run = output(build.output().unwrap());
+    run.no_panic();
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let mut hook = Webhook::start(&tls, &["--policy", module.to_str().unwrap()]);
+    let resp = hook.review(&read_sample("allowed-pod.json"));
+    assert_eq!(resp["allowed"], true, "{resp}");
+    let resp = hook.review(&read_sample("denied-missing-labels.json"));
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert_eq!(
+        resp["status"]["message"], "pod web is missing required label(s): owner",
+        "{resp}"
+    );
+    let resp = hook.review(&read_sample("denied-wasm-runtime-class.json"));
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must set runtimeClassName: wasmlayer"),
+        "{resp}"
+    );
+    assert_eq!(hook.wait_decisions(3).len(), 3);
+}
