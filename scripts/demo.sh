@@ -3,7 +3,8 @@
 # WASI p1 and p2 guests under deny-by-default capabilities, the same program
 # in Rust, C, C++, Go and AssemblyScript, a p1 module turned into a p2
 # component, wasi:http serving with per-request limits and metering, limits
-# that end runaway guests, and the compile cache.
+# that end runaway guests, Rego policies (native, built to Wasm, deciding
+# capabilities), and the compile cache.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -100,6 +101,23 @@ show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" recurse
 
 step "malformed input" "wasmlayer run /etc/hostname"
 show "$W" run --cache-dir "$CACHE" /etc/hostname
+
+P="$ROOT/examples/policies"
+step "Rego policies: test, evaluate natively, build to Wasm, evaluate through the OPA-Wasm host" \
+    "wasmlayer policy test examples/policies/k8s; policy eval ...; policy build ... -o k8s.wasm"
+show "$W" policy test "$P/k8s" | tail -1
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["review"]=r["request"]; json.dump(r, sys.stdout)' \
+    "$P/k8s-reviews/denied-privileged.json" >"$WORK/review.json"
+show "$W" policy eval "$P/k8s" -i "$WORK/review.json" -e kubernetes/admission/deny --compact
+show "$W" policy build "$P/k8s/lib.rego" "$P/k8s/privileged.rego" "$P/k8s/required_labels.rego" \
+    "$P/k8s/wasm_runtime_class.rego" "$P/k8s/data.json" -e kubernetes/admission/deny -o "$WORK/k8s.wasm"
+XDG_CACHE_HOME="$WORK" show "$W" policy eval "$WORK/k8s.wasm" -i "$WORK/review.json" -e kubernetes/admission/deny --compact
+
+step "capabilities granted by a policy: read-only dirs, network only for allowlisted hashes, 128 MiB" \
+    "wasmlayer run --policy examples/policies/... GUEST"
+show "$W" run --cache-dir "$CACHE" --policy "$P/readonly-dirs" --dir "$WORK/data::/data" "$G/hostile-p1.wasm" write /data/input.txt x
+show "$W" run --cache-dir "$CACHE" --policy "$P/network-allowlist" --allow-net 127.0.0.1:9 "$G/hostile-p2.wasm" connect 127.0.0.1:9
+show "$W" run --cache-dir "$CACHE" --policy "$P/memory-cap" --max-memory 1GiB "$G/hostile-p1.wasm" membomb
 
 step "the compile cache: first run compiles, second run does not" "wasmlayer run -v hello-p1.wasm (twice, fresh cache)"
 rm -rf "$CACHE"

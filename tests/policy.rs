@@ -238,8 +238,8 @@ fn abi_host_failures_are_clear_errors() {
         assert_eq!(r.code, 137, "{r:?}");
         assert!(r.stderr.contains("memory limit"), "{r:?}");
         let r = eval(&[&m, "-e", "bad/loop"]);
-        assert_eq!(r.code, 152, "{r:?}");
-        assert!(r.stderr.contains("fuel"), "{r:?}");
+        assert_eq!(r.code, 124, "{r:?}");
+        assert!(r.stderr.contains("wall-clock timeout"), "{r:?}");
     }
 }
 

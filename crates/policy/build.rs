@@ -1,6 +1,6 @@
 //! Builds the policy runtime (crates/policy-runtime) for
 //! wasm32-unknown-unknown with a nested cargo, shrinks it with
-//! `wasm-opt -Oz`, and leaves it in OUT_DIR for `include_bytes!`
+//! `wasm-opt -Os`, and leaves it in OUT_DIR for `include_bytes!`
 //! (`wasm_build::RUNTIME_WASM`).
 //!
 //! The nested build has its own target directory, `<target>/policy-runtime`,
@@ -67,7 +67,7 @@ fn main() {
     let out = out_dir.join("policy-runtime.wasm");
     let wasm_opt = env::var_os("WASM_OPT").unwrap_or_else(|| "wasm-opt".into());
     let opt = Command::new(&wasm_opt)
-        .arg("-Oz")
+        .arg("-Os")
         .args(WASM_OPT_FEATURES)
         .args(["--strip-debug", "--strip-producers"])
         .arg(&raw)

@@ -222,7 +222,7 @@ fn init() -> State {
     if let Err(e) = engine.eval_query("count([1]) == 1".to_string(), false) {
         abort(&format!("{e}"));
     }
-    let prints = list("modules").iter().any(|m| string(&m[1]).contains("print("));
+    let prints = list("modules").iter().any(|m| calls_print(&string(&m[1])));
     if !prints {
         for ep in entrypoints.iter_mut().filter(|ep| ep.rule) {
             ep.compiled = engine.compile_with_entrypoint(&ep.path.as_str().into()).ok();
@@ -237,6 +237,16 @@ fn init() -> State {
         builtins_addr: boxed(builtins),
         entrypoints_addr: boxed(names),
     }
+}
+
+/// Whether Rego text calls `print` (and not merely `sprintf`).
+fn calls_print(text: &str) -> bool {
+    text.match_indices("print(").any(|(i, _)| {
+        !text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+    })
 }
 
 /// Evaluation context of the ABI's context API.

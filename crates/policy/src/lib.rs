@@ -94,9 +94,29 @@ impl Policy {
     }
 }
 
-/// The engine policies run on: Cranelift with fuel metering, no pooling.
+/// The engine policies run on, one per process: Cranelift, no pooling, no
+/// fuel metering (it slows evaluation down); a thread advances its epoch
+/// every [`wasm_host::EPOCH_TICK`], which ends an evaluation past its
+/// timeout.
 pub fn policy_engine() -> Result<wasmtime::Engine, Error> {
-    wasmlayer_core::build_engine(&wasmlayer_core::EngineOptions { fuel: true, pooling: None })
+    static ENGINE: std::sync::OnceLock<wasmtime::Engine> = std::sync::OnceLock::new();
+    if let Some(e) = ENGINE.get() {
+        return Ok(e.clone());
+    }
+    let engine = wasmlayer_core::build_engine(&wasmlayer_core::EngineOptions { fuel: false, pooling: None })?;
+    let engine = ENGINE.get_or_init(|| {
+        let ticker = engine.clone();
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(wasm_host::EPOCH_TICK);
+                ticker.increment_epoch();
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::warn!("no epoch thread, so no policy timeouts: {e}"));
+        engine
+    });
+    Ok(engine.clone())
 }
 
 /// A YAML document as JSON.

@@ -40,7 +40,7 @@ use wasm_encoder::{
 use wasmlayer_core::Error;
 
 /// The policy runtime: regorus behind OPA's Wasm ABI, built for
-/// wasm32-unknown-unknown and shrunk with `wasm-opt -Oz` by the build script.
+/// wasm32-unknown-unknown and shrunk with `wasm-opt -Os` by the build script.
 pub const RUNTIME_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy-runtime.wasm"));
 
 /// What a policy module is built from.

@@ -21,8 +21,12 @@ use wasmtime::{
 
 use crate::builtins::{self, HostBuiltin};
 
-/// Fuel for one evaluation when the caller sets no limit: about a billion
-/// instructions, seconds of work, so a runaway policy ends.
+/// Wall-clock time one evaluation may take when the caller sets no limit.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the policy engine's epoch advances: the granularity of timeouts.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+/// Fuel for one evaluation, on an engine that meters fuel, when the caller
+/// sets no limit: about a billion instructions.
 pub const DEFAULT_FUEL: u64 = 1_000_000_000;
 /// Linear memory a policy may use when the caller sets no limit.
 pub const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
@@ -203,7 +207,9 @@ const IMPORTS: &[&str] = &[
 impl OpaWasmPolicy {
     /// Compiles, checks and instantiates a policy module with `data`
     /// (Null: none). `limits`: memory and fuel per evaluation (defaults
-    /// [`DEFAULT_MAX_MEMORY`] and [`DEFAULT_FUEL`]).
+    /// [`DEFAULT_MAX_MEMORY`] and [`DEFAULT_TIMEOUT`], and [`DEFAULT_FUEL`]
+    /// on an engine that meters fuel). The timeout needs the engine's epoch
+    /// to advance every [`EPOCH_TICK`], as [`crate::policy_engine`]'s does.
     pub fn new(engine: &Engine, source: &WasmPolicySource, data: &Json, limits: &Limits) -> Result<Self, Error> {
         let module = compile(engine, &source.wasm)?;
         let mut memory_type = None;
@@ -224,6 +230,7 @@ impl OpaWasmPolicy {
         let mut limits = limits.clone();
         limits.max_memory.get_or_insert(DEFAULT_MAX_MEMORY);
         limits.fuel.get_or_insert(DEFAULT_FUEL);
+        limits.timeout.get_or_insert(DEFAULT_TIMEOUT);
         let mut data_doc = source.data.clone();
         if !data.is_null() {
             let mut s = crate::native::Sources { modules: vec![], data: data_doc };
@@ -279,7 +286,6 @@ impl OpaWasmPolicy {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(u64::MAX / 2);
         self.refuel(&mut store)?;
         let memory = Memory::new(&mut store, self.memory_type.clone())
             .map_err(|e| self.fail(&store, e, "cannot create the policy's memory"))?;
@@ -329,7 +335,10 @@ impl OpaWasmPolicy {
         Ok(())
     }
 
+    /// Gives the next call its time (and fuel) budget.
     fn refuel(&self, store: &mut Store<HostState>) -> Result<(), Error> {
+        let timeout = self.limits.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        store.set_epoch_deadline((timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1);
         if self.fuel {
             store
                 .set_fuel(self.limits.fuel.unwrap_or(DEFAULT_FUEL))
