@@ -178,8 +178,13 @@ pub fn our_wasm_host(case: &PolicyCase, wasm: &[u8], set_data: bool) -> Vec<Outc
     let engine = wasmlayer_policy::policy_engine().unwrap();
     let source = WasmPolicySource::from_bytes(wasm).unwrap();
     let data = if set_data { case.data.clone() } else { Json::Null };
-    let mut policy = OpaWasmPolicy::new(&engine, &source, &data, &Default::default())
+    let policy = OpaWasmPolicy::new(&engine, &source, &data, &Default::default())
         .unwrap_or_else(|e| panic!("{}: our host cannot load the module: {e}", case.name));
+    evaluate_all(case, wasmlayer_policy::Policy::Wasm(Box::new(policy)))
+}
+
+/// Every evaluation of the case on one policy, in order.
+fn evaluate_all(case: &PolicyCase, mut policy: wasmlayer_policy::Policy) -> Vec<Outcome> {
     case.evals
         .iter()
         .map(|e| match policy.eval(Some(&e.entrypoint), e.input.as_ref()) {
@@ -196,14 +201,7 @@ pub fn our_native(case: &PolicyCase) -> Vec<Outcome> {
         modules: case.modules.clone(),
         data: if case.data.is_object() { case.data.clone() } else { json!({}) },
     };
-    let mut policy = wasmlayer_policy::Policy::Native(wasmlayer_policy::NativePolicy::new(&sources).unwrap());
-    case.evals
-        .iter()
-        .map(|e| match policy.eval(Some(&e.entrypoint), e.input.as_ref()) {
-            Ok(v) => Outcome::Result(v),
-            Err(err) => Outcome::Error(err.to_string()),
-        })
-        .collect()
+    evaluate_all(case, wasmlayer_policy::Policy::Native(wasmlayer_policy::NativePolicy::new(&sources).unwrap()))
 }
 
 /// The module a case builds to; with `embed_data`, its data.json is

@@ -22,8 +22,9 @@ pub(crate) enum PolicyCommand {
     Webhook(crate::webhook::WebhookArgs),
 }
 
+/// What to evaluate: the policy, its input and data, and the entrypoint.
 #[derive(Args, Debug)]
-pub(crate) struct EvalArgs {
+pub(crate) struct Evaluation {
     /// The policy: .rego files and directories (with .json data), or one .wasm / .tar.gz.
     #[arg(required = true, value_name = "POLICY")]
     policy: Vec<PathBuf>,
@@ -36,6 +37,21 @@ pub(crate) struct EvalArgs {
     /// What to evaluate: `data.pkg.rule`, `pkg/rule` [default: the policy's only package or entrypoint].
     #[arg(short, long, value_name = "PATH")]
     entrypoint: Option<String>,
+}
+
+impl Evaluation {
+    /// The loaded policy and the input.
+    fn load(&self) -> Result<(Policy, Option<Json>), Error> {
+        let input = self.input.as_deref().map(|p| read_document(p, "input")).transpose()?;
+        let data = self.data.as_deref().map(|p| read_document(p, "data")).transpose()?;
+        Ok((Policy::load(&self.policy, data)?, input))
+    }
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    what: Evaluation,
     /// Exit 1 when the result is undefined.
     #[arg(long)]
     fail: bool,
@@ -46,18 +62,8 @@ pub(crate) struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
-    /// The policy: .rego files and directories (with .json data), or one .wasm / .tar.gz.
-    #[arg(required = true, value_name = "POLICY")]
-    policy: Vec<PathBuf>,
-    /// The input document (JSON or YAML file, or -).
-    #[arg(short, long, value_name = "FILE|-")]
-    input: Option<PathBuf>,
-    /// A data document (JSON) merged into `data`.
-    #[arg(short, long, value_name = "FILE")]
-    data: Option<PathBuf>,
-    /// What to evaluate: `data.pkg.rule` or `pkg/rule`.
-    #[arg(short, long, value_name = "PATH")]
-    entrypoint: Option<String>,
+    #[command(flatten)]
+    what: Evaluation,
     /// Timed evaluations (after as many untimed ones, at most 1,000).
     #[arg(short = 'n', long, default_value_t = 10_000)]
     count: u32,
@@ -126,10 +132,8 @@ pub(crate) fn read_document(path: &Path, what: &str) -> Result<Json, Error> {
 }
 
 fn eval(args: EvalArgs) -> Result<i32, Error> {
-    let input = args.input.as_deref().map(|p| read_document(p, "input")).transpose()?;
-    let data = args.data.as_deref().map(|p| read_document(p, "data")).transpose()?;
-    let mut policy = Policy::load(&args.policy, data)?;
-    let result = policy.eval(args.entrypoint.as_deref(), input.as_ref())?;
+    let (mut policy, input) = args.what.load()?;
+    let result = policy.eval(args.what.entrypoint.as_deref(), input.as_ref())?;
     let text = if args.compact {
         serde_json::to_string(&result)
     } else {
@@ -203,12 +207,10 @@ fn bench(args: BenchArgs) -> Result<i32, Error> {
     if args.count == 0 {
         return Err(Error::usage("--count must be at least 1"));
     }
-    let input = args.input.as_deref().map(|p| read_document(p, "input")).transpose()?;
-    let data = args.data.as_deref().map(|p| read_document(p, "data")).transpose()?;
     let load_start = std::time::Instant::now();
-    let mut policy = Policy::load(&args.policy, data)?;
+    let (mut policy, input) = args.what.load()?;
     let load = load_start.elapsed();
-    let ep = args.entrypoint.as_deref();
+    let ep = args.what.entrypoint.as_deref();
     let result = policy.eval(ep, input.as_ref())?;
     for _ in 0..args.count.min(1000) {
         policy.eval(ep, input.as_ref())?;
