@@ -5,7 +5,8 @@
 # JavaScript SDK (@open-policy-agent/opa-wasm on Node.js) on the same
 # module, in the same run. Each engine evaluates the same input COUNT times
 # after up to 1,000 untimed evaluations, each evaluation timed alone; the
-# table shows p50/p99 and the ratios. Writes target/bench/policy.json.
+# table shows p50/p99 and the ratios. Writes target/bench/policy.json and
+# target/bench/policy.png.
 #
 #   bash benches/policy.sh [COUNT]   (default 20000)
 set -euo pipefail
@@ -19,8 +20,9 @@ REVIEWS="$ROOT/examples/policies/k8s-reviews"
 as_input() {
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["review"]=r["request"]; json.dump(r, sys.stdout)' "$1"
 }
-as_input "$REVIEWS/denied-privileged.json" >"$WORK/k8s-denied.json"
-as_input "$REVIEWS/allowed-pod.json" >"$WORK/k8s-allowed.json"
+as_input "$REVIEWS/denied-missing-labels.json" >"$WORK/review-labels.json"
+as_input "$REVIEWS/denied-privileged.json" >"$WORK/review-privileged.json"
+as_input "$REVIEWS/allowed-pod.json" >"$WORK/review-allowed.json"
 
 cat >"$WORK/simple.rego" <<'REGO'
 package example
@@ -36,13 +38,19 @@ echo '{"admins": ["alice", "bob"]}' >"$WORK/simple-data.json"
 echo '{"user": "alice", "action": "read"}' >"$WORK/simple-input.json"
 
 # name | rego sources | entrypoint | input
+# required-labels: Gatekeeper style (`violation` over input.review), a pod
+# missing a label; deny-denied and deny-allowed: every `deny` rule (privileged containers and
+# the Wasm RuntimeClass rule) on a pod with two privileged containers, and on
+# an allowed pod; simple-allow: a small RBAC rule.
+ALL="$K8S/lib.rego $K8S/required_labels.rego $K8S/privileged.rego $K8S/wasm_runtime_class.rego $K8S/data.json"
 CASES=(
-    "k8s-denied|$K8S/lib.rego $K8S/required_labels.rego $K8S/privileged.rego $K8S/wasm_runtime_class.rego $K8S/data.json|kubernetes/admission/violation|$WORK/k8s-denied.json"
-    "k8s-allowed|$K8S/lib.rego $K8S/required_labels.rego $K8S/privileged.rego $K8S/wasm_runtime_class.rego $K8S/data.json|kubernetes/admission/violation|$WORK/k8s-allowed.json"
+    "required-labels|$ALL|kubernetes/admission/violation|$WORK/review-labels.json"
+    "deny-denied|$ALL|kubernetes/admission/deny|$WORK/review-privileged.json"
+    "deny-allowed|$ALL|kubernetes/admission/deny|$WORK/review-allowed.json"
     "simple-allow|$WORK/simple.rego $WORK/simple-data.json|example/allow|$WORK/simple-input.json"
 )
 
-printf '%-12s %9s | %10s %10s | %10s %10s | %10s %10s | %8s %8s\n' \
+printf '%-15s %9s | %10s %10s | %10s %10s | %10s %10s | %8s %8s\n' \
     case "module" "wasm p50" "p99" "native p50" "p99" "sdk p50" "p99" "sdk/wasm" "nat/wasm"
 echo "[" >"$OUT/policy.json"
 first=1
@@ -62,7 +70,7 @@ wasm, native, sdk = (json.loads(a) for a in sys.argv[3:6])
 same = wasm["result"] == native["result"] == sdk["result"]
 if not same:
     sys.exit(f"error: {name}: engines disagree: {wasm['result']} / {native['result']} / {sdk['result']}")
-print(f"{name:<12} {size/1024:8.0f}K | {wasm['p50_us']:8.2f}µs {wasm['p99_us']:8.2f}µs | "
+print(f"{name:<15} {size/1024:8.0f}K | {wasm['p50_us']:8.2f}µs {wasm['p99_us']:8.2f}µs | "
       f"{native['p50_us']:8.2f}µs {native['p99_us']:8.2f}µs | {sdk['p50_us']:8.2f}µs {sdk['p99_us']:8.2f}µs | "
       f"{sdk['p50_us']/wasm['p50_us']:7.2f}x {native['p50_us']/wasm['p50_us']:7.2f}x")
 row = {"case": name, "module_bytes": size, "wasm": wasm, "native": native, "sdk": sdk}
@@ -76,3 +84,4 @@ done
 echo "]" >>"$OUT/policy.json"
 echo "(same results from all three engines in every case; ratios > 1 mean our Wasm host is faster)"
 echo "wrote $OUT/policy.json"
+python3 "$ROOT/benches/plot_policy.py" "$OUT/policy.json" "$OUT/policy.png"
