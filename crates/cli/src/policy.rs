@@ -134,6 +134,9 @@ pub(crate) fn read_document(path: &Path, what: &str) -> Result<Json, Error> {
 fn eval(args: EvalArgs) -> Result<i32, Error> {
     let (mut policy, input) = args.what.load()?;
     let result = policy.eval(args.what.entrypoint.as_deref(), input.as_ref())?;
+    for p in policy.prints() {
+        eprintln!("{p}");
+    }
     let text = if args.compact {
         serde_json::to_string(&result)
     } else {

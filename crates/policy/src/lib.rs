@@ -80,6 +80,14 @@ impl Policy {
         }
     }
 
+    /// What the last evaluation printed with Rego's `print`.
+    pub fn prints(&self) -> &[String] {
+        match self {
+            Policy::Native(p) => p.prints(),
+            Policy::Wasm(p) => p.prints(),
+        }
+    }
+
     /// Whether `entrypoint` exists in the policy (as a rule, package or
     /// Wasm entrypoint).
     pub fn has_entrypoint(&self, entrypoint: &str) -> bool {

@@ -112,6 +112,8 @@ pub enum RuleKind {
 #[derive(Clone)]
 pub struct NativePolicy {
     engine: regorus::Engine,
+    /// What the last evaluation printed.
+    prints: Vec<String>,
     rules: Vec<(String, RuleKind)>,
     packages: Vec<String>,
 }
@@ -169,7 +171,7 @@ impl NativePolicy {
                 }
             }
         }
-        Ok(NativePolicy { engine, rules, packages })
+        Ok(NativePolicy { engine, prints: Vec::new(), rules, packages })
     }
 
     /// Packages, as `data.a.b`.
@@ -228,7 +230,15 @@ impl NativePolicy {
                     .join(", ")
             )));
         };
+        // Gathered prints are taken every time, so that an engine serving
+        // many evaluations does not pile them up.
+        self.prints = self.engine.take_prints().unwrap_or_default();
         Ok(result_set(&value))
+    }
+
+    /// What the last evaluation printed (`print(...)`).
+    pub fn prints(&self) -> &[String] {
+        &self.prints
     }
 
     fn is_document(&self, path: &str) -> bool {

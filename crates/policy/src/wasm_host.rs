@@ -268,9 +268,15 @@ impl OpaWasmPolicy {
         &self.builtin_names
     }
 
-    /// `print` output of the last evaluations, taken.
-    pub fn take_prints(&mut self) -> Vec<String> {
-        self.live.as_mut().map(|l| std::mem::take(&mut l.store.data_mut().prints)).unwrap_or_default()
+    /// What the last evaluation printed (`opa_println`).
+    pub fn prints(&self) -> &[String] {
+        self.live.as_ref().map(|l| l.store.data().prints.as_slice()).unwrap_or_default()
+    }
+
+    /// Bytes of linear memory the instance has (it stays put across
+    /// evaluations: the heap is reset before each one).
+    pub fn memory_size(&self) -> usize {
+        self.live.as_ref().map(|l| l.abi.memory.data_size(&l.store)).unwrap_or(0)
     }
 
     fn instantiate(&mut self) -> Result<(), Error> {
@@ -446,6 +452,7 @@ impl OpaWasmPolicy {
     fn eval_in(&self, live: &mut Live, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Error> {
         let Live { store, abi, data_addr, eval_heap } = live;
         store.data_mut().abort = None;
+        store.data_mut().prints.clear();
         self.refuel(store)?;
         let result_addr = match &abi.eval {
             Eval::Fast(opa_eval) => {
@@ -775,4 +782,40 @@ fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wa
         .write(&mut *caller, addr as u32 as usize, &bytes)
         .map_err(|_| wasmtime::Error::new(HostFailure("opa_malloc returned an address outside memory".into())))?;
     abi.json_parse.call(&mut *caller, (addr, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written ABI module of the end-to-end tests, ABI minor `minor`.
+    fn abi_module(minor: u32) -> WasmPolicySource {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/policies/abi.wat");
+        let wat = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("MINOR_VERSION", &minor.to_string())
+            .replace("BUILTINS", "{}")
+            .replace("EXTRA_IMPORT", "");
+        WasmPolicySource::from_bytes(wat.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn one_instance_serves_many_evaluations_in_constant_memory() {
+        let engine = crate::policy_engine().unwrap();
+        for minor in [2, 1] {
+            let mut p = OpaWasmPolicy::new(&engine, &abi_module(minor), &Json::Null, &Limits::default()).unwrap();
+            let input = serde_json::json!({"blob": "x".repeat(100_000)});
+            let first = p.eval(Some("echo/input"), Some(&input)).unwrap();
+            assert_eq!(first[0]["result"], input);
+            assert_eq!(p.prints(), ["evaluating"]);
+            let size = p.memory_size();
+            for _ in 0..200 {
+                p.eval(Some("echo/input"), Some(&input)).unwrap();
+            }
+            assert_eq!(p.memory_size(), size, "minor {minor}: the heap is reset between evaluations");
+            // A failed evaluation drops the instance; the next one gets a fresh one.
+            assert!(p.eval(Some("bad/abort"), None).is_err());
+            assert_eq!(p.eval(Some("echo/input"), Some(&input)).unwrap(), first);
+        }
+    }
 }
