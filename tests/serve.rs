@@ -19,14 +19,6 @@ struct Server {
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
-fn collect(stream: impl Read + Send + 'static, lines: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            lines.lock().unwrap().push(line);
-        }
-    });
-}
-
 impl Server {
     fn start(args: &[&str]) -> Server {
         let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
