@@ -111,6 +111,15 @@ fn bad_policies_and_inputs_are_clear_errors() {
     let r = eval(&[&s(&truncated)]);
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("not a valid WebAssembly module"), "{r:?}");
+    // A runaway evaluation ends at the time limit.
+    let slow = s(&write(
+        t.path(),
+        "slow.rego",
+        "package slow\n\nr := numbers.range(1, 20000)\n\nx := count([1 | some i in r; some j in r])\n",
+    ));
+    let r = eval(&[&slow, "-e", "slow/x"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(r.stderr.contains("wall-clock timeout"), "{r:?}");
     let bad_bundle = s(&write(t.path(), "bundle.tar.gz", "\x1f\u{8b}garbage"));
     let r = eval(&[&bad_bundle]);
     assert_eq!(r.code, 65, "{r:?}");

@@ -133,6 +133,11 @@ impl NativePolicy {
         let mut engine = regorus::Engine::new();
         // `print` output goes to the caller, not to our stdout.
         engine.set_gather_prints(true);
+        // A runaway evaluation ends with an error, as on the Wasm host.
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: crate::wasm_host::DEFAULT_TIMEOUT,
+            check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+        });
         crate::builtins::add_hash_extensions(&mut engine).map_err(Error::host)?;
         let mut packages = Vec::new();
         for (name, text) in &sources.modules {
@@ -208,10 +213,10 @@ impl NativePolicy {
         let engine = &mut self.engine;
         engine.set_input(input.map_or(regorus::Value::Undefined, |i| regorus::Value::from(i.clone())));
         let value = if is_rule {
-            engine.eval_rule(path.clone()).map_err(|e| Error::policy(format!("{e}")))?
+            engine.eval_rule(path.clone()).map_err(eval_error)?
         } else if is_document {
             let results =
-                engine.eval_query(path.clone(), false).map_err(|e| Error::policy(format!("{e}")))?;
+                engine.eval_query(path.clone(), false).map_err(eval_error)?;
             results
                 .result
                 .into_iter()
@@ -272,6 +277,16 @@ impl NativePolicy {
             out.push(TestOutcome { name: path.clone(), status, elapsed, prints });
         }
         out
+    }
+}
+
+/// An evaluation error: past the time limit is a timeout, like a guest's.
+fn eval_error(e: anyhow::Error) -> Error {
+    let msg = format!("{e}");
+    if msg.contains("exceeded time limit") {
+        Error::Timeout(crate::wasm_host::DEFAULT_TIMEOUT)
+    } else {
+        Error::policy(msg)
     }
 }
 
