@@ -105,7 +105,7 @@ show "$W" run --cache-dir "$CACHE" /etc/hostname
 P="$ROOT/examples/policies"
 step "Rego policies: test, evaluate natively, build to Wasm, evaluate through the OPA-Wasm host" \
     "wasmlayer policy test examples/policies/k8s; policy eval ...; policy build ... -o k8s.wasm"
-show "$W" policy test "$P/k8s" | tail -1
+show "$W" policy test "$P/k8s" | tail -2
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["review"]=r["request"]; json.dump(r, sys.stdout)' \
     "$P/k8s-reviews/denied-privileged.json" >"$WORK/review.json"
 show "$W" policy eval "$P/k8s" -i "$WORK/review.json" -e kubernetes/admission/deny --compact
