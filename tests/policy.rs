@@ -401,3 +401,29 @@ fn run_policy_accepts_a_policy_built_to_wasm() {
     assert_eq!(r.code, 77, "{r:?}");
     assert!(r.stderr.contains("is not on the network allowlist"), "{r:?}");
 }
+
+#[test]
+fn policy_bench_reports_latency_and_the_result() {
+    let t = tempdir();
+    let p = s(&write(t.path(), "example.rego", EXAMPLE));
+    let data = s(&write(t.path(), "admins.json", r#"{"admins": ["alice"]}"#));
+    let input = s(&write(t.path(), "input.json", r#"{"user": "alice", "containers": []}"#));
+    let wasm = t.path().join("example.wasm");
+    let r = run(["policy", "build", &p, &data, "-e", "example/allow", "-o", &s(&wasm)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for (policy, engine) in [(vec![p.as_str(), data.as_str()], "native"), (vec![wasm.to_str().unwrap()], "wasm")] {
+        let mut args = vec!["policy", "bench"];
+        args.extend(policy);
+        args.extend(["-i", &input, "-e", "example/allow", "-n", "50", "--json"]);
+        let r = run(args);
+        assert_eq!(r.code, 0, "{r:?}");
+        let report: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        assert_eq!(report["engine"], engine, "{r:?}");
+        assert_eq!(report["count"], 50, "{r:?}");
+        assert_eq!(report["result"], serde_json::json!([{"result": true}]), "{r:?}");
+        let (p50, p99) = (report["p50_us"].as_f64().unwrap(), report["p99_us"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p99 >= p50, "{r:?}");
+    }
+    let r = run(["policy", "bench", &p, "-n", "0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+}
