@@ -604,49 +604,35 @@ fn a_policy_that_does_not_parse_stops_the_start() {
         "package kubernetes.admission\n\ndeny contains msg if {\n\tmsg := \n}\n",
     )
     .unwrap();
-    let run = output(
-        wasmlayer()
-            .args(["policy", "webhook", "--listen", "127.0.0.1:0", "--policy"])
-            .arg(dir.path())
-            .args([
-                "--tls-cert",
-                &tls.path("server.crt"),
-                "--tls-key",
-                &tls.path("server.key"),
-            ])
-            .output()
-            .unwrap(),
-    );
-    run.no_panic();
-    assert_ne!(run.code, 0, "{run:?}");
+    let run = refused_start(&dir.path().display().to_string(), &tls.path("server.crt"), &tls.path("server.key"), &[]);
     assert!(run.stderr.contains("broken.rego:4"), "{run:?}");
-    assert!(!run.stderr.contains("listening"), "{run:?}");
 
     // A package without deny, violation or allow is a mistake, not "allow all".
+    let run = refused_start(
+        &k8s_policy().display().to_string(),
+        &tls.path("server.crt"),
+        &tls.path("server.key"),
+        &["--package", "nothing.here"],
+    );
+    assert!(run.stderr.contains("data.nothing.here"), "{run:?}");
+}
+
+/// Starts the webhook with `policy`, the TLS files and `extra`, expecting it
+/// to refuse to start: a clear error and a non-zero exit, never a panic and
+/// never a listening server.
+fn refused_start(policy: &str, cert: &str, key: &str, extra: &[&str]) -> Run {
     let run = output(
         wasmlayer()
-            .args([
-                "policy",
-                "webhook",
-                "--listen",
-                "127.0.0.1:0",
-                "--package",
-                "nothing.here",
-            ])
-            .arg("--policy")
-            .arg(k8s_policy())
-            .args([
-                "--tls-cert",
-                &tls.path("server.crt"),
-                "--tls-key",
-                &tls.path("server.key"),
-            ])
+            .args(["policy", "webhook", "--listen", "127.0.0.1:0", "--policy", policy])
+            .args(["--tls-cert", cert, "--tls-key", key])
+            .args(extra)
             .output()
             .unwrap(),
     );
     run.no_panic();
     assert_ne!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("data.nothing.here"), "{run:?}");
+    assert!(!run.stderr.contains("listening"), "{run:?}");
+    run
 }
 
 #[test]
@@ -660,18 +646,8 @@ fn bad_tls_files_stop_the_start() {
         ("server.crt", "ca.key", "does not belong to the certificate"),
     ];
     for (cert, key, expect) in cases {
-        let run = output(
-            wasmlayer()
-                .args(["policy", "webhook", "--listen", "127.0.0.1:0", "--policy"])
-                .arg(k8s_policy())
-                .args(["--tls-cert", &tls.path(cert), "--tls-key", &tls.path(key)])
-                .output()
-                .unwrap(),
-        );
-        run.no_panic();
-        assert_ne!(run.code, 0, "{cert} {key}: {run:?}");
+        let run = refused_start(&k8s_policy().display().to_string(), &tls.path(cert), &tls.path(key), &[]);
         assert!(run.stderr.contains(expect), "{cert} {key}: {run:?}");
-        assert!(!run.stderr.contains("listening"), "{run:?}");
     }
 }
 
