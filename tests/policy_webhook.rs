@@ -587,11 +587,12 @@ fn a_policy_error_fails_closed() {
         log[0]["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{log:?}"
     );
-    assert!(
-        hook.stderr_text().contains("policy error"),
-        "{}",
-        hook.stderr_text()
-    );
+    // The server writes the error before the decision, but the two streams
+    // are read by separate threads: give stderr's reader its moment.
+    let logged = hook.wait_for(Duration::from_secs(5), |h| {
+        h.stderr_text().contains("policy error").then_some(())
+    });
+    assert!(logged.is_some(), "{}", hook.stderr_text());
     assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
 }
 
@@ -604,7 +605,12 @@ fn a_policy_that_does_not_parse_stops_the_start() {
         "package kubernetes.admission\n\ndeny contains msg if {\n\tmsg := \n}\n",
     )
     .unwrap();
-    let run = refused_start(&dir.path().display().to_string(), &tls.path("server.crt"), &tls.path("server.key"), &[]);
+    let run = refused_start(
+        &dir.path().display().to_string(),
+        &tls.path("server.crt"),
+        &tls.path("server.key"),
+        &[],
+    );
     assert!(run.stderr.contains("broken.rego:4"), "{run:?}");
 
     // A package without deny, violation or allow is a mistake, not "allow all".
@@ -623,7 +629,14 @@ fn a_policy_that_does_not_parse_stops_the_start() {
 fn refused_start(policy: &str, cert: &str, key: &str, extra: &[&str]) -> Run {
     let run = output(
         wasmlayer()
-            .args(["policy", "webhook", "--listen", "127.0.0.1:0", "--policy", policy])
+            .args([
+                "policy",
+                "webhook",
+                "--listen",
+                "127.0.0.1:0",
+                "--policy",
+                policy,
+            ])
             .args(["--tls-cert", cert, "--tls-key", key])
             .args(extra)
             .output()
@@ -646,7 +659,12 @@ fn bad_tls_files_stop_the_start() {
         ("server.crt", "ca.key", "does not belong to the certificate"),
     ];
     for (cert, key, expect) in cases {
-        let run = refused_start(&k8s_policy().display().to_string(), &tls.path(cert), &tls.path(key), &[]);
+        let run = refused_start(
+            &k8s_policy().display().to_string(),
+            &tls.path(cert),
+            &tls.path(key),
+            &[],
+        );
         assert!(run.stderr.contains(expect), "{cert} {key}: {run:?}");
     }
 }
