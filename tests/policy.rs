@@ -58,19 +58,40 @@ fn eval_rego_prints_result_sets() {
         r#"{"user": "alice", "containers": [{"name": "a", "privileged": true}, {"name": "b"}]}"#,
     ));
     let r = eval(&[&p, "-d", &data, "-i", &input, "-e", "example/allow"]);
-    assert_eq!((r.code, r.stdout.trim()), (0, r#"[{"result":true}]"#), "{r:?}");
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, r#"[{"result":true}]"#),
+        "{r:?}"
+    );
     let r = eval(&[&p, "-d", &data, "-i", &input, "-e", "data.example.deny"]);
-    assert_eq!(r.stdout.trim(), r#"[{"result":["container a is privileged"]}]"#, "{r:?}");
+    assert_eq!(
+        r.stdout.trim(),
+        r#"[{"result":["container a is privileged"]}]"#,
+        "{r:?}"
+    );
     // Input from standard input; a data file given as a policy path.
     let out = wasmlayer()
-        .args(["policy", "eval", "--compact", &p, &data, "-i", "-", "-e", "example.allow"])
+        .args([
+            "policy",
+            "eval",
+            "--compact",
+            &p,
+            &data,
+            "-i",
+            "-",
+            "-e",
+            "example.allow",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(br#"{"user": "mallory"}"#)?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(br#"{"user": "mallory"}"#)?;
             c.wait_with_output()
         })
         .unwrap();
@@ -78,7 +99,12 @@ fn eval_rego_prints_result_sets() {
     assert_eq!(r.stdout.trim(), r#"[{"result":false}]"#, "{r:?}");
     // The whole package; an undefined rule is an empty result set, and --fail makes it exit 1.
     let r = eval(&[&p, "-d", &data, "-i", &input]);
-    assert!(r.stdout.contains(r#""hash":"2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90""#), "{r:?}");
+    assert!(
+        r.stdout.contains(
+            r#""hash":"2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90""#
+        ),
+        "{r:?}"
+    );
     let undefined = write(t.path(), "u.rego", "package u\nx if input.nothing\n");
     let r = eval(&[&s(&undefined), "-e", "u/x"]);
     assert_eq!((r.code, r.stdout.trim()), (0, "[]"), "{r:?}");
@@ -89,10 +115,17 @@ fn eval_rego_prints_result_sets() {
 #[test]
 fn bad_policies_and_inputs_are_clear_errors() {
     let t = tempdir();
-    let bad = s(&write(t.path(), "bad.rego", "package bad\n\nallow if {\n  input.x ==\n}\n"));
+    let bad = s(&write(
+        t.path(),
+        "bad.rego",
+        "package bad\n\nallow if {\n  input.x ==\n}\n",
+    ));
     let r = eval(&[&bad]);
     assert_eq!(r.code, 65, "{r:?}");
-    assert!(r.stderr.contains("bad.rego:"), "the error names file and line: {r:?}");
+    assert!(
+        r.stderr.contains("bad.rego:"),
+        "the error names file and line: {r:?}"
+    );
     let good = s(&write(t.path(), "good.rego", EXAMPLE));
     let r = eval(&[&good, "-e", "example/nothing"]);
     assert_eq!(r.code, 65, "{r:?}");
@@ -128,7 +161,11 @@ fn bad_policies_and_inputs_are_clear_errors() {
 #[test]
 fn policy_test_reports_each_test() {
     let t = tempdir();
-    write(t.path(), "p.rego", "package p\n\nlimit := 3\n\nok(n) if n <= limit\n");
+    write(
+        t.path(),
+        "p.rego",
+        "package p\n\nlimit := 3\n\nok(n) if n <= limit\n",
+    );
     write(
         t.path(),
         "p_test.rego",
@@ -139,14 +176,25 @@ fn policy_test_reports_each_test() {
     assert!(r.stdout.contains("data.p_test.test_small: PASS"), "{r:?}");
     assert!(r.stdout.contains("data.p_test.test_large: PASS"), "{r:?}");
     assert!(r.stdout.contains("data.p_test.test_wrong: FAIL"), "{r:?}");
-    assert!(r.stdout.contains("PASS: 2/3") && r.stdout.contains("FAIL: 1/3"), "{r:?}");
+    assert!(
+        r.stdout.contains("PASS: 2/3") && r.stdout.contains("FAIL: 1/3"),
+        "{r:?}"
+    );
     std::fs::remove_file(t.path().join("p_test.rego")).unwrap();
-    write(t.path(), "p_test.rego", "package p_test\n\nimport data.p\n\ntest_small if p.ok(2)\n");
+    write(
+        t.path(),
+        "p_test.rego",
+        "package p_test\n\nimport data.p\n\ntest_small if p.ok(2)\n",
+    );
     let r = run(["policy", "test", &s(t.path())]);
     assert_eq!((r.code, r.stdout.contains("PASS: 1/1")), (0, true), "{r:?}");
     // The example capability policies' own tests.
     for dir in ["readonly-dirs", "network-allowlist", "memory-cap"] {
-        let r = run(["policy", "test", &s(&root().join("examples/policies").join(dir))]);
+        let r = run([
+            "policy",
+            "test",
+            &s(&root().join("examples/policies").join(dir)),
+        ]);
         assert_eq!(r.code, 0, "{dir}: {r:?}");
     }
 }
@@ -155,10 +203,20 @@ fn policy_test_reports_each_test() {
 fn abi_host_evaluates_with_both_calling_conventions() {
     let t = tempdir();
     let data = s(&write(t.path(), "data.json", r#"{"limits": {"cpu": 2}}"#));
-    let input = s(&write(t.path(), "input.json", r#"{"user": "alice", "n": [1, 2.5, null]}"#));
+    let input = s(&write(
+        t.path(),
+        "input.json",
+        r#"{"user": "alice", "n": [1, 2.5, null]}"#,
+    ));
     // Minor 2: the single-call opa_eval; minor 1: the opa_eval_ctx_* calls.
     for minor in [2, 1] {
-        let m = s(&abi_module(t.path(), &format!("abi{minor}.wasm"), minor, "{}", ""));
+        let m = s(&abi_module(
+            t.path(),
+            &format!("abi{minor}.wasm"),
+            minor,
+            "{}",
+            "",
+        ));
         let r = eval(&[&m, "-d", &data, "-i", &input, "-e", "echo/input"]);
         assert_eq!(
             (r.code, r.stdout.trim()),
@@ -166,13 +224,20 @@ fn abi_host_evaluates_with_both_calling_conventions() {
             "minor {minor}: {r:?}"
         );
         let r = eval(&[&m, "-d", &data, "-e", "data.echo.data"]);
-        assert_eq!(r.stdout.trim(), r#"[{"result":{"limits":{"cpu":2}}}]"#, "minor {minor}: {r:?}");
+        assert_eq!(
+            r.stdout.trim(),
+            r#"[{"result":{"limits":{"cpu":2}}}]"#,
+            "minor {minor}: {r:?}"
+        );
         // No input: the module sees none.
         let r = eval(&[&m, "-e", "echo/input"]);
         assert_eq!(r.stdout.trim(), "[]", "minor {minor}: {r:?}");
         let r = eval(&[&m, "-e", "nope"]);
         assert_eq!(r.code, 65, "{r:?}");
-        assert!(r.stderr.contains("echo/input"), "lists the entrypoints: {r:?}");
+        assert!(
+            r.stderr.contains("echo/input"),
+            "lists the entrypoints: {r:?}"
+        );
     }
 }
 
@@ -184,15 +249,32 @@ fn abi_host_loads_bundles() {
     abi_module(&b, "policy.wasm", 2, "{}", "");
     write(&b, "data.json", r#"{"top": true}"#);
     write(&b.join("limits"), "data.json", r#"{"cpu": 4}"#);
-    write(&b, ".manifest", r#"{"revision": "1", "wasm": [{"entrypoint": "echo/data", "module": "/policy.wasm"}]}"#);
+    write(
+        &b,
+        ".manifest",
+        r#"{"revision": "1", "wasm": [{"entrypoint": "echo/data", "module": "/policy.wasm"}]}"#,
+    );
     let bundle = t.path().join("bundle.tar.gz");
     let st = std::process::Command::new("tar")
-        .args(["-czf", &s(&bundle), "-C", &s(&b), "policy.wasm", "data.json", "limits/data.json", ".manifest"])
+        .args([
+            "-czf",
+            &s(&bundle),
+            "-C",
+            &s(&b),
+            "policy.wasm",
+            "data.json",
+            "limits/data.json",
+            ".manifest",
+        ])
         .status()
         .unwrap();
     assert!(st.success());
     let r = eval(&[&s(&bundle), "-e", "echo/data"]);
-    assert_eq!((r.code, r.stdout.trim()), (0, r#"[{"result":{"limits":{"cpu":4},"top":true}}]"#), "{r:?}");
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, r#"[{"result":{"limits":{"cpu":4},"top":true}}]"#),
+        "{r:?}"
+    );
     // A bundle without a module.
     let empty = t.path().join("empty.tar.gz");
     std::process::Command::new("tar")
@@ -207,7 +289,13 @@ fn abi_host_loads_bundles() {
 #[test]
 fn abi_host_calls_builtins_and_names_missing_ones() {
     let t = tempdir();
-    let m = s(&abi_module(t.path(), "b.wasm", 2, r#"{"crypto.sha256":0}"#, ""));
+    let m = s(&abi_module(
+        t.path(),
+        "b.wasm",
+        2,
+        r#"{"crypto.sha256":0}"#,
+        "",
+    ));
     let input = s(&write(t.path(), "in.json", r#""abc""#));
     let r = eval(&[&m, "-i", &input, "-e", "builtin/first"]);
     assert_eq!(
@@ -221,12 +309,24 @@ fn abi_host_calls_builtins_and_names_missing_ones() {
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("crypto.sha256"), "{r:?}");
     // Builtins the host lacks fail at load, by name.
-    let m = s(&abi_module(t.path(), "missing.wasm", 2, r#"{"crypto.sha256":0,"custom.lookup":1}"#, ""));
+    let m = s(&abi_module(
+        t.path(),
+        "missing.wasm",
+        2,
+        r#"{"crypto.sha256":0,"custom.lookup":1}"#,
+        "",
+    ));
     let r = eval(&[&m, "-e", "echo/input"]);
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("`custom.lookup`"), "{r:?}");
     // Imports outside the ABI are refused at load.
-    let m = s(&abi_module(t.path(), "import.wasm", 2, "{}", r#"(import "env" "getrandom" (func))"#));
+    let m = s(&abi_module(
+        t.path(),
+        "import.wasm",
+        2,
+        "{}",
+        r#"(import "env" "getrandom" (func))"#,
+    ));
     let r = eval(&[&m]);
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("env.getrandom"), "{r:?}");
@@ -236,10 +336,20 @@ fn abi_host_calls_builtins_and_names_missing_ones() {
 fn abi_host_failures_are_clear_errors() {
     let t = tempdir();
     for minor in [2, 1] {
-        let m = s(&abi_module(t.path(), &format!("f{minor}.wasm"), minor, "{}", ""));
+        let m = s(&abi_module(
+            t.path(),
+            &format!("f{minor}.wasm"),
+            minor,
+            "{}",
+            "",
+        ));
         let r = eval(&[&m, "-e", "bad/abort"]);
         assert_eq!(r.code, 65, "{r:?}");
-        assert!(r.stderr.contains("policy aborted: boom: the policy gave up"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("policy aborted: boom: the policy gave up"),
+            "{r:?}"
+        );
         let r = eval(&[&m, "-e", "bad/json"]);
         assert_eq!(r.code, 65, "{r:?}");
         assert!(r.stderr.contains("malformed JSON"), "{r:?}");
@@ -269,11 +379,33 @@ fn run_policy_makes_directories_read_only() {
     assert_eq!(r.code, 0, "{r:?}");
     std::fs::remove_file(t.path().join("box/new.txt")).unwrap();
     // With it the directory is granted read-only: reads work, writes fail.
-    let r = run(["run", "--policy", &policy, "--dir", &dir, &g, "read", "/data/in.txt"]);
+    let r = run([
+        "run",
+        "--policy",
+        &policy,
+        "--dir",
+        &dir,
+        &g,
+        "read",
+        "/data/in.txt",
+    ]);
     assert_eq!((r.code, r.stdout.as_str()), (0, "inside"), "{r:?}");
-    let r = run(["run", "--policy", &policy, "--dir", &dir, &g, "write", "/data/new.txt", "x"]);
+    let r = run([
+        "run",
+        "--policy",
+        &policy,
+        "--dir",
+        &dir,
+        &g,
+        "write",
+        "/data/new.txt",
+        "x",
+    ]);
     assert_ne!(r.code, 0, "{r:?}");
-    assert!(!t.path().join("box/new.txt").exists(), "nothing was written");
+    assert!(
+        !t.path().join("box/new.txt").exists(),
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -290,9 +422,23 @@ fn run_policy_denies_network_to_artifacts_not_on_the_allowlist() {
     });
     let dir = policy_dir("network-allowlist");
     let rego = format!("{dir}/policy.rego");
-    let r = run(["run", "--policy", &rego, "--policy", &format!("{dir}/data.json"), "--allow-net", &target, &s(&g), "connect", &target]);
+    let r = run([
+        "run",
+        "--policy",
+        &rego,
+        "--policy",
+        &format!("{dir}/data.json"),
+        "--allow-net",
+        &target,
+        &s(&g),
+        "connect",
+        &target,
+    ]);
     assert_eq!(r.code, 77, "{r:?}");
-    assert!(r.stderr.contains("is not on the network allowlist"), "{r:?}");
+    assert!(
+        r.stderr.contains("is not on the network allowlist"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains(&target), "{r:?}");
     // The same artifact with no network asked for is fine.
     let r = run(["run", "--policy", &rego, &s(&g), "exit", "0"]);
@@ -303,8 +449,23 @@ fn run_policy_denies_network_to_artifacts_not_on_the_allowlist() {
         hex(&sha2::Sha256::digest(std::fs::read(&g).unwrap()))
     };
     let t = tempdir();
-    let data = write(t.path(), "allow.json", &format!(r#"{{"wasmlayer": {{"network_allowlist": ["{sha}"]}}}}"#));
-    let r = run(["run", "--policy", &rego, "--policy", &s(&data), "--allow-net", &target, &s(&g), "connect", &target]);
+    let data = write(
+        t.path(),
+        "allow.json",
+        &format!(r#"{{"wasmlayer": {{"network_allowlist": ["{sha}"]}}}}"#),
+    );
+    let r = run([
+        "run",
+        "--policy",
+        &rego,
+        "--policy",
+        &s(&data),
+        "--allow-net",
+        &target,
+        &s(&g),
+        "connect",
+        &target,
+    ]);
     assert_eq!((r.code, r.stdout.trim()), (0, "pong"), "{r:?}");
 }
 
@@ -316,9 +477,20 @@ fn hex(b: &[u8]) -> String {
 fn run_policy_caps_memory_and_lists_every_reason() {
     let g = s(&guest("hostile-p1.wasm"));
     let policy = format!("{}/policy.rego", policy_dir("memory-cap"));
-    let r = run(["run", "--policy", &policy, "--max-memory", "1GiB", &g, "membomb"]);
+    let r = run([
+        "run",
+        "--policy",
+        &policy,
+        "--max-memory",
+        "1GiB",
+        &g,
+        "membomb",
+    ]);
     assert_eq!(r.code, 137, "{r:?}");
-    assert!(r.stderr.contains("128 MiB"), "the cap, not the request, applied: {r:?}");
+    assert!(
+        r.stderr.contains("128 MiB"),
+        "the cap, not the request, applied: {r:?}"
+    );
     let t = tempdir();
     let strict = write(
         t.path(),
@@ -334,16 +506,35 @@ reasons contains "environment variables are not allowed" if count(input.requeste
 reasons contains sprintf("%s may only be used by `serve`", [input.artifact.kind]) if input.context.command != "serve"
 "#,
     );
-    let r = run(["run", "--policy", &s(&strict), "--env", "A=1", &g, "exit", "0"]);
+    let r = run([
+        "run",
+        "--policy",
+        &s(&strict),
+        "--env",
+        "A=1",
+        &g,
+        "exit",
+        "0",
+    ]);
     assert_eq!(r.code, 77, "{r:?}");
-    assert!(r.stderr.contains("environment variables are not allowed"), "{r:?}");
-    assert!(r.stderr.contains("module may only be used by `serve`"), "{r:?}");
+    assert!(
+        r.stderr.contains("environment variables are not allowed"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("module may only be used by `serve`"),
+        "{r:?}"
+    );
     // Not a capability policy, or not a policy at all: a policy error.
     let other = write(t.path(), "other.rego", "package other\n\nallow := true\n");
     let r = run(["run", "--policy", &s(&other), &g, "exit", "0"]);
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("wasmlayer.admission"), "{r:?}");
-    let broken = write(t.path(), "broken.rego", "package wasmlayer.admission\n\nallow if {\n");
+    let broken = write(
+        t.path(),
+        "broken.rego",
+        "package wasmlayer.admission\n\nallow if {\n",
+    );
     let r = run(["run", "--policy", &s(&broken), &g, "exit", "0"]);
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("broken.rego:"), "{r:?}");
@@ -380,26 +571,62 @@ allow_http = ["127.0.0.1:9"]
     assert_eq!(r.code, 77, "{r:?}");
     assert!(r.stderr.contains("route /up:"), "{r:?}");
     assert!(r.stderr.contains("127.0.0.1:9"), "{r:?}");
-    assert!(!r.stderr.contains("route /:"), "the hello route asks for no network: {r:?}");
+    assert!(
+        !r.stderr.contains("route /:"),
+        "the hello route asks for no network: {r:?}"
+    );
 }
 
 #[test]
 fn run_policy_accepts_a_policy_built_to_wasm() {
     let t = tempdir();
     let wasm = t.path().join("cap.wasm");
-    let r = run(["policy", "build", &format!("{}/policy.rego", policy_dir("memory-cap")), "-o", &s(&wasm)]);
+    let r = run([
+        "policy",
+        "build",
+        &format!("{}/policy.rego", policy_dir("memory-cap")),
+        "-o",
+        &s(&wasm),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     let g = s(&guest("hostile-p1.wasm"));
-    let r = run(["run", "--policy", &s(&wasm), "--max-memory", "1GiB", &g, "membomb"]);
+    let r = run([
+        "run",
+        "--policy",
+        &s(&wasm),
+        "--max-memory",
+        "1GiB",
+        &g,
+        "membomb",
+    ]);
     assert_eq!(r.code, 137, "{r:?}");
     assert!(r.stderr.contains("128 MiB"), "{r:?}");
     let dir = policy_dir("network-allowlist");
     let wasm = t.path().join("net.wasm");
-    let r = run(["policy", "build", &format!("{dir}/policy.rego"), &format!("{dir}/data.json"), "-o", &s(&wasm)]);
+    let r = run([
+        "policy",
+        "build",
+        &format!("{dir}/policy.rego"),
+        &format!("{dir}/data.json"),
+        "-o",
+        &s(&wasm),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = run(["run", "--policy", &s(&wasm), "--allow-net", "127.0.0.1:9", &s(&guest("hostile-p2.wasm")), "exit", "0"]);
+    let r = run([
+        "run",
+        "--policy",
+        &s(&wasm),
+        "--allow-net",
+        "127.0.0.1:9",
+        &s(&guest("hostile-p2.wasm")),
+        "exit",
+        "0",
+    ]);
     assert_eq!(r.code, 77, "{r:?}");
-    assert!(r.stderr.contains("is not on the network allowlist"), "{r:?}");
+    assert!(
+        r.stderr.contains("is not on the network allowlist"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -407,11 +634,27 @@ fn policy_bench_reports_latency_and_the_result() {
     let t = tempdir();
     let p = s(&write(t.path(), "example.rego", EXAMPLE));
     let data = s(&write(t.path(), "admins.json", r#"{"admins": ["alice"]}"#));
-    let input = s(&write(t.path(), "input.json", r#"{"user": "alice", "containers": []}"#));
+    let input = s(&write(
+        t.path(),
+        "input.json",
+        r#"{"user": "alice", "containers": []}"#,
+    ));
     let wasm = t.path().join("example.wasm");
-    let r = run(["policy", "build", &p, &data, "-e", "example/allow", "-o", &s(&wasm)]);
+    let r = run([
+        "policy",
+        "build",
+        &p,
+        &data,
+        "-e",
+        "example/allow",
+        "-o",
+        &s(&wasm),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
-    for (policy, engine) in [(vec![p.as_str(), data.as_str()], "native"), (vec![wasm.to_str().unwrap()], "wasm")] {
+    for (policy, engine) in [
+        (vec![p.as_str(), data.as_str()], "native"),
+        (vec![wasm.to_str().unwrap()], "wasm"),
+    ] {
         let mut args = vec!["policy", "bench"];
         args.extend(policy);
         args.extend(["-i", &input, "-e", "example/allow", "-n", "50", "--json"]);
@@ -420,8 +663,15 @@ fn policy_bench_reports_latency_and_the_result() {
         let report: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
         assert_eq!(report["engine"], engine, "{r:?}");
         assert_eq!(report["count"], 50, "{r:?}");
-        assert_eq!(report["result"], serde_json::json!([{"result": true}]), "{r:?}");
-        let (p50, p99) = (report["p50_us"].as_f64().unwrap(), report["p99_us"].as_f64().unwrap());
+        assert_eq!(
+            report["result"],
+            serde_json::json!([{"result": true}]),
+            "{r:?}"
+        );
+        let (p50, p99) = (
+            report["p50_us"].as_f64().unwrap(),
+            report["p99_us"].as_f64().unwrap(),
+        );
         assert!(p50 > 0.0 && p99 >= p50, "{r:?}");
     }
     let r = run(["policy", "bench", &p, "-n", "0"]);

@@ -177,7 +177,11 @@ pub fn our_wasm_host(case: &PolicyCase, wasm: &[u8], set_data: bool) -> Vec<Outc
     use wasmlayer_policy::{OpaWasmPolicy, WasmPolicySource};
     let engine = wasmlayer_policy::policy_engine().unwrap();
     let source = WasmPolicySource::from_bytes(wasm).unwrap();
-    let data = if set_data { case.data.clone() } else { Json::Null };
+    let data = if set_data {
+        case.data.clone()
+    } else {
+        Json::Null
+    };
     let policy = OpaWasmPolicy::new(&engine, &source, &data, &Default::default())
         .unwrap_or_else(|e| panic!("{}: our host cannot load the module: {e}", case.name));
     evaluate_all(case, wasmlayer_policy::Policy::Wasm(Box::new(policy)))
@@ -187,10 +191,12 @@ pub fn our_wasm_host(case: &PolicyCase, wasm: &[u8], set_data: bool) -> Vec<Outc
 fn evaluate_all(case: &PolicyCase, mut policy: wasmlayer_policy::Policy) -> Vec<Outcome> {
     case.evals
         .iter()
-        .map(|e| match policy.eval(Some(&e.entrypoint), e.input.as_ref()) {
-            Ok(v) => Outcome::Result(v),
-            Err(err) => Outcome::Error(err.to_string()),
-        })
+        .map(
+            |e| match policy.eval(Some(&e.entrypoint), e.input.as_ref()) {
+                Ok(v) => Outcome::Result(v),
+                Err(err) => Outcome::Error(err.to_string()),
+            },
+        )
         .collect()
 }
 
@@ -199,9 +205,16 @@ fn evaluate_all(case: &PolicyCase, mut policy: wasmlayer_policy::Policy) -> Vec<
 pub fn our_native(case: &PolicyCase) -> Vec<Outcome> {
     let sources = wasmlayer_policy::Sources {
         modules: case.modules.clone(),
-        data: if case.data.is_object() { case.data.clone() } else { json!({}) },
+        data: if case.data.is_object() {
+            case.data.clone()
+        } else {
+            json!({})
+        },
     };
-    evaluate_all(case, wasmlayer_policy::Policy::Native(wasmlayer_policy::NativePolicy::new(&sources).unwrap()))
+    evaluate_all(
+        case,
+        wasmlayer_policy::Policy::Native(wasmlayer_policy::NativePolicy::new(&sources).unwrap()),
+    )
 }
 
 /// The module a case builds to; with `embed_data`, its data.json is
@@ -371,7 +384,10 @@ fn sdk_agrees_with_native_regorus() {
         // Rego source through wasmlayer's native path.
         let mut ours = vec![("our Wasm host", our_wasm_host(&case, &embedded, false))];
         if case.data.is_object() {
-            ours.push(("our Wasm host, data set", our_wasm_host(&case, &build(&case, false), true)));
+            ours.push((
+                "our Wasm host, data set",
+                our_wasm_host(&case, &build(&case, false), true),
+            ));
         }
         ours.push(("our native", our_native(&case)));
         for (how, outcomes) in ours {

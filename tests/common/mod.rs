@@ -120,7 +120,10 @@ pub fn collect(
 ) {
     use std::io::BufRead;
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
             lines.lock().unwrap().push(line);
         }
     });

@@ -352,7 +352,9 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let admission: Arc<dyn Admission> = if args.policy.is_empty() {
         admission
     } else {
-        Arc::new(wasmlayer_policy::admission::PolicyAdmission::load(&args.policy)?)
+        Arc::new(wasmlayer_policy::admission::PolicyAdmission::load(
+            &args.policy,
+        )?)
     };
     let limits = args.limits.to_limits()?;
     let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;

@@ -42,8 +42,16 @@ pub(crate) struct Evaluation {
 impl Evaluation {
     /// The loaded policy and the input.
     fn load(&self) -> Result<(Policy, Option<Json>), Error> {
-        let input = self.input.as_deref().map(|p| read_document(p, "input")).transpose()?;
-        let data = self.data.as_deref().map(|p| read_document(p, "data")).transpose()?;
+        let input = self
+            .input
+            .as_deref()
+            .map(|p| read_document(p, "input"))
+            .transpose()?;
+        let data = self
+            .data
+            .as_deref()
+            .map(|p| read_document(p, "data"))
+            .transpose()?;
         Ok((Policy::load(&self.policy, data)?, input))
     }
 }
@@ -116,7 +124,11 @@ pub(crate) fn read_document(path: &Path, what: &str) -> Result<Json, Error> {
     } else {
         std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?
     };
-    let name = if path == Path::new("-") { "standard input".to_string() } else { path.display().to_string() };
+    let name = if path == Path::new("-") {
+        "standard input".to_string()
+    } else {
+        path.display().to_string()
+    };
     match serde_json::from_str::<Json>(&text) {
         Ok(v) => Ok(v),
         Err(json_err) => {
@@ -125,7 +137,9 @@ pub(crate) fn read_document(path: &Path, what: &str) -> Result<Json, Error> {
                 wasmlayer_policy::yaml_to_json(&text)
                     .map_err(|e| Error::usage(format!("{what} {name}: not valid YAML: {e}")))
             } else {
-                Err(Error::usage(format!("{what} {name}: not valid JSON: {json_err}")))
+                Err(Error::usage(format!(
+                    "{what} {name}: not valid JSON: {json_err}"
+                )))
             }
         }
     }
@@ -253,7 +267,11 @@ fn bench(args: BenchArgs) -> Result<i32, Error> {
         let _ = writeln!(out, "p90:     {:.2} µs", pct(0.9));
         let _ = writeln!(out, "p99:     {:.2} µs", pct(0.99));
         let _ = writeln!(out, "mean:    {mean:.2} µs");
-        let _ = writeln!(out, "result:  {}", serde_json::to_string(&result).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "result:  {}",
+            serde_json::to_string(&result).unwrap_or_default()
+        );
     }
     Ok(0)
 }

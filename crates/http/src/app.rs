@@ -118,7 +118,9 @@ impl App {
         let policy = if manifest.policy.is_empty() {
             None
         } else {
-            Some(wasmlayer_policy::admission::PolicyAdmission::load(&manifest.policy)?)
+            Some(wasmlayer_policy::admission::PolicyAdmission::load(
+                &manifest.policy,
+            )?)
         };
         for spec in &manifest.routes {
             let loaded = runtime.load(&spec.component, LoadOptions::default())?;

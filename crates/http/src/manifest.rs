@@ -217,7 +217,11 @@ impl Manifest {
             Some(OneOrMany::One(p)) => vec![base.join(p)],
             Some(OneOrMany::Many(ps)) => ps.into_iter().map(|p| base.join(p)).collect(),
         };
-        Ok(Manifest { server, policy, routes })
+        Ok(Manifest {
+            server,
+            policy,
+            routes,
+        })
     }
 }
 

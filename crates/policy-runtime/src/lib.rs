@@ -225,7 +225,9 @@ fn init() -> State {
     let prints = list("modules").iter().any(|m| calls_print(&string(&m[1])));
     if !prints {
         for ep in entrypoints.iter_mut().filter(|ep| ep.rule) {
-            ep.compiled = engine.compile_with_entrypoint(&ep.path.as_str().into()).ok();
+            ep.compiled = engine
+                .compile_with_entrypoint(&ep.path.as_str().into())
+                .ok();
         }
     }
 

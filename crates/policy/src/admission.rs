@@ -25,7 +25,9 @@ pub struct PolicyAdmission {
 
 impl std::fmt::Debug for PolicyAdmission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyAdmission").field("origin", &self.origin).finish()
+        f.debug_struct("PolicyAdmission")
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -33,7 +35,11 @@ impl PolicyAdmission {
     /// Loads a policy that must define the package `wasmlayer.admission`.
     pub fn load(paths: &[PathBuf]) -> Result<PolicyAdmission, Error> {
         let policy = Policy::load(paths, None)?;
-        let origin = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        let origin = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         PolicyAdmission::new(policy, origin)
     }
 
@@ -50,14 +56,22 @@ impl PolicyAdmission {
                 "{origin}: not a capability policy: it has no package `wasmlayer.admission` (rules allow, reasons, grant)"
             )));
         }
-        Ok(PolicyAdmission { policy: Mutex::new(policy), origin })
+        Ok(PolicyAdmission {
+            policy: Mutex::new(policy),
+            origin,
+        })
     }
 
     /// The policy's decision document: `{allow, reasons, grant}`, each
     /// null when undefined.
     pub fn decision(&self, input: &Json) -> Result<Json, Error> {
         let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
-        let first = |rs: Json| rs.get(0).and_then(|r| r.get("result")).cloned().unwrap_or(Json::Null);
+        let first = |rs: Json| {
+            rs.get(0)
+                .and_then(|r| r.get("result"))
+                .cloned()
+                .unwrap_or(Json::Null)
+        };
         if policy.has_entrypoint(PACKAGE) {
             let doc = first(policy.eval(Some(PACKAGE), Some(input))?);
             return Ok(json!({
@@ -69,7 +83,11 @@ impl PolicyAdmission {
         let mut out = serde_json::Map::new();
         for rule in ["allow", "reasons", "grant"] {
             let ep = format!("{PACKAGE}.{rule}");
-            let v = if policy.has_entrypoint(&ep) { first(policy.eval(Some(&ep), Some(input))?) } else { Json::Null };
+            let v = if policy.has_entrypoint(&ep) {
+                first(policy.eval(Some(&ep), Some(input))?)
+            } else {
+                Json::Null
+            };
             out.insert(rule.to_string(), v);
         }
         Ok(Json::Object(out))
@@ -78,14 +96,17 @@ impl PolicyAdmission {
     /// Decides a request: a grant (never wider than the request) or every reason for a denial.
     pub fn decide(&self, request: &AdmissionRequest<'_>) -> Result<Grant, Denied> {
         let input = input_document(request);
-        let decision = self.decision(&input).map_err(|e| {
-            Denied::because(format!("policy {} failed: {e}", self.origin))
-        })?;
+        let decision = self
+            .decision(&input)
+            .map_err(|e| Denied::because(format!("policy {} failed: {e}", self.origin)))?;
         let reasons = reasons(&decision["reasons"]);
         let allowed = decision["allow"] == Json::Bool(true);
         if !allowed || !reasons.is_empty() {
             let reasons = if reasons.is_empty() {
-                vec![format!("not allowed by policy {} (wasmlayer.admission.allow is not true)", self.origin)]
+                vec![format!(
+                    "not allowed by policy {} (wasmlayer.admission.allow is not true)",
+                    self.origin
+                )]
             } else {
                 reasons
             };
@@ -150,7 +171,9 @@ fn requested_document(caps: &Capabilities, limits: &Limits) -> Json {
 fn reasons(v: &Json) -> Vec<String> {
     let one = |r: &Json| match r {
         Json::String(s) => s.clone(),
-        Json::Object(o) if o.get("msg").is_some_and(|m| m.is_string()) => o["msg"].as_str().unwrap().to_string(),
+        Json::Object(o) if o.get("msg").is_some_and(|m| m.is_string()) => {
+            o["msg"].as_str().unwrap().to_string()
+        }
         other => other.to_string(),
     };
     match v {
@@ -166,13 +189,28 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
     let mut caps = caps.clone();
     let mut limits = limits.clone();
     let grant = match grant {
-        Json::Null => return Ok(Grant { capabilities: caps, limits }),
+        Json::Null => {
+            return Ok(Grant {
+                capabilities: caps,
+                limits,
+            })
+        }
         Json::Object(g) => g,
         other => return Err(format!("`grant` must be an object, not {other}")),
     };
     for key in grant.keys() {
-        if !["dirs", "env", "inherit_env", "allow_net", "args", "max_memory", "fuel", "timeout", "inherit_stdio"]
-            .contains(&key.as_str())
+        if ![
+            "dirs",
+            "env",
+            "inherit_env",
+            "allow_net",
+            "args",
+            "max_memory",
+            "fuel",
+            "timeout",
+            "inherit_stdio",
+        ]
+        .contains(&key.as_str())
         {
             return Err(format!("unknown key `{key}` (expected dirs, env, inherit_env, allow_net, args, max_memory, fuel, timeout, inherit_stdio)"));
         }
@@ -183,7 +221,10 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
         for d in dirs {
             let guest = match d {
                 Json::String(g) => g.as_str(),
-                Json::Object(o) => o.get("guest").and_then(Json::as_str).ok_or("each of `dirs` needs a `guest` path")?,
+                Json::Object(o) => o
+                    .get("guest")
+                    .and_then(Json::as_str)
+                    .ok_or("each of `dirs` needs a `guest` path")?,
                 _ => return Err("each of `dirs` is a guest path or {guest, read_only}".into()),
             };
             // A grant names requested directories; it cannot add one.
@@ -192,7 +233,10 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
                 if d.get("read_only") == Some(&Json::Bool(true)) {
                     g.read_only = true;
                 }
-                if !kept.iter().any(|k: &wasmlayer_core::DirGrant| k.guest == g.guest) {
+                if !kept
+                    .iter()
+                    .any(|k: &wasmlayer_core::DirGrant| k.guest == g.guest)
+                {
                     kept.push(g);
                 }
             }
@@ -202,7 +246,10 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
     if let Some(env) = grant.get("env") {
         let keys: Vec<String> = match env {
             Json::Object(o) => o.keys().cloned().collect(),
-            Json::Array(a) => a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect(),
+            Json::Array(a) => a
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect(),
             _ => return Err("`env` must be an object or a list of names".into()),
         };
         caps.env.retain(|k, _| keys.contains(k));
@@ -226,7 +273,9 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
     }
     if let Some(m) = grant.get("max_memory") {
         let m = match m {
-            Json::Number(n) => n.as_u64().ok_or("`max_memory` must be a whole number of bytes")?,
+            Json::Number(n) => n
+                .as_u64()
+                .ok_or("`max_memory` must be a whole number of bytes")?,
             Json::String(s) => parse_size(s)?,
             _ => return Err("`max_memory` must be bytes or a size like \"128MiB\"".into()),
         };
@@ -239,19 +288,28 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
     if let Some(t) = grant.get("timeout") {
         let t = match t {
             Json::String(s) => parse_duration(s)?,
-            Json::Number(n) => std::time::Duration::from_millis(n.as_u64().ok_or("`timeout` in ms must be whole")?),
+            Json::Number(n) => {
+                std::time::Duration::from_millis(n.as_u64().ok_or("`timeout` in ms must be whole")?)
+            }
             _ => return Err("`timeout` must be a duration like \"5s\" or milliseconds".into()),
         };
         limits.timeout = Some(limits.timeout.map_or(t, |r| r.min(t)));
     }
-    Ok(Grant { capabilities: caps, limits })
+    Ok(Grant {
+        capabilities: caps,
+        limits,
+    })
 }
 
 fn string_list(v: &Json, what: &str) -> Result<Vec<String>, String> {
     v.as_array()
         .ok_or(format!("`{what}` must be a list of strings"))?
         .iter()
-        .map(|s| s.as_str().map(str::to_string).ok_or(format!("`{what}` must be a list of strings")))
+        .map(|s| {
+            s.as_str()
+                .map(str::to_string)
+                .ok_or(format!("`{what}` must be a list of strings"))
+        })
         .collect()
 }
 
@@ -263,13 +321,26 @@ mod tests {
     #[test]
     fn grants_only_narrow() {
         let mut caps = Capabilities::default();
-        caps.dirs.push(DirGrant { host: "/tmp/a".into(), guest: "/a".into(), read_only: false });
-        caps.dirs.push(DirGrant { host: "/tmp/b".into(), guest: "/b".into(), read_only: true });
-        caps.allow_net.push("127.0.0.1:80".parse::<NetPattern>().unwrap());
-        caps.allow_net.push("10.0.0.0/8:*".parse::<NetPattern>().unwrap());
+        caps.dirs.push(DirGrant {
+            host: "/tmp/a".into(),
+            guest: "/a".into(),
+            read_only: false,
+        });
+        caps.dirs.push(DirGrant {
+            host: "/tmp/b".into(),
+            guest: "/b".into(),
+            read_only: true,
+        });
+        caps.allow_net
+            .push("127.0.0.1:80".parse::<NetPattern>().unwrap());
+        caps.allow_net
+            .push("10.0.0.0/8:*".parse::<NetPattern>().unwrap());
         caps.env.insert("A".into(), "1".into());
         caps.env.insert("B".into(), "2".into());
-        let limits = Limits { max_memory: Some(512 << 20), ..Default::default() };
+        let limits = Limits {
+            max_memory: Some(512 << 20),
+            ..Default::default()
+        };
         let grant = json!({
             // /b stays read-only even though the grant says otherwise; /c was never requested.
             "dirs": [{"guest": "/a", "read_only": true}, {"guest": "/b", "read_only": false}, "/c"],

@@ -41,8 +41,11 @@ fn md5(b: &[u8]) -> String {
     hex::encode(md5::Md5::digest(b))
 }
 
-const HASHES: &[(&str, fn(&[u8]) -> String)] =
-    &[("crypto.sha256", sha256), ("crypto.sha1", sha1), ("crypto.md5", md5)];
+const HASHES: &[(&str, fn(&[u8]) -> String)] = &[
+    ("crypto.sha256", sha256),
+    ("crypto.sha1", sha1),
+    ("crypto.md5", md5),
+];
 
 /// Adds the hash builtins the interpreter lacks (`crypto.sha256`,
 /// `crypto.sha1`, `crypto.md5`) to an engine.
@@ -73,18 +76,32 @@ impl HostBuiltin {
     /// The builtin `name`, or an error naming it when the host lacks it.
     pub fn new(name: &str) -> Result<HostBuiltin, String> {
         if let Some((_, f)) = HASHES.iter().find(|(n, _)| *n == name) {
-            return Ok(HostBuiltin { name: name.to_string(), imp: Imp::Hash(*f) });
+            return Ok(HostBuiltin {
+                name: name.to_string(),
+                imp: Imp::Hash(*f),
+            });
         }
         let Some((_, nargs)) = regorus::unstable::BUILTINS.get(name) else {
-            return Err(format!("the policy needs the builtin `{name}`, which this host does not provide"));
+            return Err(format!(
+                "the policy needs the builtin `{name}`, which this host does not provide"
+            ));
         };
-        let args = (0..*nargs).map(|i| format!("input[{i}]")).collect::<Vec<_>>().join(", ");
+        let args = (0..*nargs)
+            .map(|i| format!("input[{i}]"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut engine = regorus::Engine::new();
         engine.set_strict_builtin_errors(true);
         engine
-            .add_policy("builtin.rego".into(), format!("package builtin\nr := {name}({args})\n"))
+            .add_policy(
+                "builtin.rego".into(),
+                format!("package builtin\nr := {name}({args})\n"),
+            )
             .map_err(|e| format!("builtin `{name}`: {e}"))?;
-        Ok(HostBuiltin { name: name.to_string(), imp: Imp::Rego(Box::new(engine)) })
+        Ok(HostBuiltin {
+            name: name.to_string(),
+            imp: Imp::Rego(Box::new(engine)),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -107,7 +124,9 @@ impl HostBuiltin {
                 if v == regorus::Value::Undefined {
                     return Ok(None);
                 }
-                serde_json::to_value(&v).map(Some).map_err(|e| format!("{}: {e}", self.name))
+                serde_json::to_value(&v)
+                    .map(Some)
+                    .map_err(|e| format!("{}: {e}", self.name))
             }
         }
     }
@@ -134,10 +153,17 @@ pub fn resolve(map: &HashMap<String, i32>) -> Result<HashMap<i32, HostBuiltin>, 
     }
     match missing.len() {
         0 => Ok(out),
-        1 => Err(format!("the policy needs the builtin `{}`, which this host does not provide", missing[0])),
+        1 => Err(format!(
+            "the policy needs the builtin `{}`, which this host does not provide",
+            missing[0]
+        )),
         _ => Err(format!(
             "the policy needs builtins this host does not provide: {}",
-            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -152,38 +178,68 @@ mod tests {
         let cases: &[(&str, Json, Json)] = &[
             ("sprintf", json!(["%s-%d", ["a", 3]]), json!("a-3")),
             ("regex.match", json!(["^a+b$", "aaab"]), json!(true)),
-            ("glob.match", json!(["*.example.com", ["."], "api.example.com"]), json!(true)),
+            (
+                "glob.match",
+                json!(["*.example.com", ["."], "api.example.com"]),
+                json!(true),
+            ),
             ("json.marshal", json!([{"a": 1}]), json!("{\"a\":1}")),
             ("json.unmarshal", json!(["[1,2]"]), json!([1, 2])),
             ("yaml.unmarshal", json!(["a: 1\n"]), json!({"a": 1})),
             ("base64.encode", json!(["hi"]), json!("aGk=")),
             ("base64.decode", json!(["aGk="]), json!("hi")),
             ("semver.compare", json!(["1.2.3", "1.10.0"]), json!(-1)),
-            ("crypto.sha256", json!(["abc"]), json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")),
-            ("crypto.md5", json!(["abc"]), json!("900150983cd24fb0d6963f7d28e17f72")),
-            ("crypto.sha1", json!(["abc"]), json!("a9993e364706816aba3e25717850c26c9cd0d89d")),
+            (
+                "crypto.sha256",
+                json!(["abc"]),
+                json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ),
+            (
+                "crypto.md5",
+                json!(["abc"]),
+                json!("900150983cd24fb0d6963f7d28e17f72"),
+            ),
+            (
+                "crypto.sha1",
+                json!(["abc"]),
+                json!("a9993e364706816aba3e25717850c26c9cd0d89d"),
+            ),
         ];
         for (name, args, want) in cases {
             let b = HostBuiltin::new(name).unwrap();
             let got = b.call(args.as_array().unwrap()).unwrap();
             assert_eq!(got.as_ref(), Some(want), "{name}");
         }
-        let now = HostBuiltin::new("time.now_ns").unwrap().call(&[]).unwrap().unwrap();
+        let now = HostBuiltin::new("time.now_ns")
+            .unwrap()
+            .call(&[])
+            .unwrap()
+            .unwrap();
         assert!(now.as_i64().unwrap() > 1_600_000_000_000_000_000);
-        let yaml = HostBuiltin::new("yaml.marshal").unwrap().call(&[json!({"a": 1})]).unwrap().unwrap();
+        let yaml = HostBuiltin::new("yaml.marshal")
+            .unwrap()
+            .call(&[json!({"a": 1})])
+            .unwrap()
+            .unwrap();
         assert!(yaml.as_str().unwrap().contains("a: 1"));
     }
 
     #[test]
     fn missing_builtin_is_named() {
-        let map = HashMap::from([("no.such_builtin".to_string(), 0), ("sprintf".to_string(), 1)]);
+        let map = HashMap::from([
+            ("no.such_builtin".to_string(), 0),
+            ("sprintf".to_string(), 1),
+        ]);
         let err = resolve(&map).unwrap_err();
         assert!(err.contains("`no.such_builtin`"), "{err}");
     }
 
     #[test]
     fn builtin_errors_are_reported() {
-        let err = HostBuiltin::new("json.unmarshal").unwrap().call(&[json!("{nope")]).unwrap_err();
+        let err = HostBuiltin::new("json.unmarshal")
+            .unwrap()
+            .call(&[json!("{nope")])
+            .unwrap_err();
         assert!(err.starts_with("json.unmarshal:"), "{err}");
     }
 }

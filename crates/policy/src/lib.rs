@@ -38,23 +38,31 @@ impl Policy {
     pub fn load(paths: &[PathBuf], data: Option<Json>) -> Result<Policy, Error> {
         let wasm_like = |p: &PathBuf| {
             let s = p.to_string_lossy();
-            s.ends_with(".wasm") || s.ends_with(".wat") || s.ends_with(".tar.gz") || s.ends_with(".tgz")
+            s.ends_with(".wasm")
+                || s.ends_with(".wat")
+                || s.ends_with(".tar.gz")
+                || s.ends_with(".tgz")
         };
         match paths {
             [] => Err(Error::usage("no policy given")),
             [one] if wasm_like(one) => {
                 let source = WasmPolicySource::read(one)?;
                 let engine = policy_engine()?;
-                let policy = OpaWasmPolicy::new(&engine, &source, data.as_ref().unwrap_or(&Json::Null), &Limits::default())
-                    .map_err(|e| match e {
-                        Error::Policy(m) => Error::policy(format!("{}: {m}", one.display())),
-                        other => other,
-                    })?;
+                let policy = OpaWasmPolicy::new(
+                    &engine,
+                    &source,
+                    data.as_ref().unwrap_or(&Json::Null),
+                    &Limits::default(),
+                )
+                .map_err(|e| match e {
+                    Error::Policy(m) => Error::policy(format!("{}: {m}", one.display())),
+                    other => other,
+                })?;
                 Ok(Policy::Wasm(Box::new(policy)))
             }
-            many if many.iter().any(wasm_like) => {
-                Err(Error::usage("a Wasm policy or bundle is loaded alone, not with other files"))
-            }
+            many if many.iter().any(wasm_like) => Err(Error::usage(
+                "a Wasm policy or bundle is loaded alone, not with other files",
+            )),
             many => {
                 let mut sources = Sources::read(many)?;
                 if let Some(d) = data {
@@ -111,7 +119,10 @@ pub fn policy_engine() -> Result<wasmtime::Engine, Error> {
     if let Some(e) = ENGINE.get() {
         return Ok(e.clone());
     }
-    let engine = wasmlayer_core::build_engine(&wasmlayer_core::EngineOptions { fuel: false, pooling: None })?;
+    let engine = wasmlayer_core::build_engine(&wasmlayer_core::EngineOptions {
+        fuel: false,
+        pooling: None,
+    })?;
     let engine = ENGINE.get_or_init(|| {
         let ticker = engine.clone();
         std::thread::Builder::new()

@@ -21,7 +21,10 @@ impl Sources {
     /// recursively (files sorted by name). Every JSON file is merged into
     /// the root of the data document.
     pub fn read(paths: &[PathBuf]) -> Result<Sources, Error> {
-        let mut sources = Sources { modules: Vec::new(), data: Json::Object(Default::default()) };
+        let mut sources = Sources {
+            modules: Vec::new(),
+            data: Json::Object(Default::default()),
+        };
         for path in paths {
             sources.read_path(path, true)?;
         }
@@ -40,7 +43,10 @@ impl Sources {
             // Hidden entries are not policy: editors' files, and the
             // `..data` links of a Kubernetes ConfigMap volume, which would
             // load every file again.
-            entries.retain(|e| !e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')));
+            entries.retain(|e| {
+                !e.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            });
             for entry in entries {
                 self.read_path(&entry, false)?;
             }
@@ -72,7 +78,9 @@ impl Sources {
     /// Merges `value` (an object) into the data document.
     pub fn add_data(&mut self, value: Json, origin: &str) -> Result<(), Error> {
         if !value.is_object() {
-            return Err(Error::policy(format!("{origin}: the data document must be a JSON object")));
+            return Err(Error::policy(format!(
+                "{origin}: the data document must be a JSON object"
+            )));
         }
         merge(&mut self.data, value, origin, "data")
     }
@@ -93,7 +101,9 @@ fn merge(into: &mut Json, value: Json, origin: &str, path: &str) -> Result<(), E
             Ok(())
         }
         (into, value) if *into == value => Ok(()),
-        _ => Err(Error::policy(format!("{origin}: {path} conflicts with data already loaded"))),
+        _ => Err(Error::policy(format!(
+            "{origin}: {path} conflicts with data already loaded"
+        ))),
     }
 }
 
@@ -120,7 +130,9 @@ pub struct NativePolicy {
 
 impl std::fmt::Debug for NativePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativePolicy").field("packages", &self.packages).finish()
+        f.debug_struct("NativePolicy")
+            .field("packages", &self.packages)
+            .finish()
     }
 }
 
@@ -128,7 +140,9 @@ impl NativePolicy {
     /// Parses the modules and loads the data. Errors name file, line and column.
     pub fn new(sources: &Sources) -> Result<NativePolicy, Error> {
         if sources.modules.is_empty() {
-            return Err(Error::policy("no Rego policy given (expected at least one .rego file)"));
+            return Err(Error::policy(
+                "no Rego policy given (expected at least one .rego file)",
+            ));
         }
         let mut engine = regorus::Engine::new();
         // `print` output goes to the caller, not to our stdout.
@@ -161,22 +175,38 @@ impl NativePolicy {
                 let (refr, kind) = match rule.as_ref() {
                     Rule::Spec { head, .. } => match head {
                         RuleHead::Compr { refr, .. } => (refr, RuleKind::Complete),
-                        RuleHead::Set { refr, key: Some(_), .. } => (refr, RuleKind::Partial),
-                        RuleHead::Set { refr, key: None, .. } => (refr, complete_or_object(refr)),
+                        RuleHead::Set {
+                            refr, key: Some(_), ..
+                        } => (refr, RuleKind::Partial),
+                        RuleHead::Set {
+                            refr, key: None, ..
+                        } => (refr, complete_or_object(refr)),
                         RuleHead::Func { refr, .. } => (refr, RuleKind::Function),
                     },
-                    Rule::Default { refr, args, .. } => {
-                        (refr, if args.is_empty() { RuleKind::Complete } else { RuleKind::Function })
-                    }
+                    Rule::Default { refr, args, .. } => (
+                        refr,
+                        if args.is_empty() {
+                            RuleKind::Complete
+                        } else {
+                            RuleKind::Function
+                        },
+                    ),
                 };
-                let Some(name) = static_path(refr) else { continue };
+                let Some(name) = static_path(refr) else {
+                    continue;
+                };
                 let path = format!("{pkg}.{name}");
                 if !rules.iter().any(|(p, _)| *p == path) {
                     rules.push((path, kind));
                 }
             }
         }
-        Ok(NativePolicy { engine, prints: Vec::new(), rules, packages })
+        Ok(NativePolicy {
+            engine,
+            prints: Vec::new(),
+            rules,
+            packages,
+        })
     }
 
     /// Packages, as `data.a.b`.
@@ -208,15 +238,19 @@ impl NativePolicy {
         let path = normalize_entrypoint(entrypoint);
         // One engine serves every evaluation: each evaluation starts from
         // clean state, and the input is replaced (undefined when None).
-        let is_rule = self.rules.iter().any(|(p, k)| *p == path && *k != RuleKind::Function);
+        let is_rule = self
+            .rules
+            .iter()
+            .any(|(p, k)| *p == path && *k != RuleKind::Function);
         let is_document = !is_rule && self.is_document(&path);
         let engine = &mut self.engine;
-        engine.set_input(input.map_or(regorus::Value::Undefined, |i| regorus::Value::from(i.clone())));
+        engine.set_input(input.map_or(regorus::Value::Undefined, |i| {
+            regorus::Value::from(i.clone())
+        }));
         let value = if is_rule {
             engine.eval_rule(path.clone()).map_err(eval_error)?
         } else if is_document {
-            let results =
-                engine.eval_query(path.clone(), false).map_err(eval_error)?;
+            let results = engine.eval_query(path.clone(), false).map_err(eval_error)?;
             results
                 .result
                 .into_iter()
@@ -248,8 +282,14 @@ impl NativePolicy {
 
     fn is_document(&self, path: &str) -> bool {
         path == "data"
-            || self.packages.iter().any(|p| p == path || p.starts_with(&format!("{path}.")))
-            || self.rules.iter().any(|(p, _)| p.starts_with(&format!("{path}.")))
+            || self
+                .packages
+                .iter()
+                .any(|p| p == path || p.starts_with(&format!("{path}.")))
+            || self
+                .rules
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("{path}.")))
     }
 
     /// Runs every `test_*` rule, like `opa test`.
@@ -274,7 +314,12 @@ impl NativePolicy {
                 )),
                 Err(e) => TestStatus::Error(format!("{e}")),
             };
-            out.push(TestOutcome { name: path.clone(), status, elapsed, prints });
+            out.push(TestOutcome {
+                name: path.clone(),
+                status,
+                elapsed,
+                prints,
+            });
         }
         out
     }
@@ -348,11 +393,15 @@ fn complete_or_object(refr: &Expr) -> RuleKind {
 fn static_path(refr: &Expr) -> Option<String> {
     match refr {
         Expr::Var { span, .. } => Some(span.text().to_string()),
-        Expr::RefDot { refr, field, .. } => Some(format!("{}.{}", static_path(refr)?, field.0.text())),
+        Expr::RefDot { refr, field, .. } => {
+            Some(format!("{}.{}", static_path(refr)?, field.0.text()))
+        }
         Expr::RefBrack { refr, index, .. } => match index.as_ref() {
-            Expr::String { value, .. } => {
-                Some(format!("{}.{}", static_path(refr)?, value.as_string().ok()?.as_ref()))
-            }
+            Expr::String { value, .. } => Some(format!(
+                "{}.{}",
+                static_path(refr)?,
+                value.as_string().ok()?.as_ref()
+            )),
             _ => static_path(refr),
         },
         _ => None,
@@ -380,10 +429,22 @@ mod tests {
              maybe if input.missing\nf(x) := x + 1\n",
         );
         let input = serde_json::json!({"user": "alice", "n": 5});
-        assert_eq!(p.eval("example/allow", Some(&input)).unwrap(), serde_json::json!([{"result": true}]));
-        assert_eq!(p.eval("data.example.deny", Some(&input)).unwrap(), serde_json::json!([{"result": ["n=5"]}]));
-        assert_eq!(p.eval("example.maybe", Some(&input)).unwrap(), serde_json::json!([]));
-        assert_eq!(p.eval("example/allow", None).unwrap(), serde_json::json!([{"result": false}]));
+        assert_eq!(
+            p.eval("example/allow", Some(&input)).unwrap(),
+            serde_json::json!([{"result": true}])
+        );
+        assert_eq!(
+            p.eval("data.example.deny", Some(&input)).unwrap(),
+            serde_json::json!([{"result": ["n=5"]}])
+        );
+        assert_eq!(
+            p.eval("example.maybe", Some(&input)).unwrap(),
+            serde_json::json!([])
+        );
+        assert_eq!(
+            p.eval("example/allow", None).unwrap(),
+            serde_json::json!([{"result": false}])
+        );
         let doc = p.eval("data.example", Some(&input)).unwrap();
         assert_eq!(doc[0]["result"]["allow"], serde_json::json!(true));
         let err = p.eval("example/nope", Some(&input)).unwrap_err();
@@ -409,10 +470,19 @@ mod tests {
             "package t\nok := 1\ntest_ok if ok == 1\ntest_bad if ok == 2\ntest_false := false\n",
         );
         let outcomes = p.run_tests();
-        let by_name: Vec<_> = outcomes.iter().map(|o| (o.name.as_str(), o.status.clone())).collect();
+        let by_name: Vec<_> = outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), o.status.clone()))
+            .collect();
         assert_eq!(by_name[0], ("data.t.test_ok", TestStatus::Pass));
-        assert_eq!(by_name[1], ("data.t.test_bad", TestStatus::Fail("undefined".into())));
-        assert_eq!(by_name[2], ("data.t.test_false", TestStatus::Fail("false".into())));
+        assert_eq!(
+            by_name[1],
+            ("data.t.test_bad", TestStatus::Fail("undefined".into()))
+        );
+        assert_eq!(
+            by_name[2],
+            ("data.t.test_false", TestStatus::Fail("false".into()))
+        );
     }
 
     #[test]

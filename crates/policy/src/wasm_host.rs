@@ -54,7 +54,11 @@ impl WasmPolicySource {
         if bytes.starts_with(&[0x1f, 0x8b]) {
             read_bundle(bytes)
         } else if bytes.starts_with(b"\0asm") || is_wat(bytes) {
-            Ok(WasmPolicySource { wasm: bytes.to_vec(), data: Json::Null, manifest_entrypoints: vec![] })
+            Ok(WasmPolicySource {
+                wasm: bytes.to_vec(),
+                data: Json::Null,
+                manifest_entrypoints: vec![],
+            })
         } else {
             Err("neither a WebAssembly module nor a gzipped OPA bundle".into())
         }
@@ -63,7 +67,8 @@ impl WasmPolicySource {
 
 /// WebAssembly text, which the engine compiles like a binary module.
 fn is_wat(bytes: &[u8]) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|t| matches!(t.trim_start().chars().next(), Some('(' | ';')))
+    std::str::from_utf8(bytes)
+        .is_ok_and(|t| matches!(t.trim_start().chars().next(), Some('(' | ';')))
 }
 
 fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
@@ -71,11 +76,20 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
     let mut wasm: Option<(String, Vec<u8>)> = None;
     let mut manifest: Option<Json> = None;
     let mut data = Json::Object(Default::default());
-    let entries = archive.entries().map_err(|e| format!("not a valid bundle: {e}"))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a valid bundle: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("not a valid bundle: {e}"))?;
-        let path = entry.path().map_err(|e| format!("bad path in bundle: {e}"))?;
-        let path = format!("/{}", path.to_string_lossy().trim_start_matches("./").trim_start_matches('/'));
+        let path = entry
+            .path()
+            .map_err(|e| format!("bad path in bundle: {e}"))?;
+        let path = format!(
+            "/{}",
+            path.to_string_lossy()
+                .trim_start_matches("./")
+                .trim_start_matches('/')
+        );
         if !entry.header().entry_type().is_file() {
             continue;
         }
@@ -84,7 +98,9 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
             return Err(format!("{path}: entry too large ({} bytes)", entry.size()));
         }
         let mut contents = Vec::new();
-        entry.read_to_end(&mut contents).map_err(|e| format!("{path}: {e}"))?;
+        entry
+            .read_to_end(&mut contents)
+            .map_err(|e| format!("{path}: {e}"))?;
         if path.ends_with(".wasm") {
             if let Some((first, _)) = &wasm {
                 if first != "/policy.wasm" && path == "/policy.wasm" {
@@ -94,17 +110,26 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
             }
             wasm = Some((path, contents));
         } else if path == "/.manifest" {
-            manifest = Some(serde_json::from_slice(&contents).map_err(|e| format!("/.manifest: not valid JSON: {e}"))?);
+            manifest = Some(
+                serde_json::from_slice(&contents)
+                    .map_err(|e| format!("/.manifest: not valid JSON: {e}"))?,
+            );
         } else if path.ends_with("/data.json") {
-            let value: Json =
-                serde_json::from_slice(&contents).map_err(|e| format!("{path}: not valid JSON: {e}"))?;
-            let dir: Vec<&str> =
-                path.trim_end_matches("/data.json").split('/').filter(|s| !s.is_empty()).collect();
+            let value: Json = serde_json::from_slice(&contents)
+                .map_err(|e| format!("{path}: not valid JSON: {e}"))?;
+            let dir: Vec<&str> = path
+                .trim_end_matches("/data.json")
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect();
             let mut nested = value;
             for key in dir.iter().rev() {
                 nested = serde_json::json!({ *key: nested });
             }
-            let mut sources = crate::native::Sources { modules: vec![], data };
+            let mut sources = crate::native::Sources {
+                modules: vec![],
+                data,
+            };
             sources.add_data(nested, &path).map_err(|e| e.to_string())?;
             data = sources.data;
         }
@@ -116,11 +141,19 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
         .and_then(|w| w.as_array())
         .map(|mods| {
             mods.iter()
-                .filter_map(|m| m.get("entrypoint").and_then(|e| e.as_str()).map(str::to_string))
+                .filter_map(|m| {
+                    m.get("entrypoint")
+                        .and_then(|e| e.as_str())
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default();
-    Ok(WasmPolicySource { wasm, data, manifest_entrypoints })
+    Ok(WasmPolicySource {
+        wasm,
+        data,
+        manifest_entrypoints,
+    })
 }
 
 struct HostState {
@@ -210,7 +243,12 @@ impl OpaWasmPolicy {
     /// [`DEFAULT_MAX_MEMORY`] and [`DEFAULT_TIMEOUT`], and [`DEFAULT_FUEL`]
     /// on an engine that meters fuel). The timeout needs the engine's epoch
     /// to advance every [`EPOCH_TICK`], as [`crate::policy_engine`]'s does.
-    pub fn new(engine: &Engine, source: &WasmPolicySource, data: &Json, limits: &Limits) -> Result<Self, Error> {
+    pub fn new(
+        engine: &Engine,
+        source: &WasmPolicySource,
+        data: &Json,
+        limits: &Limits,
+    ) -> Result<Self, Error> {
         let module = compile(engine, &source.wasm)?;
         let mut memory_type = None;
         for import in module.imports() {
@@ -233,7 +271,10 @@ impl OpaWasmPolicy {
         limits.timeout.get_or_insert(DEFAULT_TIMEOUT);
         let mut data_doc = source.data.clone();
         if !data.is_null() {
-            let mut s = crate::native::Sources { modules: vec![], data: data_doc };
+            let mut s = crate::native::Sources {
+                modules: vec![],
+                data: data_doc,
+            };
             if s.data.is_null() {
                 s.data = Json::Object(Default::default());
             }
@@ -270,13 +311,19 @@ impl OpaWasmPolicy {
 
     /// What the last evaluation printed (`opa_println`).
     pub fn prints(&self) -> &[String] {
-        self.live.as_ref().map(|l| l.store.data().prints.as_slice()).unwrap_or_default()
+        self.live
+            .as_ref()
+            .map(|l| l.store.data().prints.as_slice())
+            .unwrap_or_default()
     }
 
     /// Bytes of linear memory the instance has (it stays put across
     /// evaluations: the heap is reset before each one).
     pub fn memory_size(&self) -> usize {
-        self.live.as_ref().map(|l| l.abi.memory.data_size(&l.store)).unwrap_or(0)
+        self.live
+            .as_ref()
+            .map(|l| l.abi.memory.data_size(&l.store))
+            .unwrap_or(0)
     }
 
     fn instantiate(&mut self) -> Result<(), Error> {
@@ -319,25 +366,39 @@ impl OpaWasmPolicy {
         names.sort();
         self.builtin_names = names;
         store.data_mut().builtins = resolved;
-        self.entrypoints = self.call_map(&mut store, &abi, abi.entrypoints.clone(), "entrypoints")?.into_iter().collect();
+        self.entrypoints = self
+            .call_map(&mut store, &abi, abi.entrypoints.clone(), "entrypoints")?
+            .into_iter()
+            .collect();
 
         // The data document stays below the point the heap is reset to.
         let data_json = serde_json::to_vec(&self.data).unwrap_or_default();
         let data_addr = if self.data.is_null() {
             0
         } else {
-            let addr = write_bytes(&mut store, &abi, &data_json).map_err(|e| self.fail(&store, e, "cannot load data"))?;
+            let addr = write_bytes(&mut store, &abi, &data_json)
+                .map_err(|e| self.fail(&store, e, "cannot load data"))?;
             let v = abi
                 .json_parse
                 .call(&mut store, (addr, data_json.len() as i32))
                 .map_err(|e| self.fail(&store, e, "cannot load data"))?;
             if v == 0 {
-                return Err(Error::policy("the policy module could not parse the data document"));
+                return Err(Error::policy(
+                    "the policy module could not parse the data document",
+                ));
             }
             v
         };
-        let eval_heap = abi.heap_ptr_get.call(&mut store, ()).map_err(|e| self.fail(&store, e, "heap"))?;
-        self.live = Some(Live { store, abi, data_addr, eval_heap });
+        let eval_heap = abi
+            .heap_ptr_get
+            .call(&mut store, ())
+            .map_err(|e| self.fail(&store, e, "heap"))?;
+        self.live = Some(Live {
+            store,
+            abi,
+            data_addr,
+            eval_heap,
+        });
         Ok(())
     }
 
@@ -360,7 +421,9 @@ impl OpaWasmPolicy {
         f: TypedFunc<(), i32>,
         what: &str,
     ) -> Result<HashMap<String, i32>, Error> {
-        let addr = f.call(&mut *store, ()).map_err(|e| self.fail(store, e, what))?;
+        let addr = f
+            .call(&mut *store, ())
+            .map_err(|e| self.fail(store, e, what))?;
         let json = dump(store, abi, addr).map_err(|e| self.fail(store, e, what))?;
         let value: Json = serde_json::from_str(&json)
             .map_err(|e| Error::policy(format!("the module's {what}() is not valid JSON: {e}")))?;
@@ -369,9 +432,14 @@ impl OpaWasmPolicy {
             .ok_or_else(|| Error::policy(format!("the module's {what}() is not a JSON object")))?;
         obj.iter()
             .map(|(k, v)| {
-                let id = v.as_i64().and_then(|i| i32::try_from(i).ok()).ok_or_else(|| {
-                    Error::policy(format!("the module's {what}() maps `{k}` to {v}, not an integer id"))
-                })?;
+                let id = v
+                    .as_i64()
+                    .and_then(|i| i32::try_from(i).ok())
+                    .ok_or_else(|| {
+                        Error::policy(format!(
+                            "the module's {what}() maps `{k}` to {v}, not an integer id"
+                        ))
+                    })?;
                 Ok((k.clone(), id))
             })
             .collect()
@@ -387,7 +455,9 @@ impl OpaWasmPolicy {
             return Error::policy(format!("{what}: {}", msg.0));
         }
         match wasmlayer_core::run::classify(e, &self.limits, store.data().limiter.hit()) {
-            Error::Trap { kind, .. } => Error::policy(format!("{what}: the policy trapped: {kind}")),
+            Error::Trap { kind, .. } => {
+                Error::policy(format!("{what}: the policy trapped: {kind}"))
+            }
             other => other,
         }
     }
@@ -400,12 +470,20 @@ impl OpaWasmPolicy {
                 0 => Err(Error::policy("the policy module declares no entrypoints")),
                 _ => Err(Error::usage(format!(
                     "the policy has several entrypoints ({}); choose one with --entrypoint",
-                    self.entrypoints.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.entrypoints
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))),
             };
         };
         let slash = crate::native::slash_entrypoint(name);
-        if let Some(id) = self.entrypoints.get(&slash).or_else(|| self.entrypoints.get(name)) {
+        if let Some(id) = self
+            .entrypoints
+            .get(&slash)
+            .or_else(|| self.entrypoints.get(name))
+        {
             return Ok(*id);
         }
         if let Ok(id) = name.parse::<i32>() {
@@ -415,7 +493,11 @@ impl OpaWasmPolicy {
         }
         Err(Error::policy(format!(
             "entrypoint {name} is not in the policy module (it has: {})",
-            self.entrypoints.keys().cloned().collect::<Vec<_>>().join(", ")
+            self.entrypoints
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 
@@ -449,8 +531,18 @@ impl OpaWasmPolicy {
         out
     }
 
-    fn eval_in(&self, live: &mut Live, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Error> {
-        let Live { store, abi, data_addr, eval_heap } = live;
+    fn eval_in(
+        &self,
+        live: &mut Live,
+        entrypoint: i32,
+        input: Option<&[u8]>,
+    ) -> Result<Json, Error> {
+        let Live {
+            store,
+            abi,
+            data_addr,
+            eval_heap,
+        } = live;
         store.data_mut().abort = None;
         store.data_mut().prints.clear();
         self.refuel(store)?;
@@ -468,20 +560,35 @@ impl OpaWasmPolicy {
                     None => (0, 0),
                 };
                 opa_eval
-                    .call(&mut *store, (0, entrypoint, *data_addr, addr, len, *eval_heap + len, 0))
+                    .call(
+                        &mut *store,
+                        (0, entrypoint, *data_addr, addr, len, *eval_heap + len, 0),
+                    )
                     .map_err(|e| self.fail(store, e, "evaluation failed"))?
             }
-            Eval::Ctx { new, set_input, set_data, set_entrypoint, get_result, eval } => {
-                abi.heap_ptr_set.call(&mut *store, *eval_heap).map_err(|e| self.fail(store, e, "heap"))?;
+            Eval::Ctx {
+                new,
+                set_input,
+                set_data,
+                set_entrypoint,
+                get_result,
+                eval,
+            } => {
+                abi.heap_ptr_set
+                    .call(&mut *store, *eval_heap)
+                    .map_err(|e| self.fail(store, e, "heap"))?;
                 let input_addr = match input {
                     Some(bytes) => {
-                        let addr = write_bytes(store, abi, bytes).map_err(|e| self.fail(store, e, "input"))?;
+                        let addr = write_bytes(store, abi, bytes)
+                            .map_err(|e| self.fail(store, e, "input"))?;
                         let v = abi
                             .json_parse
                             .call(&mut *store, (addr, bytes.len() as i32))
                             .map_err(|e| self.fail(store, e, "input"))?;
                         if v == 0 {
-                            return Err(Error::policy("malformed input: the policy module could not parse it"));
+                            return Err(Error::policy(
+                                "malformed input: the policy module could not parse it",
+                            ));
                         }
                         Some(v)
                     }
@@ -504,7 +611,9 @@ impl OpaWasmPolicy {
                     }
                     let rc = eval.call(&mut *store, ctx)?;
                     if rc != 0 {
-                        return Err(wasmtime::Error::new(HostFailure(format!("eval returned error code {rc}"))));
+                        return Err(wasmtime::Error::new(HostFailure(format!(
+                            "eval returned error code {rc}"
+                        ))));
                     }
                     let result = get_result.call(&mut *store, ctx)?;
                     abi.json_dump.call(&mut *store, result)
@@ -513,12 +622,16 @@ impl OpaWasmPolicy {
             }
         };
         if result_addr == 0 {
-            return Err(Error::policy("evaluation failed: the policy module returned no result"));
+            return Err(Error::policy(
+                "evaluation failed: the policy module returned no result",
+            ));
         }
         let text = read_cstr(store, &abi.memory, result_addr)
             .map_err(|e| Error::policy(format!("evaluation failed: {e}")))?;
         let value: Json = serde_json::from_str(&text).map_err(|e| {
-            Error::policy(format!("evaluation failed: the policy module returned malformed JSON ({e})"))
+            Error::policy(format!(
+                "evaluation failed: the policy module returned malformed JSON ({e})"
+            ))
         })?;
         if !value.is_array() {
             return Err(Error::policy(format!(
@@ -535,13 +648,16 @@ impl OpaWasmPolicy {
 /// nothing. Without a usable cache directory it just compiles.
 fn compile(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
     use sha2::Digest;
-    let invalid = |e: wasmtime::Error| Error::policy(format!("not a valid WebAssembly module: {}", root(&e)));
+    let invalid =
+        |e: wasmtime::Error| Error::policy(format!("not a valid WebAssembly module: {}", root(&e)));
     let cache = wasmlayer_core::cache::default_root().and_then(|root| {
         wasmlayer_core::cache::Cache::open(&root, &wasmlayer_core::runtime::engine_id(engine))
             .map_err(|e| tracing::debug!("no compile cache for policies: {e}"))
             .ok()
     });
-    let Some(cache) = cache else { return Module::new(engine, wasm).map_err(invalid) };
+    let Some(cache) = cache else {
+        return Module::new(engine, wasm).map_err(invalid);
+    };
     let key = format!("policy-{}", hex::encode(sha2::Sha256::digest(wasm)));
     if let Some(path) = cache.verified_object(&key) {
         // SAFETY: the file is in our private cache directory, keyed by this
@@ -591,7 +707,9 @@ fn abi_version(instance: &Instance, store: &mut Store<HostState>) -> Result<(u32
             None => Ok(None),
             Some(g) => match g.get(&mut *store) {
                 Val::I32(v) if v >= 0 => Ok(Some(v as u32)),
-                other => Err(Error::policy(format!("the module's `{name}` is {other:?}, not an i32 version"))),
+                other => Err(Error::policy(format!(
+                    "the module's `{name}` is {other:?}, not an i32 version"
+                ))),
             },
         }
     };
@@ -601,7 +719,12 @@ fn abi_version(instance: &Instance, store: &mut Store<HostState>) -> Result<(u32
     Ok((major, minor))
 }
 
-fn exports(instance: &Instance, store: &mut Store<HostState>, memory: Memory, minor: u32) -> Result<Abi, Error> {
+fn exports(
+    instance: &Instance,
+    store: &mut Store<HostState>,
+    memory: Memory,
+    minor: u32,
+) -> Result<Abi, Error> {
     macro_rules! func {
         ($name:expr) => {
             instance.get_typed_func(&mut *store, $name).map_err(|e| {
@@ -622,7 +745,11 @@ fn exports(instance: &Instance, store: &mut Store<HostState>, memory: Memory, mi
             }
         };
     }
-    let fast = if minor >= 2 { opt_func!("opa_eval") } else { None };
+    let fast = if minor >= 2 {
+        opt_func!("opa_eval")
+    } else {
+        None
+    };
     let eval = match fast {
         Some(f) => Eval::Fast(f),
         None => Eval::Ctx {
@@ -659,14 +786,21 @@ fn ensure_room(store: &mut Store<HostState>, abi: &Abi, end: u64) -> wasmtime::R
 
 /// Copies `bytes` into memory the module allocates; returns the address.
 fn write_bytes(store: &mut Store<HostState>, abi: &Abi, bytes: &[u8]) -> wasmtime::Result<i32> {
-    let len = i32::try_from(bytes.len()).map_err(|_| wasmtime::Error::new(HostFailure("value too large".into())))?;
+    let len = i32::try_from(bytes.len())
+        .map_err(|_| wasmtime::Error::new(HostFailure("value too large".into())))?;
     let addr = abi.malloc.call(&mut *store, len)?;
     if addr == 0 && len > 0 {
-        return Err(wasmtime::Error::new(HostFailure("the policy module could not allocate memory".into())));
+        return Err(wasmtime::Error::new(HostFailure(
+            "the policy module could not allocate memory".into(),
+        )));
     }
     abi.memory
         .write(&mut *store, addr as u32 as usize, bytes)
-        .map_err(|_| wasmtime::Error::new(HostFailure("opa_malloc returned an address outside memory".into())))?;
+        .map_err(|_| {
+            wasmtime::Error::new(HostFailure(
+                "opa_malloc returned an address outside memory".into(),
+            ))
+        })?;
     Ok(addr)
 }
 
@@ -677,57 +811,88 @@ fn dump(store: &mut Store<HostState>, abi: &Abi, addr: i32) -> wasmtime::Result<
 }
 
 /// A NUL-terminated UTF-8 string at `addr`.
-fn read_cstr(store: impl wasmtime::AsContext, memory: &Memory, addr: i32) -> Result<String, String> {
+fn read_cstr(
+    store: impl wasmtime::AsContext,
+    memory: &Memory,
+    addr: i32,
+) -> Result<String, String> {
     let data = memory.data(&store);
     let start = addr as u32 as usize;
-    let tail = data.get(start..).ok_or_else(|| format!("string address {start:#x} is outside memory"))?;
+    let tail = data
+        .get(start..)
+        .ok_or_else(|| format!("string address {start:#x} is outside memory"))?;
     let len = tail
         .iter()
         .position(|b| *b == 0)
         .ok_or_else(|| format!("string at {start:#x} is not NUL-terminated"))?;
-    String::from_utf8(tail[..len].to_vec()).map_err(|_| format!("string at {start:#x} is not UTF-8"))
+    String::from_utf8(tail[..len].to_vec())
+        .map_err(|_| format!("string at {start:#x} is not UTF-8"))
 }
 
 fn host_linker(engine: &Engine) -> Result<Linker<HostState>, Error> {
     let mut linker: Linker<HostState> = Linker::new(engine);
     let wrap = |e: wasmtime::Error| Error::host(format!("{e:#}"));
     linker
-        .func_wrap("env", "opa_abort", |mut caller: Caller<'_, HostState>, addr: i32| -> wasmtime::Result<()> {
-            let msg = caller_cstr(&mut caller, addr).unwrap_or_else(|e| format!("(unreadable message: {e})"));
-            caller.data_mut().abort = Some(msg.clone());
-            Err(wasmtime::Error::new(HostFailure(format!("policy aborted: {msg}"))))
-        })
+        .func_wrap(
+            "env",
+            "opa_abort",
+            |mut caller: Caller<'_, HostState>, addr: i32| -> wasmtime::Result<()> {
+                let msg = caller_cstr(&mut caller, addr)
+                    .unwrap_or_else(|e| format!("(unreadable message: {e})"));
+                caller.data_mut().abort = Some(msg.clone());
+                Err(wasmtime::Error::new(HostFailure(format!(
+                    "policy aborted: {msg}"
+                ))))
+            },
+        )
         .map_err(wrap)?;
     linker
-        .func_wrap("env", "opa_println", |mut caller: Caller<'_, HostState>, addr: i32| {
-            let msg = caller_cstr(&mut caller, addr).unwrap_or_else(|e| format!("(unreadable message: {e})"));
-            tracing::debug!(target: "wasmlayer::policy", "{msg}");
-            let prints = &mut caller.data_mut().prints;
-            if prints.len() < 1000 {
-                prints.push(msg);
-            }
-        })
+        .func_wrap(
+            "env",
+            "opa_println",
+            |mut caller: Caller<'_, HostState>, addr: i32| {
+                let msg = caller_cstr(&mut caller, addr)
+                    .unwrap_or_else(|e| format!("(unreadable message: {e})"));
+                tracing::debug!(target: "wasmlayer::policy", "{msg}");
+                let prints = &mut caller.data_mut().prints;
+                if prints.len() < 1000 {
+                    prints.push(msg);
+                }
+            },
+        )
         .map_err(wrap)?;
     linker
-        .func_wrap("env", "opa_builtin0", |mut c: Caller<'_, HostState>, id: i32, _ctx: i32| {
-            call_builtin(&mut c, id, &[])
-        })
+        .func_wrap(
+            "env",
+            "opa_builtin0",
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32| call_builtin(&mut c, id, &[]),
+        )
         .map_err(wrap)?;
     linker
-        .func_wrap("env", "opa_builtin1", |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32| {
-            call_builtin(&mut c, id, &[a])
-        })
+        .func_wrap(
+            "env",
+            "opa_builtin1",
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32| {
+                call_builtin(&mut c, id, &[a])
+            },
+        )
         .map_err(wrap)?;
     linker
-        .func_wrap("env", "opa_builtin2", |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32| {
-            call_builtin(&mut c, id, &[a, b])
-        })
+        .func_wrap(
+            "env",
+            "opa_builtin2",
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32| {
+                call_builtin(&mut c, id, &[a, b])
+            },
+        )
         .map_err(wrap)?;
     linker
         .func_wrap(
             "env",
             "opa_builtin3",
-            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32, d: i32| call_builtin(&mut c, id, &[a, b, d]),
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32, d: i32| {
+                call_builtin(&mut c, id, &[a, b, d])
+            },
         )
         .map_err(wrap)?;
     linker
@@ -743,30 +908,42 @@ fn host_linker(engine: &Engine) -> Result<Linker<HostState>, Error> {
 }
 
 fn caller_cstr(caller: &mut Caller<'_, HostState>, addr: i32) -> Result<String, String> {
-    let memory = caller.data().abi.as_ref().map(|a| a.memory).ok_or("no memory yet")?;
+    let memory = caller
+        .data()
+        .abi
+        .as_ref()
+        .map(|a| a.memory)
+        .ok_or("no memory yet")?;
     read_cstr(&*caller, &memory, addr)
 }
 
 /// Runs builtin `id` on the values at `args`; returns the result's address
 /// (0 for undefined).
-fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wasmtime::Result<i32> {
-    let abi = caller
-        .data()
-        .abi
-        .clone()
-        .ok_or_else(|| wasmtime::Error::new(HostFailure("builtin called before the module was ready".into())))?;
-    let builtin = caller
-        .data()
-        .builtins
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| wasmtime::Error::new(HostFailure(format!("the policy called unknown builtin id {id}"))))?;
+fn call_builtin(
+    caller: &mut Caller<'_, HostState>,
+    id: i32,
+    args: &[i32],
+) -> wasmtime::Result<i32> {
+    let abi = caller.data().abi.clone().ok_or_else(|| {
+        wasmtime::Error::new(HostFailure(
+            "builtin called before the module was ready".into(),
+        ))
+    })?;
+    let builtin = caller.data().builtins.get(&id).cloned().ok_or_else(|| {
+        wasmtime::Error::new(HostFailure(format!(
+            "the policy called unknown builtin id {id}"
+        )))
+    })?;
     let mut values = Vec::with_capacity(args.len());
     for &addr in args {
         let s = abi.json_dump.call(&mut *caller, addr)?;
-        let text = read_cstr(&*caller, &abi.memory, s).map_err(|m| wasmtime::Error::new(HostFailure(m)))?;
+        let text = read_cstr(&*caller, &abi.memory, s)
+            .map_err(|m| wasmtime::Error::new(HostFailure(m)))?;
         let v: Json = serde_json::from_str(&text).map_err(|e| {
-            wasmtime::Error::new(HostFailure(format!("{}: argument is not valid JSON: {e}", builtin.name())))
+            wasmtime::Error::new(HostFailure(format!(
+                "{}: argument is not valid JSON: {e}",
+                builtin.name()
+            )))
         })?;
         values.push(v);
     }
@@ -780,7 +957,11 @@ fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wa
     let addr = abi.malloc.call(&mut *caller, len)?;
     abi.memory
         .write(&mut *caller, addr as u32 as usize, &bytes)
-        .map_err(|_| wasmtime::Error::new(HostFailure("opa_malloc returned an address outside memory".into())))?;
+        .map_err(|_| {
+            wasmtime::Error::new(HostFailure(
+                "opa_malloc returned an address outside memory".into(),
+            ))
+        })?;
     abi.json_parse.call(&mut *caller, (addr, len))
 }
 
@@ -790,7 +971,10 @@ mod tests {
 
     /// The hand-written ABI module of the end-to-end tests, ABI minor `minor`.
     fn abi_module(minor: u32) -> WasmPolicySource {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/policies/abi.wat");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/policies/abi.wat"
+        );
         let wat = std::fs::read_to_string(path)
             .unwrap()
             .replace("MINOR_VERSION", &minor.to_string())
@@ -803,7 +987,9 @@ mod tests {
     fn one_instance_serves_many_evaluations_in_constant_memory() {
         let engine = crate::policy_engine().unwrap();
         for minor in [2, 1] {
-            let mut p = OpaWasmPolicy::new(&engine, &abi_module(minor), &Json::Null, &Limits::default()).unwrap();
+            let mut p =
+                OpaWasmPolicy::new(&engine, &abi_module(minor), &Json::Null, &Limits::default())
+                    .unwrap();
             let input = serde_json::json!({"blob": "x".repeat(100_000)});
             let first = p.eval(Some("echo/input"), Some(&input)).unwrap();
             assert_eq!(first[0]["result"], input);
@@ -812,7 +998,11 @@ mod tests {
             for _ in 0..200 {
                 p.eval(Some("echo/input"), Some(&input)).unwrap();
             }
-            assert_eq!(p.memory_size(), size, "minor {minor}: the heap is reset between evaluations");
+            assert_eq!(
+                p.memory_size(),
+                size,
+                "minor {minor}: the heap is reset between evaluations"
+            );
             // A failed evaluation drops the instance; the next one gets a fresh one.
             assert!(p.eval(Some("bad/abort"), None).is_err());
             assert_eq!(p.eval(Some("echo/input"), Some(&input)).unwrap(), first);

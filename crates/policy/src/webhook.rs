@@ -221,10 +221,12 @@ pub fn parse_review(body: &[u8]) -> Result<Json, String> {
     }
     match obj.get("apiVersion") {
         Some(Json::String(v)) if v == "admission.k8s.io/v1" => {}
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "not an AdmissionReview v1: apiVersion is {other}, expected \"admission.k8s.io/v1\" \
                  (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
-        )),
+        ))
+        }
         None => return Err("not an AdmissionReview v1: no apiVersion".into()),
     }
     let Some(request) = obj.get("request").and_then(Json::as_object) else {
