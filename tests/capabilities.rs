@@ -359,3 +359,106 @@ fn bad_capability_input_is_a_usage_error() {
         assert_eq!(r.stderr.lines().count(), 1, "one clear line: {r:?}");
     }
 }
+
+#[test]
+fn a_guest_path_granted_twice_is_a_usage_error() {
+    let (t, b) = sandbox();
+    let other = t.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = s(&other);
+    let g = s(&guest("hostile-p1.wasm"));
+    let caps = t.path().join("caps.toml");
+    std::fs::write(
+        &caps,
+        "[[dir]]\nhost = \"box\"\nguest = \"/data\"\n\n[[dir]]\nhost = \"other\"\nguest = \"/data\"\nread_only = true\n",
+    )
+    .unwrap();
+    let one = t.path().join("one.toml");
+    std::fs::write(&one, "[[dir]]\nhost = \"box\"\nguest = \"/data\"\n").unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec![
+            "--dir".into(),
+            format!("{b}::/data"),
+            "--dir".into(),
+            format!("{o}::/data"),
+        ],
+        vec![
+            "--dir".into(),
+            format!("{b}::/data"),
+            "--dir-ro".into(),
+            format!("{o}::/data/"),
+        ],
+        vec![
+            "--dir".into(),
+            format!("{b}::/data:ro"),
+            "--dir".into(),
+            format!("{b}::/data"),
+        ],
+        vec!["--caps".into(), s(&caps)],
+        vec![
+            "--caps".into(),
+            s(&one),
+            "--dir".into(),
+            format!("{o}::/data"),
+        ],
+    ];
+    for grants in cases {
+        let mut args = vec!["run".to_string()];
+        args.extend(grants.iter().cloned());
+        args.extend([g.clone(), "ls".into(), "/data".into()]);
+        let r = run(&args);
+        assert_eq!(r.code, 2, "{grants:?}: {r:?}");
+        assert!(
+            r.stderr.starts_with("error: guest directory /data")
+                && r.stderr.contains("granted twice"),
+            "{grants:?}: {r:?}"
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(r.stdout.is_empty(), "{r:?}");
+    }
+    // Distinct guest paths are fine.
+    let r = run([
+        "run",
+        "--dir",
+        &format!("{b}::/data"),
+        "--dir",
+        &format!("{o}::/data2"),
+        &g,
+        "ls",
+        "/data",
+    ]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "inside.txt\n"), "{r:?}");
+}
+
+#[test]
+fn only_granted_names_are_resolved() {
+    let g = s(&guest("hostile-p2.wasm"));
+    let resolve = |grant: &str, name: &str| run(["run", "--allow-net", grant, &g, "resolve", name]);
+    let loopback = |r: &Run| r.stdout.lines().any(|l| l == "127.0.0.1" || l == "::1");
+    // Granting one name does not open lookups of others.
+    for (grant, name) in [
+        ("nonexistent.invalid:80", "localhost"),
+        ("nonexistent.invalid:*", "localhost."),
+        ("localhost.invalid:80", "localhost"),
+    ] {
+        let r = resolve(grant, name);
+        assert_eq!(r.code, 1, "{grant} / {name}: {r:?}");
+        assert!(!loopback(&r), "{grant} / {name} resolved: {r:?}");
+    }
+    // An IP-only allowlist allows no lookup at all.
+    let r = resolve("127.0.0.1:80", "localhost");
+    assert_eq!(r.code, 1, "{r:?}");
+    // The granted name, in any case, and `*`.
+    for (grant, name) in [
+        ("localhost:80", "localhost"),
+        ("LocalHost:80", "LOCALHOST"),
+        ("*:80", "localhost"),
+    ] {
+        let r = resolve(grant, name);
+        assert_eq!(r.code, 0, "{grant} / {name}: {r:?}");
+        assert!(loopback(&r), "{grant} / {name}: {r:?}");
+    }
+    // Address literals need no resolver.
+    let r = resolve("nonexistent.invalid:80", "127.0.0.1");
+    assert_eq!((r.code, r.stdout.as_str()), (0, "127.0.0.1\n"), "{r:?}");
+}

@@ -210,3 +210,47 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&p, bytes).unwrap();
     p
 }
+
+#[test]
+fn modules_componentize_cannot_take_are_refused_with_the_reason() {
+    let dir = tempdir();
+    let out = dir.path().join("out.wasm");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            write(
+                dir.path(),
+                "full.wat",
+                br#"(module (memory (export "memory") 65536) (func (export "_start")))"#,
+            ),
+            "65536 pages",
+        ),
+        (
+            write(
+                dir.path(),
+                "invalid.wat",
+                br#"(module (memory (export "memory") 1) (func (export "_start") i32.add))"#,
+            ),
+            "invalid WebAssembly module",
+        ),
+    ];
+    for (input, message) in cases {
+        let r = componentize(&input, &out, &[]);
+        assert_eq!(r.code, 126, "{}: {r:?}", input.display());
+        assert!(
+            r.stderr.starts_with("error: ") && r.stderr.contains(message),
+            "{}: {r:?}",
+            input.display()
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn componentize_does_not_read_a_device_without_end() {
+    let dir = tempdir();
+    let out = dir.path().join("out.wasm");
+    let r = componentize(Path::new("/dev/zero"), &out, &[]);
+    assert_eq!(r.code, 126, "{r:?}");
+    assert!(r.stderr.contains("unrecognised header"), "{r:?}");
+}

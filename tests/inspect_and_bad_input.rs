@@ -197,3 +197,60 @@ fn usage_errors_exit_2() {
         r.stdout.contains("run") && r.stdout.contains("compile") && r.stdout.contains("inspect")
     );
 }
+
+#[test]
+fn sources_that_are_not_regular_files_are_read_with_a_bound() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    // A device that never ends: refused on its first bytes.
+    for args in [
+        vec!["run", "/dev/zero"],
+        vec!["inspect", "/dev/zero"],
+        vec!["compile", "/dev/zero", "-o", "/dev/null"],
+    ] {
+        let start = Instant::now();
+        let r = run(&args);
+        assert_eq!(r.code, 126, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("unrecognised header"), "{args:?}: {r:?}");
+        assert!(start.elapsed() < Duration::from_secs(20), "{args:?}");
+    }
+    // A pipe of text without end: read up to the bound, then refused.
+    let mut child = wasmlayer()
+        .args(["run", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'('; 1 << 20];
+        // Stops when wasmlayer closes its end.
+        while stdin.write_all(&chunk).is_ok() {}
+    });
+    let r = output(child.wait_with_output().unwrap());
+    feeder.join().unwrap();
+    r.no_panic();
+    assert_eq!(r.code, 126, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not a regular file, and longer than 256 MiB"),
+        "{r:?}"
+    );
+    // A module through a pipe still runs.
+    let mut child = wasmlayer()
+        .args(["run", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let module = std::fs::read(guest("hello-p1.wasm")).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&module).unwrap();
+    drop(stdin);
+    let r = output(child.wait_with_output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Hello, world!"), "{r:?}");
+}

@@ -183,3 +183,50 @@ fn timeout_ends_a_guest_blocked_in_a_host_call() {
         assert!(!r.stdout.contains("slept"), "{r:?}");
     }
 }
+
+#[test]
+fn limits_outside_the_enforceable_range_are_usage_errors() {
+    let g = s(&guest("hello-p1.wasm"));
+    for (flag, value, needle) in [
+        ("--timeout", "1ns", "from 1ms to 8760h"),
+        ("--timeout", "999us", "from 1ms to 8760h"),
+        ("--timeout", "0s", "from 1ms to 8760h"),
+        ("--timeout", "8761h", "from 1ms to 8760h"),
+        (
+            "--max-memory",
+            "18446744073709551616",
+            "18446744073709551615",
+        ),
+        ("--max-memory", "17179869184GiB", "out of range"),
+        ("--max-memory", "99999999999999999999999999", "out of range"),
+    ] {
+        let r = run(["run", flag, value, &g]);
+        assert_eq!(r.code, 2, "{flag} {value}: {r:?}");
+        assert!(
+            r.stderr.starts_with(&format!("error: {flag}: ")) && r.stderr.contains(needle),
+            "{flag} {value}: {r:?}"
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(r.stdout.is_empty(), "the guest must not run: {r:?}");
+    }
+    // The ends of the ranges are accepted.
+    let r = run(["run", "--max-memory", "18446744073709551615", &g]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(["run", "--timeout", "8760h", &g]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn the_shortest_timeout_is_enforced() {
+    for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
+        let start = Instant::now();
+        let r = run(["run", "--timeout", "1ms", &s(&guest(g)), "loop"]);
+        assert_eq!(r.code, 124, "{g}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("error: guest exceeded its wall-clock timeout (1ms)"),
+            "{g}: {r:?}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(20), "{g}");
+    }
+}

@@ -190,3 +190,99 @@ fn invoke_errors_are_clear() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("component"), "{r:?}");
 }
+
+/// Waits for `child` up to `limit`; kills it and fails if it is still running.
+fn wait_at_most(child: &mut std::process::Child, limit: std::time::Duration) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), None, "killed by a signal: {status:?}");
+            return status.code().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("wasmlayer still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A guest that writes to stdout for ever.
+const STDOUT_SPAMMER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "xxxxxxxx\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 100))
+    (i32.store (i32.const 4) (i32.const 9))
+    (loop $l
+      (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 48)))
+      (br $l))))"#;
+
+#[test]
+fn a_timeout_ends_the_run_while_stdout_is_blocked() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let t = tempdir();
+    let wat = t.path().join("spam.wat");
+    std::fs::write(&wat, STDOUT_SPAMMER).unwrap();
+    let mut child = wasmlayer()
+        .args(["run", "--timeout", "500ms", &s(&wat)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads stdout: the guest blocks in a write once the pipe is full.
+    let stdout = child.stdout.take().unwrap();
+    let start = Instant::now();
+    let code = wait_at_most(&mut child, Duration::from_secs(20));
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    drop(stdout);
+    assert_eq!(code, 124, "{stderr}");
+    assert!(
+        stderr.contains("error: guest exceeded its wall-clock timeout (500ms)"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn guest_exit_codes_of_126_and_above_are_refused() {
+    for g in ["hostile-p1.wasm", "hostile-p2.wasm"] {
+        let r = run(["run", &s(&guest(g)), "exit", "125"]);
+        assert_eq!(r.code, 125, "{g}: {r:?}");
+        for code in ["126", "137", "255"] {
+            let r = run(["run", &s(&guest(g)), "exit", code]);
+            assert_eq!(r.code, 134, "{g} exit {code}: {r:?}");
+            assert!(
+                r.stderr.starts_with("error: guest trapped: ")
+                    && r.stderr.contains("outside of [0..126)"),
+                "{g} exit {code}: {r:?}"
+            );
+        }
+    }
+    // One line says why (the p2 one names the code), then the backtrace.
+    let r = run(["run", &s(&guest("hostile-p1.wasm")), "exit", "137"]);
+    assert!(
+        r.stderr.starts_with(
+            "error: guest trapped: exit with invalid exit status outside of [0..126)\nwasm backtrace:\n"
+        ),
+        "{r:?}"
+    );
+    let r = run(["run", &s(&guest("hostile-p2.wasm")), "exit", "137"]);
+    assert!(
+        r.stderr.starts_with(
+            "error: guest trapped: exit with invalid exit status 137 outside of [0..126)"
+        ),
+        "{r:?}"
+    );
+}

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmlayer_core::caps::parse_env_flag;
-use wasmlayer_core::limits::{parse_duration, parse_size};
+use wasmlayer_core::limits::{check_timeout, parse_duration, parse_size};
 mod policy;
 mod webhook;
 
@@ -125,9 +125,13 @@ impl LimitArgs {
             timeout: self
                 .timeout
                 .as_deref()
-                .map(parse_duration)
+                .map(|t| {
+                    let d = parse_duration(t)?;
+                    check_timeout(d)?;
+                    Ok(d)
+                })
                 .transpose()
-                .map_err(|e| Error::usage(format!("--timeout: {e}")))?,
+                .map_err(|e: String| Error::usage(format!("--timeout: {e}")))?,
             max_instances: None,
         })
     }
@@ -161,6 +165,12 @@ struct ServeArgs {
     /// Largest linear memory of one instance [default: 64MiB].
     #[arg(long, value_name = "SIZE")]
     max_instance_memory: Option<String>,
+    /// Time a client has to send a request's headers; past it: 408 [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    header_timeout: Option<String>,
+    /// Time a client has to send a request's body; past it: 408 [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    body_timeout: Option<String>,
     /// How long in-flight requests may take to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     drain_timeout: String,
@@ -230,14 +240,23 @@ where
         }
     };
     init_logging(cli.verbose);
-    let code = match dispatch(cli.command, admission) {
-        Ok(code) => code,
+    let (code, guest_left_running) = match dispatch(cli.command, admission) {
+        Ok(code) => (code, false),
         Err(e) => {
             eprint!("{}", render_error(&e));
-            e.exit_code()
+            (
+                e.exit_code(),
+                e.kind() == wasmlayer_core::ErrorKind::Timeout,
+            )
         }
     };
-    let _ = std::io::stdout().flush();
+    // After a timeout the guest's thread may still be blocked in a write to
+    // stdout, holding its lock: flushing would wait for whoever reads the
+    // other end. Nothing of ours is waiting in the buffer then (WASI's
+    // writes flush as they go, and a failed run prints to stderr only).
+    if !guest_left_running {
+        let _ = std::io::stdout().flush();
+    }
     let _ = std::io::stderr().flush();
     code
 }
@@ -413,7 +432,7 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
         Arc::new(wasmlayer_core::GrantRequested),
     )?;
     let loaded = rt.load(&args.file, LoadOptions::default())?;
-    let code = rt.serialize(&loaded.compiled)?;
+    let code = rt.to_precompiled(&loaded.compiled)?;
     write_file_atomic(&args.output, &code)?;
     eprintln!(
         "compiled {} ({}) to {} ({} bytes)",
@@ -435,9 +454,14 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         || args.limits.given()
         || args.max_body.is_some();
     let source = if is_manifest {
-        if route_flags || args.pool_size.is_some() || args.max_instance_memory.is_some() {
+        if route_flags
+            || args.pool_size.is_some()
+            || args.max_instance_memory.is_some()
+            || args.header_timeout.is_some()
+            || args.body_timeout.is_some()
+        {
             return Err(Error::usage(
-                "capability, limit and pool flags apply to a single component; with a manifest, set them in the manifest",
+                "capability, limit, pool and deadline flags apply to a single component; with a manifest, set them in the manifest",
             ));
         }
         Source::Manifest(args.target.clone())
@@ -474,6 +498,14 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
             server.max_instance_memory =
                 parse_size(m).map_err(|e| usage("--max-instance-memory", e))?;
         }
+        if let Some(t) = &args.header_timeout {
+            server.header_timeout = wasmlayer_http::manifest::parse_timeout("--header-timeout", t)
+                .map_err(Error::usage)?;
+        }
+        if let Some(t) = &args.body_timeout {
+            server.body_timeout = wasmlayer_http::manifest::parse_timeout("--body-timeout", t)
+                .map_err(Error::usage)?;
+        }
         if route
             .limits
             .max_memory
@@ -497,7 +529,7 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
 }
 
 fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
-    let bytes = std::fs::read(&args.file).map_err(|e| Error::io(&args.file, e))?;
+    let bytes = wasmlayer_core::runtime::read_artifact(&args.file)?;
     let out = wasmlayer_core::componentize::componentize(&bytes, args.adapter_memory)?;
     write_file_atomic(&args.output, &out.component)?;
     eprintln!(

@@ -117,11 +117,24 @@ pub fn detect(bytes: &[u8]) -> Result<(Format, Option<ArtifactKind>)> {
     ))
 }
 
+/// Whether the first bytes of a file could start some artifact format
+/// (binary WebAssembly, a precompiled ELF image, or WebAssembly text).
+pub fn known_prefix(head: &[u8]) -> bool {
+    head.starts_with(WASM_MAGIC) || head.starts_with(ELF_MAGIC) || looks_like_text(head)
+}
+
 fn looks_like_text(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(4096)];
-    !head.is_empty()
-        && std::str::from_utf8(head)
-            .is_ok_and(|s| s.trim_start().starts_with('(') || s.trim_start().starts_with(";;"))
+    // The cut at 4096 bytes may fall inside a multi-byte character.
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    let t = text.trim_start();
+    t.starts_with('(') || t.starts_with(";;")
 }
 
 /// Maps import names to the WASI capability classes they could exercise.

@@ -16,6 +16,15 @@
 //! The stat key (device, inode, size, mtime, ctime) lets a warm start skip
 //! reading and hashing the source entirely. Writes go to a temporary file and
 //! are renamed into place, so concurrent runs never see a partial entry.
+//!
+//! Entries are opened without blocking and used only if the opened file is a
+//! regular file, so a FIFO or device put in the cache's place is a miss, not
+//! a hang. Every directory of the cache that is read (the root, `v1/`, the
+//! engine's directory, `objects/` and `index/`) must belong to the user and
+//! must not be writable by group or others.
+//!
+//! `.cwasm` files written by `wasmlayer compile` carry the same trailer
+//! ([`append_trailer`], [`strip_trailer`]).
 
 use crate::artifact::{ArtifactKind, Format};
 use std::fs;
@@ -24,7 +33,53 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const TRAILER_MAGIC: &[u8; 8] = b"WLCACHE1";
-const TRAILER_LEN: usize = 32 + TRAILER_MAGIC.len();
+/// Bytes of the integrity trailer: BLAKE3 of what precedes it, then a magic tag.
+pub const TRAILER_LEN: usize = 32 + TRAILER_MAGIC.len();
+/// An index entry is one short line; anything longer is not ours.
+const MAX_INDEX_ENTRY: u64 = 512;
+
+/// Appends the integrity trailer (BLAKE3 of `code`, then the magic tag).
+pub fn append_trailer(code: &mut Vec<u8>) {
+    let sum = blake3::hash(code);
+    code.extend_from_slice(sum.as_bytes());
+    code.extend_from_slice(TRAILER_MAGIC);
+}
+
+/// Why bytes were refused by [`strip_trailer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailerError {
+    /// Too short, or no magic tag at the end: not written with a trailer, or truncated.
+    Missing,
+    /// The checksum does not match the bytes: corrupted.
+    Mismatch,
+}
+
+/// Checks the integrity trailer and returns the bytes before it.
+pub fn strip_trailer(bytes: &[u8]) -> Result<&[u8], TrailerError> {
+    if bytes.len() < TRAILER_LEN || &bytes[bytes.len() - TRAILER_MAGIC.len()..] != TRAILER_MAGIC {
+        return Err(TrailerError::Missing);
+    }
+    let (code, trailer) = bytes.split_at(bytes.len() - TRAILER_LEN);
+    if blake3::hash(code).as_bytes() != &trailer[..32] {
+        return Err(TrailerError::Mismatch);
+    }
+    Ok(code)
+}
+
+/// Opens `path` for reading without blocking (a FIFO would otherwise wait
+/// for a writer) and returns it only if the opened file is a regular file.
+fn open_regular(path: &Path) -> std::io::Result<(fs::File, fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok((f, meta))
+}
 
 /// A cache for one engine configuration.
 #[derive(Debug, Clone)]
@@ -63,6 +118,7 @@ impl Cache {
         let uid = unsafe { libc::geteuid() };
         for p in [
             root.to_path_buf(),
+            root.join("v1"),
             dir.clone(),
             dir.join("objects"),
             dir.join("index"),
@@ -103,7 +159,19 @@ impl Cache {
     }
 
     pub fn lookup_index(&self, stat_key: &str) -> Option<IndexEntry> {
-        let text = fs::read_to_string(self.dir.join("index").join(stat_key)).ok()?;
+        use std::io::Read;
+        let path = self.dir.join("index").join(stat_key);
+        let (f, _) = match open_regular(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("cache index entry {} ignored: {e}", path.display());
+                }
+                return None;
+            }
+        };
+        let mut text = String::new();
+        f.take(MAX_INDEX_ENTRY).read_to_string(&mut text).ok()?;
         let mut parts = text.trim_end().split(' ');
         let (sha, kind, format) = (parts.next()?, parts.next()?, parts.next()?);
         if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) || parts.next().is_some()
@@ -140,14 +208,23 @@ impl Cache {
         self.dir.join("objects").join(format!("{sha256}.cwasm"))
     }
 
-    /// Returns the path of the compiled code for `sha256` if present and
-    /// intact. The checksum is computed by streaming the file, so nothing
-    /// but a small buffer is held in memory; the caller then maps the file.
+    /// Returns the path of the compiled code for `sha256` if present, a
+    /// regular file and intact. The checksum is computed by streaming the
+    /// file, so nothing but a small buffer is held in memory; the caller then
+    /// maps the file.
     pub fn verified_object(&self, sha256: &str) -> Option<PathBuf> {
         use std::io::{Read, Seek, SeekFrom};
         let path = self.object_path(sha256);
-        let mut f = fs::File::open(&path).ok()?;
-        let len = f.metadata().ok()?.len();
+        let (mut f, meta) = match open_regular(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("cache entry {} ignored ({e}); recompiling", path.display());
+                }
+                return None;
+            }
+        };
+        let len = meta.len();
         let mut trailer = [0u8; TRAILER_LEN];
         let intact = len >= TRAILER_LEN as u64
             && f.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).is_ok()
@@ -275,6 +352,54 @@ mod tests {
         Cache::open(&root, "e").unwrap();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
         assert!(Cache::open(&root, "e").unwrap_err().contains("not private"));
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        // Every directory below the root is checked too.
+        for sub in ["v1", "v1/e", "v1/e/objects", "v1/e/index"] {
+            let d = root.join(sub);
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+            let e = Cache::open(&root, "e").unwrap_err();
+            assert!(e.contains("not private") && e.contains(sub), "{sub}: {e}");
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Cache::open(&root, "e").unwrap();
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn fifos_in_place_of_entries_are_misses() {
+        let root = tmpdir("fifo");
+        let c = Cache::open(&root, "e").unwrap();
+        let sha = "b".repeat(64);
+        let mkfifo = |p: &Path| {
+            let path = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        };
+        mkfifo(&c.object_path(&sha));
+        assert!(c.verified_object(&sha).is_none());
+        // Storing replaces it with a regular file.
+        c.store_object(&sha, b"code");
+        assert!(c.verified_object(&sha).is_some());
+        mkfifo(&c.dir.join("index/k"));
+        assert!(c.lookup_index("k").is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn trailers() {
+        let mut code = b"some code".to_vec();
+        append_trailer(&mut code);
+        assert_eq!(code.len(), 9 + TRAILER_LEN);
+        assert_eq!(strip_trailer(&code), Ok(&b"some code"[..]));
+        for i in 0..code.len() {
+            let mut bad = code.clone();
+            bad[i] ^= 0x20;
+            assert!(strip_trailer(&bad).is_err(), "byte {i}");
+        }
+        assert_eq!(strip_trailer(b"short"), Err(TrailerError::Missing));
+        assert_eq!(
+            strip_trailer(&code[..code.len() - 1]),
+            Err(TrailerError::Missing)
+        );
     }
 }

@@ -327,9 +327,32 @@ impl Capabilities {
         self.inherit_stdio &= other.inherit_stdio;
     }
 
-    /// Makes every host directory absolute and checks it exists, so the
+    /// Refuses two directory grants for the same guest path (compared
+    /// component by component, so `/data` and `/data/` are the same): which
+    /// one the guest would see is not something to leave to order.
+    pub fn check_dirs(&self) -> Result<()> {
+        for (i, d) in self.dirs.iter().enumerate() {
+            let path = Path::new(&d.guest);
+            if let Some(first) = self.dirs[..i]
+                .iter()
+                .find(|e| Path::new(&e.guest).components().eq(path.components()))
+            {
+                return Err(Error::usage(format!(
+                    "guest directory {} is granted twice (from {} and from {}); give each grant its own guest path",
+                    d.guest,
+                    first.host.display(),
+                    d.host.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the directory grants ([`Capabilities::check_dirs`]), then
+    /// makes every host directory absolute and checks it exists, so the
     /// value names exactly what is granted.
     pub fn resolve_dirs(&mut self) -> Result<()> {
+        self.check_dirs()?;
         for d in &mut self.dirs {
             let abs = std::fs::canonicalize(&d.host)
                 .map_err(|e| Error::usage(format!("directory {}: {e}", d.host.display())))?;
@@ -438,6 +461,19 @@ mod tests {
         assert_eq!((d.guest.as_str(), d.read_only), ("/a", false));
         assert!(DirGrant::parse("/a", true).unwrap().read_only);
         assert!(DirGrant::parse("::/b", false).is_err());
+    }
+
+    #[test]
+    fn one_grant_per_guest_path() {
+        let mut caps = Capabilities::default();
+        caps.dirs.push(DirGrant::parse("/a::/data", false).unwrap());
+        caps.dirs.push(DirGrant::parse("/b::/other", true).unwrap());
+        assert!(caps.check_dirs().is_ok());
+        caps.dirs.push(DirGrant::parse("/c::/data/", true).unwrap());
+        let e = caps.check_dirs().unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Usage);
+        assert!(e.to_string().contains("/data"), "{e}");
+        assert!(caps.resolve_dirs().is_err());
     }
 
     #[test]

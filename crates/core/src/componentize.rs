@@ -98,6 +98,11 @@ pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized
         ));
     }
     let shape = ModuleShape::read(&module)?;
+    // Refuse an invalid module with its own reason before any rewriting:
+    // whatever fails later is then a limit of componentizing, not bad input.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&module)
+        .map_err(|e| Error::invalid(format!("invalid WebAssembly module: {e}")))?;
     if !shape.exports_memory {
         return Err(Error::invalid(
             "the module does not export its memory as `memory`, which the WASI preview1 adapter needs",
@@ -242,6 +247,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("memory"));
+    }
+
+    #[test]
+    fn invalid_and_oversized_modules_are_refused_with_the_reason() {
+        let bad = wat::parse_str(
+            r#"(module (memory (export "memory") 1) (func (export "_start") i32.add))"#,
+        )
+        .unwrap();
+        let e = componentize(&bad, AdapterMemory::Reserved).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArtifact);
+        assert!(e.to_string().contains("invalid WebAssembly module"), "{e}");
+        let full =
+            wat::parse_str(r#"(module (memory (export "memory") 65536) (func (export "_start")))"#)
+                .unwrap();
+        let e = componentize(&full, AdapterMemory::Reserved).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArtifact, "{e}");
+        assert!(e.to_string().contains("65536 pages"), "{e}");
     }
 
     /// Names of the component's top-level exports.

@@ -35,9 +35,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num.replace('_', "").parse().map_err(|_| {
-        format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB")
-    })?;
+    let num = num.replace('_', "");
+    let bad_number =
+        || format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB");
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -52,11 +52,66 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
+    let out_of_range = || {
+        format!(
+            "invalid size `{s}`: out of range (the largest size is {} bytes, 16 EiB - 1)",
+            u64::MAX
+        )
+    };
+    // Whole numbers are computed exactly; only fractions go through floats.
+    if !num.contains('.') {
+        let n: u128 = num.parse().map_err(|_| {
+            if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+                out_of_range()
+            } else {
+                bad_number()
+            }
+        })?;
+        return n
+            .checked_mul(u128::from(mult))
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(out_of_range);
+    }
+    let num: f64 = num.parse().map_err(|_| bad_number())?;
     let v = num * mult as f64;
-    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
-        return Err(format!("invalid size `{s}`: out of range"));
+    // `u64::MAX as f64` rounds up to 2^64, which is already out of range.
+    if !v.is_finite() || v < 0.0 || v >= u64::MAX as f64 {
+        return Err(out_of_range());
     }
     Ok(v as u64)
+}
+
+/// The shortest timeout that can be enforced: the guest runs on a thread of
+/// its own and is stopped at epoch checks, which takes about a millisecond
+/// to set up; a shorter deadline would pass before the guest starts.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The longest timeout accepted (365 days). For no limit, give no timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Checks that a timeout is one the runner can enforce:
+/// [`MIN_TIMEOUT`]..=[`MAX_TIMEOUT`].
+pub fn check_timeout(d: Duration) -> Result<(), String> {
+    if (MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a timeout must be from 1ms to 8760h (365 days), not {} (leave it out for no timeout)",
+            format_duration(d)
+        ))
+    }
+}
+
+impl Limits {
+    /// Checks that every limit is one the runner can enforce (see
+    /// [`check_timeout`]; sizes and fuel are enforced over the whole `u64`
+    /// range).
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        if let Some(t) = self.timeout {
+            check_timeout(t).map_err(crate::Error::usage)?;
+        }
+        Ok(())
+    }
 }
 
 /// Formats a byte count the way users write it: `64 MiB`, `1.5 GiB`, `100 bytes`.
@@ -233,8 +288,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         self.grow(
-            current as u64 * TABLE_ELEMENT_BYTES,
-            desired as u64 * TABLE_ELEMENT_BYTES,
+            (current as u64).saturating_mul(TABLE_ELEMENT_BYTES),
+            (desired as u64).saturating_mul(TABLE_ELEMENT_BYTES),
         )
     }
 
@@ -265,6 +320,20 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("-1MiB").is_err());
+        assert_eq!(parse_size("18446744073709551615").unwrap(), u64::MAX);
+        for over in [
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999",
+            "17179869184GiB",
+            "17179869184.0GiB",
+            "1e3",
+        ] {
+            assert!(parse_size(over).is_err(), "{over}");
+        }
+        assert!(parse_size("18446744073709551616")
+            .unwrap_err()
+            .contains("out of range"));
+        assert_eq!(parse_size("1.5KiB").unwrap(), 1536);
         assert_eq!(format_size(64 << 20), "64 MiB");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
         assert_eq!(format_size(100), "100 bytes");
@@ -280,6 +349,12 @@ mod tests {
         assert!(parse_duration("1 fortnight").is_err());
         assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
         assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+        assert!(check_timeout(parse_duration("1ns").unwrap()).is_err());
+        assert!(check_timeout(parse_duration("999us").unwrap()).is_err());
+        assert!(check_timeout(parse_duration("0").unwrap()).is_err());
+        assert!(check_timeout(parse_duration("1ms").unwrap()).is_ok());
+        assert!(check_timeout(parse_duration("8760h").unwrap()).is_ok());
+        assert!(check_timeout(parse_duration("8761h").unwrap()).is_err());
     }
 
     #[test]

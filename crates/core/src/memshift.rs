@@ -37,6 +37,8 @@ use wasm_encoder::{
 use wasmparser::{DataKind, ExternalKind, FunctionBody, Operator, Parser, Payload, TypeRef};
 
 const PAGE: u32 = 65536;
+/// Pages of the largest 32-bit memory (4 GiB).
+const MAX_PAGES: u64 = 65536;
 /// Bytes reserved at the bottom of memory for the adapter and the shims.
 pub const RESERVED: u32 = 4 * PAGE;
 const RESERVED_PAGES: i32 = (RESERVED / PAGE) as i32;
@@ -374,9 +376,21 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
                 for m in s {
                     let m = m.map_err(bad)?;
                     let extra = u64::from(RESERVED / PAGE);
+                    if m.memory64 || m.shared || m.page_size_log2.is_some() {
+                        return Err(unsupported(
+                            "its memory is 64-bit, shared or has custom pages",
+                        ));
+                    }
+                    if m.initial + extra > MAX_PAGES {
+                        return Err(unsupported(format!(
+                            "its memory starts at {} pages ({}), and the {extra} pages reserved for the adapter would take it past the {MAX_PAGES}-page (4 GiB) limit of a 32-bit memory",
+                            m.initial,
+                            crate::limits::format_size(m.initial.saturating_mul(u64::from(PAGE))),
+                        )));
+                    }
                     mems.memory(MemoryType {
                         minimum: m.initial + extra,
-                        maximum: m.maximum.map(|max| (max + extra).min(65536)),
+                        maximum: m.maximum.map(|max| (max + extra).min(MAX_PAGES)),
                         memory64: false,
                         shared: false,
                         page_size_log2: None,

@@ -8,8 +8,8 @@ use crate::limits::{Limits, MemoryLimitHit, MemoryLimiter};
 use crate::runtime::{root_message, Compiled, Loaded, Runtime};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
-use wasmtime::{Engine, Store, Trap, Val, ValType};
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, Val, ValType};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -50,6 +50,10 @@ pub struct RunOutcome {
 /// runner gives up on it.
 const TIMEOUT_GRACE: Duration = Duration::from_millis(250);
 
+/// How often the engine's epoch is bumped during the grace period, so that a
+/// store created after the first bump still sees one.
+const TIMEOUT_TICK: Duration = Duration::from_millis(10);
+
 /// Stack for the thread that runs a guest under a timeout: room for the
 /// guest's WebAssembly stack plus the host's own frames.
 const GUEST_THREAD_STACK: usize = 8 << 20;
@@ -81,10 +85,12 @@ impl Runtime {
     /// resolved to absolute paths before admission, so the admission judges
     /// exactly what would be opened.
     pub fn run(&self, loaded: &Loaded, mut opts: RunOptions) -> Result<RunOutcome> {
+        opts.limits.validate()?;
         opts.capabilities.resolve_dirs()?;
         let mut grant = self.admit(loaded, &opts.capabilities, &opts.limits, &opts.context)?;
         // An admission may add directories of its own: resolve those too.
         grant.capabilities.resolve_dirs()?;
+        grant.limits.validate()?;
         if grant.limits.fuel.is_some() && !self.meters_fuel() {
             return Err(Error::usage(
                 "a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)",
@@ -96,6 +102,7 @@ impl Runtime {
             grant,
             invoke: opts.invoke,
             program_name: opts.program_name,
+            deadline: None,
         };
         match job.grant.limits.timeout {
             None => job.execute(),
@@ -104,8 +111,15 @@ impl Runtime {
     }
 }
 
-fn run_with_timeout(job: Job, timeout: Duration) -> Result<RunOutcome> {
+/// Runs the guest on a thread of its own and waits for it until the
+/// deadline. The guest's store traps at its next epoch check once the
+/// deadline has passed (see [`new_store`]); a guest blocked in a host call
+/// is given [`TIMEOUT_GRACE`] and then left behind: the caller gets the
+/// timeout and may end the process.
+fn run_with_timeout(mut job: Job, timeout: Duration) -> Result<RunOutcome> {
     let engine = job.engine.clone();
+    // `Limits::validate` keeps the timeout small enough for an `Instant`.
+    job.deadline = Instant::now().checked_add(timeout);
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("guest".into())
@@ -120,12 +134,23 @@ fn run_with_timeout(job: Job, timeout: Duration) -> Result<RunOutcome> {
             Err(Error::host("the guest thread ended without a result"))
         }
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            // Interrupt WebAssembly code at its next epoch check.
-            engine.increment_epoch();
-            match rx.recv_timeout(TIMEOUT_GRACE) {
-                Ok(r) => r,
-                // Still blocked in a host call: report the timeout anyway.
-                Err(_) => Err(Error::Timeout(timeout)),
+            // Interrupt WebAssembly code at its next epoch check, and keep
+            // bumping the epoch: the guest's store may not have existed yet.
+            let give_up = Instant::now() + TIMEOUT_GRACE;
+            loop {
+                engine.increment_epoch();
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // Still blocked in a host call: report the timeout anyway.
+                    return Err(Error::Timeout(timeout));
+                }
+                match rx.recv_timeout(left.min(TIMEOUT_TICK)) {
+                    Ok(r) => return r,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(Error::host("the guest thread ended without a result"))
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
             }
         }
     }
@@ -137,6 +162,8 @@ struct Job {
     grant: Grant,
     invoke: Option<Invoke>,
     program_name: String,
+    /// When the guest must have finished (runs with a timeout).
+    deadline: Option<Instant>,
 }
 
 /// Store state for a core module.
@@ -150,6 +177,7 @@ struct P2State {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    names: Arc<NameLookup>,
 }
 
 impl WasiView for P2State {
@@ -186,11 +214,20 @@ impl Job {
                     wasi: wasi.build_p1(),
                     limiter: MemoryLimiter::new(&limits),
                 };
-                let mut store = new_store(&self.engine, state, &limits, |s| &mut s.limiter)?;
+                let mut store = new_store(&self.engine, state, &limits, self.deadline, |s| {
+                    &mut s.limiter
+                })?;
                 let mut linker = wasmtime::Linker::new(&self.engine);
                 wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)
                     .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
-                let result = run_module(&mut store, &linker, module, self.invoke.as_ref()).await;
+                let result = run_module(
+                    &mut store,
+                    &linker,
+                    module,
+                    self.invoke.as_ref(),
+                    self.started_check(),
+                )
+                .await;
                 finish(store, result, &limits, |s| &s.limiter)
             }
             Compiled::Component(component) => {
@@ -203,14 +240,59 @@ impl Job {
                     wasi: wasi.build(),
                     table: ResourceTable::new(),
                     limiter: MemoryLimiter::new(&limits),
+                    names: Arc::new(NameLookup::for_patterns(&self.grant.capabilities.allow_net)),
                 };
-                let mut store = new_store(&self.engine, state, &limits, |s| &mut s.limiter)?;
+                let mut store = new_store(&self.engine, state, &limits, self.deadline, |s| {
+                    &mut s.limiter
+                })?;
                 let mut linker = wasmtime::component::Linker::new(&self.engine);
                 wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                    .and_then(|()| {
+                        // Name lookups go through the allowlist's names.
+                        linker.allow_shadowing(true);
+                        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
+                            P2State,
+                            FilteredLookupData,
+                        >(&mut linker, |s| {
+                            let names = s.names.clone();
+                            FilteredLookup {
+                                inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
+                                names,
+                            }
+                        })
+                    })
                     .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
-                let result = run_component(&mut store, &linker, component).await;
+                let result =
+                    run_component(&mut store, &linker, component, self.started_check()).await;
                 finish(store, result, &limits, |s| &s.limiter)
             }
+        }
+    }
+}
+
+impl Job {
+    /// What the runner checks right before it calls the guest's entry point:
+    /// setting up the store and instantiating take time of their own, and a
+    /// deadline already past must not let the guest start.
+    fn started_check(&self) -> StartCheck {
+        StartCheck {
+            deadline: self.deadline,
+            timeout: self.grant.limits.timeout.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct StartCheck {
+    deadline: Option<Instant>,
+    timeout: Duration,
+}
+
+impl StartCheck {
+    fn check(self) -> Result<()> {
+        match self.deadline {
+            Some(at) if Instant::now() >= at => Err(Error::Timeout(self.timeout)),
+            _ => Ok(()),
         }
     }
 }
@@ -219,6 +301,7 @@ fn new_store<T: Send + 'static>(
     engine: &Engine,
     state: T,
     limits: &Limits,
+    deadline: Option<Instant>,
     limiter: fn(&mut T) -> &mut MemoryLimiter,
 ) -> Result<Store<T>> {
     let mut store = Store::new(engine, state);
@@ -232,12 +315,23 @@ fn new_store<T: Send + 'static>(
             .set_fuel(u64::MAX)
             .map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
     }
-    // With a timeout the runner bumps the epoch once at the deadline.
-    store.set_epoch_deadline(if limits.timeout.is_some() {
-        1
-    } else {
-        u64::MAX / 2
-    });
+    match deadline {
+        // With a timeout the runner bumps the engine's epoch from the
+        // deadline on; each bump this store sees checks the clock, so bumps
+        // from before the store existed (or for another store of the same
+        // engine) cannot end or spare it wrongly.
+        Some(at) => {
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if Instant::now() >= at {
+                    Err(Trap::Interrupt.into())
+                } else {
+                    Ok(UpdateDeadline::Continue(1))
+                }
+            });
+        }
+        None => store.set_epoch_deadline(u64::MAX / 2),
+    }
     Ok(store)
 }
 
@@ -262,11 +356,13 @@ async fn run_module(
     linker: &wasmtime::Linker<P1State>,
     module: &wasmtime::Module,
     invoke: Option<&Invoke>,
+    start_check: StartCheck,
 ) -> GuestResult {
     let instance = linker
         .instantiate_async(&mut *store, module)
         .await
         .map_err(instantiate_error)?;
+    start_check.check()?;
     match invoke {
         None => {
             let Some(start) = instance.get_func(&mut *store, "_start") else {
@@ -333,6 +429,7 @@ async fn run_component(
     store: &mut Store<P2State>,
     linker: &wasmtime::component::Linker<P2State>,
     component: &wasmtime::component::Component,
+    start_check: StartCheck,
 ) -> GuestResult {
     use wasmtime_wasi::p2::bindings::Command;
     let exports_run = component
@@ -348,6 +445,7 @@ async fn run_component(
     let command = Command::instantiate_async(&mut *store, component, linker)
         .await
         .map_err(instantiate_error)?;
+    start_check.check()?;
     match command
         .wasi_cli_run()
         .call_run(&mut *store)
@@ -393,6 +491,18 @@ fn finish<T>(
         Err(GuestError::Host(e)) => return Err(e),
         Err(GuestError::Wasm(e)) => {
             if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                // Codes from 126 up are the host's (timeout, limits, traps):
+                // WASI p1 refuses them in `proc_exit`, and a p2 guest's
+                // `exit-with-code` is held to the same range.
+                if !(0..126).contains(&exit.0) {
+                    return Err(Error::Trap {
+                        kind: format!(
+                            "exit with invalid exit status {} outside of [0..126) (codes from 126 up are reserved for the host)",
+                            exit.0
+                        ),
+                        backtrace: Vec::new(),
+                    });
+                }
                 (exit.0, Vec::new())
             } else {
                 return Err(classify(e, limits, l.hit()));
@@ -445,10 +555,23 @@ pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error 
             backtrace,
         },
         None => Error::Trap {
-            kind: root_message(&e),
+            kind: message_without_backtrace(&e),
             backtrace,
         },
     }
+}
+
+/// The messages of an error chain without the guest backtrace that Wasmtime
+/// attaches as context (it is shown on its own, frame by frame).
+fn message_without_backtrace(e: &wasmtime::Error) -> String {
+    let bt = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|b| b.to_string());
+    e.chain()
+        .map(|c| c.to_string())
+        .filter(|m| Some(m) != bt.as_ref())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A short, stable name for each trap kind.
@@ -515,7 +638,12 @@ fn format_val(v: &Val) -> String {
 }
 
 /// Builds a WASI context that grants exactly `caps`.
+///
+/// Name lookups (`wasi:sockets/ip-name-lookup`) are switched on when a
+/// network pattern names a host; the runner's linker then resolves only the
+/// names the patterns give (see [`NameLookup`]).
 pub fn wasi_builder(caps: &Capabilities, program_name: &str) -> Result<WasiCtxBuilder> {
+    caps.check_dirs()?;
     let mut b = WasiCtxBuilder::new();
     b.arg(program_name);
     b.args(&caps.args);
@@ -563,4 +691,151 @@ fn net_check(
         tracing::warn!(%addr, ?use_, "network access denied: not on the allowlist");
     }
     allowed
+}
+
+/// Which host names a guest may look up: the names the network allowlist
+/// gives, or any name when it has a `*` host. A lookup of any other name is
+/// refused before it reaches a resolver, so the guest cannot use DNS queries
+/// as a channel out of the sandbox. IP address literals need no resolver
+/// and are always answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameLookup {
+    Any,
+    Only(Vec<String>),
+}
+
+impl NameLookup {
+    pub fn for_patterns(patterns: &[crate::caps::NetPattern]) -> NameLookup {
+        use crate::caps::HostPattern;
+        let mut names = Vec::new();
+        for p in patterns {
+            match &p.host {
+                HostPattern::Any => return NameLookup::Any,
+                HostPattern::Name(n) => names.push(n.to_ascii_lowercase()),
+                HostPattern::Cidr(..) => {}
+            }
+        }
+        NameLookup::Only(names)
+    }
+
+    /// Whether `name`, as the guest asked for it, may be resolved.
+    pub fn allows(&self, name: &str) -> bool {
+        let literal = name.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        match self {
+            NameLookup::Any => true,
+            NameLookup::Only(names) => {
+                let name = name.strip_suffix('.').unwrap_or(name);
+                names.iter().any(|n| n.eq_ignore_ascii_case(name))
+            }
+        }
+    }
+}
+
+/// `wasi:sockets/ip-name-lookup` for the runner: WASI's own implementation,
+/// behind the [`NameLookup`] filter.
+struct FilteredLookup<'a> {
+    inner: wasmtime_wasi::sockets::WasiSocketsCtxView<'a>,
+    names: Arc<NameLookup>,
+}
+
+struct FilteredLookupData;
+
+impl wasmtime::component::HasData for FilteredLookupData {
+    type Data<'a> = FilteredLookup<'a>;
+}
+
+mod lookup {
+    use super::FilteredLookup;
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
+        Host, HostResolveAddressStream, ResolveAddressStream,
+    };
+    use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddress, Network};
+    use wasmtime_wasi::p2::{DynPollable, SocketError};
+
+    impl Host for FilteredLookup<'_> {
+        fn resolve_addresses(
+            &mut self,
+            network: Resource<Network>,
+            name: String,
+        ) -> Result<Resource<ResolveAddressStream>, SocketError> {
+            if !self.names.allows(&name) {
+                tracing::warn!(
+                    name = %name,
+                    "name lookup denied: the name is not on the allowlist"
+                );
+                return Err(ErrorCode::AccessDenied.into());
+            }
+            self.inner.resolve_addresses(network, name)
+        }
+    }
+
+    // What ip-name-lookup needs of the network interface: its error codes.
+    impl network::Host for FilteredLookup<'_> {
+        fn convert_error_code(&mut self, error: SocketError) -> wasmtime::Result<ErrorCode> {
+            network::Host::convert_error_code(&mut self.inner, error)
+        }
+
+        fn network_error_code(
+            &mut self,
+            err: Resource<network::Error>,
+        ) -> wasmtime::Result<Option<ErrorCode>> {
+            network::Host::network_error_code(&mut self.inner, err)
+        }
+    }
+
+    impl network::HostNetwork for FilteredLookup<'_> {
+        fn drop(&mut self, this: Resource<Network>) -> wasmtime::Result<()> {
+            network::HostNetwork::drop(&mut self.inner, this)
+        }
+    }
+
+    impl HostResolveAddressStream for FilteredLookup<'_> {
+        fn resolve_next_address(
+            &mut self,
+            stream: Resource<ResolveAddressStream>,
+        ) -> Result<Option<IpAddress>, SocketError> {
+            self.inner.resolve_next_address(stream)
+        }
+
+        fn subscribe(
+            &mut self,
+            stream: Resource<ResolveAddressStream>,
+        ) -> wasmtime::Result<Resource<DynPollable>> {
+            HostResolveAddressStream::subscribe(&mut self.inner, stream)
+        }
+
+        fn drop(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<()> {
+            HostResolveAddressStream::drop(&mut self.inner, stream)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_lookups_follow_the_allowlist() {
+        let pats = |ps: &[&str]| -> Vec<crate::caps::NetPattern> {
+            ps.iter().map(|p| p.parse().unwrap()).collect()
+        };
+        let only = NameLookup::for_patterns(&pats(&["10.0.0.0/8:*", "Api.Internal:443"]));
+        assert_eq!(only, NameLookup::Only(vec!["api.internal".into()]));
+        assert!(only.allows("api.internal"));
+        assert!(only.allows("API.internal."));
+        assert!(!only.allows("other.internal"));
+        assert!(!only.allows("api.internal.evil"));
+        assert!(!only.allows("x.api.internal"));
+        assert!(only.allows("127.0.0.1"));
+        assert!(only.allows("::1"));
+        assert!(only.allows("[::1]"));
+        let any = NameLookup::for_patterns(&pats(&["api.internal:443", "*:80"]));
+        assert_eq!(any, NameLookup::Any);
+        assert!(any.allows("anything.example"));
+        assert!(!NameLookup::for_patterns(&[]).allows("localhost"));
+    }
 }

@@ -28,9 +28,14 @@ pub struct PoolingOptions {
     pub total_instances: u32,
     /// Largest linear memory an instance may have.
     pub max_memory_size: usize,
-    /// Core instances, memories and tables per instance: a component made
-    /// by the usual toolchains holds several of each.
+    /// Core instances and tables per instance: a component made by the
+    /// usual toolchains holds several of each.
     pub slots_per_instance: u32,
+    /// Linear memories per instance, on average over the pool (one component
+    /// may have up to `slots_per_instance`). Each live memory costs memory
+    /// mappings, which the kernel bounds (`vm.max_map_count`), so this is
+    /// kept to what components need: the usual toolchains make one.
+    pub memories_per_instance: u32,
     /// Reserve only `max_memory_size` of address space per memory (plus a
     /// small guard) instead of Wasmtime's 4 GiB, so that many thousands of
     /// instances fit; bounds checks become explicit.
@@ -43,6 +48,7 @@ impl Default for PoolingOptions {
             total_instances: 1000,
             max_memory_size: 64 << 20,
             slots_per_instance: 1,
+            memories_per_instance: 1,
             compact_memory: false,
         }
     }
@@ -68,9 +74,13 @@ fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
         let slots = p
             .total_instances
             .saturating_mul(p.slots_per_instance.max(1));
+        let memories = p
+            .total_instances
+            .saturating_mul(p.memories_per_instance.max(1));
         pool.total_core_instances(slots)
             .total_component_instances(p.total_instances)
-            .total_memories(slots)
+            .total_memories(memories)
+            .max_memories_per_component(p.slots_per_instance.max(1))
             .total_tables(slots)
             .total_stacks(p.total_instances)
             .max_memory_size(p.max_memory_size);
@@ -78,6 +88,10 @@ fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
             config.memory_reservation(p.max_memory_size as u64);
             config.memory_guard_size(64 << 10);
             config.memory_reservation_for_growth(0);
+            // Initial data is copied in rather than mapped copy-on-write:
+            // a mapped image costs a memory mapping per live instance, and
+            // with many thousands of instances mappings run out first.
+            config.memory_init_cow(false);
         }
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
@@ -259,7 +273,13 @@ impl Runtime {
                 path.display()
             )));
         }
-        let stat_key = self.cache.as_ref().map(|_| Cache::stat_key(&meta));
+        // Only a regular file has an identity worth remembering: a pipe or a
+        // device can give other bytes each time.
+        let stat_key = self
+            .cache
+            .as_ref()
+            .filter(|_| meta.is_file())
+            .map(|_| Cache::stat_key(&meta));
         if let (Some(cache), Some(key)) = (&self.cache, &stat_key) {
             if let Some(entry) = cache.lookup_index(key) {
                 if let Some(compiled) = self.load_cached(cache, &entry.sha256, entry.kind) {
@@ -276,7 +296,7 @@ impl Runtime {
             }
         }
 
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = read_artifact(path)?;
         let (format, kind) = detect(&bytes).map_err(|e| prefix(path, e))?;
         let sha256 = hex(&sha2::Sha256::digest(&bytes));
         if format == Format::Precompiled {
@@ -286,12 +306,12 @@ impl Runtime {
                     path.display()
                 )));
             }
-            let compiled = self.deserialize_precompiled(path, kind.expect("detected"))?;
+            let compiled = self.deserialize_precompiled(path, &bytes, kind.expect("detected"))?;
             return Ok(self.finish(
                 path,
                 compiled,
                 sha256,
-                meta.len(),
+                bytes.len() as u64,
                 format,
                 CacheOutcome::Precompiled,
             ));
@@ -328,7 +348,7 @@ impl Runtime {
                     path,
                     compiled,
                     sha256,
-                    meta.len(),
+                    bytes.len() as u64,
                     format,
                     CacheOutcome::Hit,
                 ));
@@ -355,7 +375,7 @@ impl Runtime {
             path,
             compiled,
             sha256,
-            meta.len(),
+            bytes.len() as u64,
             format,
             CacheOutcome::Compiled,
         ))
@@ -381,7 +401,16 @@ impl Runtime {
         Ok(self.compiler.get_or_init(|| engine))
     }
 
-    /// Serialises compiled code (the `.cwasm` format of `wasmlayer compile`).
+    /// The `.cwasm` format of `wasmlayer compile`: the serialised code
+    /// followed by the same integrity trailer as cache entries, so that a
+    /// damaged file is refused instead of mapped as code.
+    pub fn to_precompiled(&self, compiled: &Compiled) -> Result<Vec<u8>> {
+        let mut code = self.serialize(compiled)?;
+        crate::cache::append_trailer(&mut code);
+        Ok(code)
+    }
+
+    /// Serialises compiled code (without a trailer; see [`Runtime::to_precompiled`]).
     pub fn serialize(&self, compiled: &Compiled) -> Result<Vec<u8>> {
         match compiled {
             Compiled::Module(m) => m.serialize(),
@@ -415,15 +444,35 @@ impl Runtime {
         }
     }
 
-    fn deserialize_precompiled(&self, path: &Path, kind: ArtifactKind) -> Result<Compiled> {
-        // SAFETY: the user vouched for this file with --allow-precompiled.
+    fn deserialize_precompiled(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        kind: ArtifactKind,
+    ) -> Result<Compiled> {
+        use crate::cache::TrailerError;
+        let code = crate::cache::strip_trailer(bytes).map_err(|e| {
+            Error::invalid(match e {
+                TrailerError::Missing => format!(
+                    "{}: precompiled code without a wasmlayer checksum (truncated, or not written by `wasmlayer compile`); compile it again",
+                    path.display()
+                ),
+                TrailerError::Mismatch => format!(
+                    "{}: precompiled code is corrupted (checksum mismatch); compile it again",
+                    path.display()
+                ),
+            })
+        })?;
+        // SAFETY: the user vouched for this file with --allow-precompiled,
+        // and the bytes are exactly what `wasmlayer compile` wrote (checked
+        // above, on the copy in memory that is loaded).
         let result = unsafe {
             match kind {
                 ArtifactKind::Module => {
-                    Module::deserialize_file(&self.engine, path).map(Compiled::Module)
+                    Module::deserialize(&self.engine, code).map(Compiled::Module)
                 }
                 ArtifactKind::Component => {
-                    Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+                    Component::deserialize(&self.engine, code).map(Compiled::Component)
                 }
             }
         };
@@ -473,6 +522,66 @@ impl Runtime {
             cache,
         }
     }
+}
+
+/// The most read from a source that is not a regular file (a pipe, a
+/// device): such a source has no size to check beforehand, and `/dev/zero`
+/// would otherwise be read without end.
+pub const MAX_STREAMED_ARTIFACT: u64 = 256 << 20;
+
+/// Reads an artifact. A regular file is read whole; anything else (a pipe,
+/// a device) is read up to [`MAX_STREAMED_ARTIFACT`] bytes. Either is refused
+/// as soon as its first bytes are no known artifact format, so a large file
+/// of anything else (or `/dev/zero`) is not read to its end.
+pub fn read_artifact(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = f.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "{}: is a directory, not a WebAssembly file",
+            path.display()
+        )));
+    }
+    const HEAD: u64 = 4096;
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(HEAD)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 == HEAD && !crate::artifact::known_prefix(&bytes) {
+        return Err(prefix(
+            path,
+            detect(&bytes).err().unwrap_or_else(|| {
+                Error::invalid(
+                    "not a WebAssembly module, component, text file or precompiled artifact",
+                )
+            }),
+        ));
+    }
+    if meta.is_file() {
+        let rest = usize::try_from(meta.len().saturating_sub(HEAD)).unwrap_or(usize::MAX);
+        bytes.try_reserve_exact(rest).map_err(|_| {
+            Error::invalid(format!(
+                "{}: too large to load ({} bytes)",
+                path.display(),
+                meta.len()
+            ))
+        })?;
+        f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+        return Ok(bytes);
+    }
+    f.take(MAX_STREAMED_ARTIFACT + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_STREAMED_ARTIFACT {
+        return Err(Error::invalid(format!(
+            "{}: not a regular file, and longer than {}; refusing to read more (save it to a file first)",
+            path.display(),
+            crate::limits::format_size(MAX_STREAMED_ARTIFACT)
+        )));
+    }
+    Ok(bytes)
 }
 
 fn prefix(path: &Path, e: Error) -> Error {

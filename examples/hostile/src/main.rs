@@ -13,6 +13,7 @@
 //! env NAME             print an environment variable
 //! envall               print every environment variable as K=V
 //! connect HOST:PORT    TCP: send `ping\n`, print the reply line (p2 only)
+//! resolve NAME         look NAME up, print each address on a line (p2 only)
 //! exit N               exit with code N
 //! panic                panic!("boom")
 //! sleep SECS           block in a host call (the WASI clock) for SECS seconds
@@ -41,6 +42,7 @@ commands:
   env NAME             print an environment variable
   envall               print every environment variable
   connect HOST:PORT    TCP ping (wasip2 only)
+  resolve NAME         name lookup (wasip2 only)
   exit N               exit with code N
   panic                panic
   sleep SECS           sleep in a host call";
@@ -63,6 +65,7 @@ fn main() {
         ["env", name] => env_var(name),
         ["envall"] => envall(),
         ["connect", addr] => connect(addr),
+        ["resolve", name] => resolve(name),
         ["exit", code] => match code.parse::<i32>() {
             Ok(code) => exit(code),
             Err(_) => usage(),
@@ -181,6 +184,21 @@ fn env_var(name: &str) {
 fn envall() {
     for (key, value) in env::vars_os() {
         println!("{}={}", key.to_string_lossy(), value.to_string_lossy());
+    }
+}
+
+fn resolve(name: &str) {
+    use std::net::ToSocketAddrs;
+    match (name, 0).to_socket_addrs() {
+        Ok(addrs) => {
+            let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+            ips.sort();
+            ips.dedup();
+            for ip in ips {
+                println!("{ip}");
+            }
+        }
+        Err(e) => fail(e),
     }
 }
 
