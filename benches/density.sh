@@ -15,6 +15,10 @@ COUNTS=("$@")
 
 GUEST="$ROOT/target/guests/http-hostile.wasm"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# The kernel settings that bound density: serve fits its pool to
+# vm.max_map_count (65,530 by default) and says so on stderr.
+MAX_MAP_COUNT=$(cat /proc/sys/vm/max_map_count)
+echo "kernel: vm.max_map_count=$MAX_MAP_COUNT, open files $(ulimit -n), ulimit -v $(ulimit -v)"
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # Resident KB of per-instance state in Wasmtime's pools, from
 # /proc/PID/smaps, printed as "MEMORY POOLS":
@@ -84,10 +88,16 @@ for n in "${COUNTS[@]}"; do
         fi
         [ "$peak_live" -ge "$n" ] && { sleep 0.5; rss_at_peak=$(rss_kb $pid); pool_at_peak=$(pool_rss_kb $pid); break; }
     done
+    fitted=$(sed -n 's/.*serving with a pool of \([0-9]*\) instead.*/\1/p' "$WORK/serve.err")
+    [ -z "$fitted" ] || echo "N=$n: the pool was fitted to $fitted instances (vm.max_map_count=$MAX_MAP_COUNT)"
+    maps=$(wc -l <"/proc/$pid/maps")
     guest_mem=$(curl -s "http://127.0.0.1:$admin/metrics" | awk -F'[ ]' '/^wasmlayer_request_memory_bytes_sum/ {s=$2} /^wasmlayer_request_memory_bytes_count/ {c=$2} END {if (c > 0) printf "%d", s / c; else print 0}')
     wait $wrk_pid || true
+    kill -0 $pid 2>/dev/null || { echo "N=$n: the server died:"; tail -5 "$WORK/serve.err"; exit 1; }
+    non2xx=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk-$n.txt")
+    echo "N=$n: $peak_live live at most, ${non2xx:-0} refused (503), $maps mappings at the end"
     kill $pid; wait $pid 2>/dev/null || true
-    echo "$n $peak_live $base $rss_at_peak $guest_mem $base_pool $pool_at_peak" >>"$WORK/density.txt"
+    echo "$n $peak_live $base $rss_at_peak $guest_mem $base_pool $pool_at_peak $MAX_MAP_COUNT ${fitted:-$((n + 64))}" >>"$WORK/density.txt"
 done
 
 python3 - "$WORK/density.txt" "$OUT/density.json" <<'PY'
@@ -96,7 +106,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 rows = []
 print(f"{'N':>6} {'live':>6} {'RSS idle':>9} {'RSS held':>9} {'per instance':>13} {'linear memory':>14} {'stacks+tables':>14} {'host overhead':>14}")
 for line in open(sys.argv[1]):
-    n, live, base, held, declared, mem_base, pools_base, mem_held, pools_held = map(int, line.split())
+    n, live, base, held, declared, mem_base, pools_base, mem_held, pools_held, max_map_count, pool = map(int, line.split())
     live = max(live, 1)
     per = (held - base) / live
     mem = (mem_held - mem_base) / live
@@ -104,7 +114,8 @@ for line in open(sys.argv[1]):
     host = per - mem - pools
     rows.append({"n": n, "live": live, "rss_idle_kb": base, "rss_held_kb": held, "per_instance_kb": per,
                  "guest_resident_per_instance_kb": mem, "pools_per_instance_kb": pools,
-                 "host_overhead_per_instance_kb": host, "guest_memory_declared_bytes": declared})
+                 "host_overhead_per_instance_kb": host, "guest_memory_declared_bytes": declared,
+                 "vm_max_map_count": max_map_count, "pool_size": pool})
     print(f"{n:>6} {live:>6} {base/1024:>7.1f}MB {held/1024:>7.1f}MB {per:>10.1f} KB {mem:>11.1f} KB {pools:>11.1f} KB {host:>11.1f} KB")
 print("host overhead = growth per instance - guest linear memory - fiber stack and table pools")
 json.dump({"date": datetime.date.today().isoformat(),

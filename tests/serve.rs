@@ -602,3 +602,406 @@ fn bad_targets_are_refused_clearly() {
     let r = run(["serve", "--env", "A=1", &s(&bad)]);
     assert_eq!(r.code, 2, "{r:?}");
 }
+
+/// Sends `bytes` on a fresh connection and leaves it open.
+fn send_raw(port: u16, bytes: &[u8]) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(bytes).unwrap();
+    c
+}
+
+/// Reads what the server answers until it closes the connection.
+fn answer(mut c: TcpStream, within: Duration) -> String {
+    c.set_read_timeout(Some(within)).unwrap();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A record from the access log, found by path and status.
+fn logged(server: &mut Server, path: &str, status: u64) -> serde_json::Value {
+    server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.access_log()
+                .into_iter()
+                .find(|r| r["path"] == path && r["status"] == status)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no record of {path} with {status}:\n{:?}",
+                server.access_log()
+            )
+        })
+}
+
+#[test]
+fn slow_clients_hold_connections_not_instances() {
+    let mut server = Server::start(&[
+        "--pool-size",
+        "2",
+        "--header-timeout",
+        "3s",
+        "--body-timeout",
+        "3s",
+        &s(&guest("http-hostile.wasm")),
+    ]);
+    // Bodies trickling in, and headers never finished (slowloris).
+    let start = Instant::now();
+    let uploads: Vec<_> = (0..150)
+        .map(|_| {
+            send_raw(
+                server.port,
+                b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nabc",
+            )
+        })
+        .collect();
+    let lorises: Vec<_> = (0..150)
+        .map(|_| send_raw(server.port, b"GET /ok HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+        .collect();
+    let idle = send_raw(server.port, b"");
+    // Everyone else is served meanwhile: a pool of 2 is not held by them.
+    for _ in 0..5 {
+        let (status, _, body) = get(&server.url("/ok"));
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+    }
+    // ... while every slow client still holds its connection.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    // Each slow client is answered 408 at its deadline and disconnected.
+    for c in uploads {
+        let a = answer(c, Duration::from_secs(10));
+        assert!(a.starts_with("HTTP/1.1 408"), "{a:?}");
+        assert!(a.contains("request body not received within 3s"), "{a:?}");
+    }
+    for c in lorises {
+        let a = answer(c, Duration::from_secs(10));
+        assert!(a.starts_with("HTTP/1.1 408"), "{a:?}");
+        assert!(
+            a.contains("request headers not received within 3s"),
+            "{a:?}"
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    // An idle connection is closed without an answer.
+    assert_eq!(answer(idle, Duration::from_secs(10)), "");
+    server.wait_for(Duration::from_secs(10), |s| {
+        (metric(
+            &s.metrics(),
+            r#"wasmlayer_rejected_total{result="header-timeout"}"#,
+        ) == Some(150.0))
+        .then_some(())
+    });
+    let m = server.metrics();
+    for (name, n) in [
+        (r#"wasmlayer_rejected_total{result="body-timeout"}"#, 150.0),
+        (
+            r#"wasmlayer_rejected_total{result="header-timeout"}"#,
+            150.0,
+        ),
+        (r#"wasmlayer_requests_total{route="/",status="408"}"#, 150.0),
+        (r#"wasmlayer_requests_total{route="-",status="408"}"#, 150.0),
+        (r#"wasmlayer_requests_total{route="/",status="200"}"#, 5.0),
+    ] {
+        assert_eq!(metric(&m, name), Some(n), "{name}\n{m}");
+    }
+    assert_eq!(
+        metric(&m, "wasmlayer_rejected_total{result=\"at-capacity\"}"),
+        None,
+        "{m}"
+    );
+}
+
+#[test]
+fn fuel_is_metered_however_a_request_ends() {
+    let dir = tempdir();
+    let hostile = s(&guest("http-hostile.wasm"));
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+            [[route]]
+            path = "/fuel"
+            component = "{hostile}"
+            fuel = 50000000
+
+            [[route]]
+            path = "/time"
+            component = "{hostile}"
+            timeout = "1s"
+
+            [[route]]
+            path = "/mem"
+            component = "{hostile}"
+            max_memory = "16MiB"
+            "#
+        ),
+    );
+    let mut server = Server::start(&[&s(&manifest)]);
+    assert_eq!(get(&server.url("/fuel/loop")).0, 500);
+    assert_eq!(get(&server.url("/time/loop")).0, 504);
+    assert_eq!(get(&server.url("/mem/membomb")).0, 500);
+    assert_eq!(get(&server.url("/mem/trap")).0, 500);
+    assert_eq!(get(&server.url("/mem/ok")).0, 200);
+    let fuel = |r: serde_json::Value| r["fuel"].as_u64().unwrap_or_else(|| panic!("{r}"));
+    let exhausted = logged(&mut server, "/fuel/loop", 500);
+    assert_eq!(fuel(exhausted.clone()), 50_000_000, "{exhausted}");
+    // The same loop, ended by the clock after 1 s, burnt far more than the
+    // 50,000,000 it burns in a fraction of that time.
+    let wall = exhausted["wall_us"].as_u64().unwrap();
+    let timed_out = fuel(logged(&mut server, "/time/loop", 504));
+    if wall < 500_000 {
+        assert!(timed_out > 100_000_000, "{timed_out} (50M in {wall} µs)");
+    }
+    assert!(timed_out > 50_000_000, "{timed_out}");
+    for path in ["/mem/membomb", "/mem/trap"] {
+        let burnt = fuel(logged(&mut server, path, 500));
+        assert!(burnt > 1000, "{path}: {burnt}");
+    }
+    assert!(fuel(logged(&mut server, "/mem/ok", 200)) > 1000);
+    let m = server.metrics();
+    let sum = metric(&m, r#"wasmlayer_request_fuel_sum{route="/time"}"#).unwrap();
+    assert_eq!(sum, timed_out as f64, "{m}");
+}
+
+#[test]
+fn timeouts_are_answered_on_time_under_load() {
+    let mut server = Server::start(&["--timeout", "1s", &s(&guest("http-hostile.wasm"))]);
+    let start = Instant::now();
+    let loops: Vec<_> = (0..100)
+        .map(|_| {
+            let url = server.url("/loop");
+            std::thread::spawn(move || {
+                let (status, _, _) = get(&url);
+                (status, start.elapsed())
+            })
+        })
+        .collect();
+    // The server answers others while every guest thread is busy.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, _) = get(&server.url("/ok"));
+    assert_eq!(status, 200);
+    for t in loops {
+        let (status, took) = t.join().unwrap();
+        assert_eq!(status, 504);
+        // 1 s, a margin for the client threads to start, and the documented
+        // margin of the answer.
+        assert!(
+            took < Duration::from_millis(2000),
+            "answered after {took:?}"
+        );
+    }
+    server.wait_for(Duration::from_secs(10), |s| {
+        s.in_flight().eq(&0.0).then_some(())
+    });
+    assert_eq!(get(&server.url("/ok")).0, 200);
+}
+
+#[test]
+fn http_framing_is_checked_before_any_guest() {
+    let server = Server::start(&[&s(&guest("http-hostile.wasm"))]);
+    // HTTP/1.0 may leave out Host: the request is for this server.
+    let a = answer(
+        send_raw(server.port, b"GET /ok HTTP/1.0\r\n\r\n"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        a.starts_with("HTTP/1.0 200") && a.ends_with("ok\n"),
+        "{a:?}"
+    );
+    // HTTP/1.1 must have it.
+    let a = answer(
+        send_raw(server.port, b"GET /ok HTTP/1.1\r\n\r\n"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        a.starts_with("HTTP/1.1 400") && a.contains("missing Host header"),
+        "{a:?}"
+    );
+    // Two framings at once are how requests are smuggled: the chunked
+    // framing wins, Content-Length is dropped, and the connection closes
+    // after the answer, so whatever follows on it is never served.
+    let a = answer(
+        send_raw(
+            server.port,
+            b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /trap HTTP/1.1\r\nHost: x\r\n\r\n",
+        ),
+        Duration::from_secs(10),
+    );
+    assert!(a.starts_with("HTTP/1.1 200"), "{a:?}");
+    assert!(
+        a.to_ascii_lowercase().contains("connection: close"),
+        "{a:?}"
+    );
+    assert_eq!(a.matches("HTTP/1.1 ").count(), 1, "{a:?}");
+    // A non-chunked Transfer-Encoding cannot be framed at all.
+    let a = answer(
+        send_raw(
+            server.port,
+            b"POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        ),
+        Duration::from_secs(10),
+    );
+    assert!(a.starts_with("HTTP/1.1 400"), "{a:?}");
+    assert_eq!(get(&server.url("/ok")).0, 200);
+    // The guest never saw a trap request.
+    assert!(
+        !server.stderr_text().contains("unreachable"),
+        "{}",
+        server.stderr_text()
+    );
+}
+
+#[test]
+fn a_pool_larger_than_the_kernel_allows_is_fitted_with_a_warning() {
+    let max: u64 = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let server = Server::start(&[
+        "--pool-size",
+        "1000000",
+        "--max-instance-memory",
+        "2MiB",
+        &s(&guest("http-hello.wasm")),
+    ]);
+    let err = server.stderr_text();
+    if max < 10_000_000 {
+        assert!(err.contains("warning: serving with a pool of"), "{err}");
+        assert!(err.contains("instead of 1000000"), "{err}");
+        assert!(err.contains(&format!("vm.max_map_count is {max}")), "{err}");
+        assert!(err.contains("sysctl -w vm.max_map_count="), "{err}");
+    }
+    assert_eq!(get(&server.url("/")).0, 200);
+}
+
+#[test]
+fn prometheus_scrapes_the_metrics() {
+    let prometheus = Path::new("/usr/bin/prometheus");
+    assert!(
+        prometheus.exists(),
+        "Debian's prometheus is missing: run scripts/setup.sh"
+    );
+    let server = Server::start(&[&s(&guest("http-hello.wasm"))]);
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/x")).0, 200);
+    }
+    assert_eq!(post(&server.url("/x"), b"abc").0, 200);
+
+    // The classic text format, served to clients that do not ask for
+    // OpenMetrics, passes Prometheus's own checker.
+    let (_, headers, exposition) = get(&format!("http://127.0.0.1:{}/metrics", server.admin));
+    assert!(headers.contains("text/plain; version=0.0.4"), "{headers}");
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let checked = output(check.wait_with_output().unwrap());
+    assert_eq!(checked.code, 0, "{checked:?}\n{exposition}");
+
+    // A real Prometheus scrapes the admin endpoint every second.
+    let dir = tempdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: wasmlayer\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            server.admin
+        ),
+    )
+    .unwrap();
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prom = Killed(
+        std::process::Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+    );
+    let query = |q: &str| -> Option<serde_json::Value> {
+        let q: String = q
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let url = format!("http://127.0.0.1:{port}/api/v1/query?query={q}");
+        let mut r = agent().get(&url).call().ok()?;
+        let v: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+        v["data"]["result"]
+            .as_array()
+            .cloned()
+            .map(serde_json::Value::from)
+    };
+    let value = |q: &str| -> Option<f64> {
+        query(q)?.as_array()?.first()?["value"][1]
+            .as_str()?
+            .parse()
+            .ok()
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut seen = None;
+    while Instant::now() < until {
+        seen = value(r#"wasmlayer_requests_total{route="/",status="200"}"#);
+        if seen == Some(4.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let targets = agent()
+        .get(&format!("http://127.0.0.1:{port}/api/v1/targets"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .unwrap_or_default();
+    assert_eq!(seen, Some(4.0), "targets: {targets}");
+    assert!(targets.contains(r#""health":"up""#), "{targets}");
+    assert_eq!(
+        value(r#"wasmlayer_request_duration_seconds_count{route="/"}"#),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(r#"sum(wasmlayer_request_duration_seconds_bucket{route="/",le="+Inf"})"#),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(r#"wasmlayer_request_body_bytes_total{route="/"}"#),
+        Some(3.0)
+    );
+    assert!(value(r#"wasmlayer_request_fuel_sum{route="/"}"#).unwrap_or(0.0) > 0.0);
+}

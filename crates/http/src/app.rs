@@ -15,7 +15,7 @@ use wasmlayer_core::limits::MemoryLimiter;
 use wasmlayer_core::runtime::Compiled;
 use wasmlayer_core::{Error, LoadOptions, Result, Runtime};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::Store;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -187,20 +187,6 @@ impl App {
     pub fn route_for(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.spec.matches(path))
     }
-
-    /// The engines whose epochs drive the routes' deadlines.
-    pub fn engines(&self) -> Vec<wasmtime::Engine> {
-        let mut engines: Vec<wasmtime::Engine> = Vec::new();
-        for r in &self.routes {
-            if !engines
-                .iter()
-                .any(|e| wasmtime::Engine::same(e, r.pre.engine()))
-            {
-                engines.push(r.pre.engine().clone());
-            }
-        }
-        engines
-    }
 }
 
 /// What one request did, written as one access-log line and into the
@@ -228,7 +214,7 @@ struct RecordInner {
 impl Record {
     pub fn new(
         route: Arc<str>,
-        method: &http::Method,
+        method: &str,
         path: &str,
         start: Instant,
         metrics: Arc<Metrics>,
@@ -352,18 +338,93 @@ impl http_body::Body for Counted {
     }
 }
 
-/// How a failed request is answered: 504 for a timeout, 500 otherwise.
-fn failure(record: &Record, route: &str, e: &Error) -> http::Response<Body> {
-    let status = if matches!(e, Error::Timeout(_)) {
-        504
-    } else {
-        500
-    };
-    tracing::warn!(route, status, cause = %e, "request failed");
-    record.error(e.to_string());
-    record.status(status);
-    plain(status, e.to_string())
+/// How a request failed, and so how it is answered.
+pub struct Failure {
+    pub status: u16,
+    pub error: Error,
 }
+
+impl Failure {
+    /// 504 for a timeout, 500 for anything the guest did.
+    fn guest(error: Error) -> Self {
+        let status = if matches!(error, Error::Timeout(_)) {
+            504
+        } else {
+            500
+        };
+        Failure { status, error }
+    }
+}
+
+/// Answers a failed request and notes it in the request's record.
+fn failure(record: &Record, route: &str, f: Failure) -> http::Response<Body> {
+    tracing::warn!(route, status = f.status, cause = %f.error, "request failed");
+    let text = f.error.to_string();
+    record.error(text.clone());
+    record.status(f.status);
+    let mut r = plain(f.status, text);
+    if f.status == 503 {
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    r
+}
+
+/// Refuses a request before any instance is involved: counted by reason.
+pub fn refuse(
+    record: &Record,
+    metrics: &Metrics,
+    reason: &str,
+    status: u16,
+    text: String,
+) -> http::Response<Body> {
+    metrics
+        .rejected
+        .get_or_create(&crate::metrics::ResultLabel {
+            result: reason.into(),
+        })
+        .inc();
+    record.status(status);
+    record.error(text.clone());
+    let mut r = plain(status, text);
+    match status {
+        503 => {
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        408 => {
+            // The rest of the body may still be on its way: the
+            // connection cannot carry another request.
+            r.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        _ => {}
+    }
+    r
+}
+
+/// What every request of a server shares.
+pub struct Requests {
+    /// One permit per instance alive at once.
+    pub pool: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<Metrics>,
+    /// Guests run on a runtime of their own, so that a crowd of busy guests
+    /// never delays the I/O threads that answer on time (504s included).
+    pub guests: tokio::runtime::Handle,
+    /// Time to receive a request's body.
+    pub body_timeout: Duration,
+}
+
+/// Fuel a guest burns between two yields to the other guests. Fuel is
+/// written back to the store at every yield, so a request ended between two
+/// yields (timeout) is metered exactly.
+const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 
 /// Serves one request on `route` in a fresh instance.
 ///
@@ -374,10 +435,9 @@ fn failure(record: &Record, route: &str, e: &Error) -> http::Response<Body> {
 pub async fn handle(
     route: &Route,
     request: http::Request<hyper::body::Incoming>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    metrics: Arc<Metrics>,
+    requests: &Requests,
 ) -> http::Response<Body> {
-    match Box::pin(start(route, request, permit, metrics)).await {
+    match Box::pin(start(route, request, requests)).await {
         Ok(running) => running.respond(&route.name).await,
         Err(response) => response,
     }
@@ -386,7 +446,7 @@ pub async fn handle(
 /// A guest running one request.
 struct Running {
     record: Arc<Record>,
-    task: tokio::task::JoinHandle<Result<(), Error>>,
+    task: tokio::task::JoinHandle<Result<(), Failure>>,
     response: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
     deadline: Instant,
     timeout: Duration,
@@ -395,10 +455,10 @@ struct Running {
 async fn start(
     route: &Route,
     request: http::Request<hyper::body::Incoming>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    metrics: Arc<Metrics>,
+    requests: &Requests,
 ) -> Result<Running, http::Response<Body>> {
     let start = Instant::now();
+    let metrics = &requests.metrics;
     let path = request
         .uri()
         .path_and_query()
@@ -406,42 +466,65 @@ async fn start(
         .unwrap_or_else(|| "/".into());
     let record = Record::new(
         route.name.clone(),
-        request.method(),
+        request.method().as_str(),
         &path,
         start,
         metrics.clone(),
     );
     let spec = &route.spec;
 
-    // The body, within the route's limit.
+    // The body, within the route's limit and the server's deadline. No
+    // instance is taken until it is in: a slow client holds a connection,
+    // never a slot of the pool.
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || format!("request body larger than {} bytes", spec.max_body);
     if declared.is_some_and(|n| n > spec.max_body) {
-        record.status(413);
-        return Err(plain(
-            413,
-            format!("request body larger than {} bytes", spec.max_body),
-        ));
+        return Err(refuse(&record, metrics, "body-too-large", 413, too_large()));
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, spec.max_body as usize).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            record.status(413);
-            return Err(plain(
-                413,
-                format!("request body larger than {} bytes", spec.max_body),
+    let read = Limited::new(body, spec.max_body as usize).collect();
+    let body = match tokio::time::timeout(requests.body_timeout, read).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(refuse(&record, metrics, "body-too-large", 413, too_large()));
+        }
+        Ok(Err(e)) => {
+            return Err(refuse(
+                &record,
+                metrics,
+                "bad-body",
+                400,
+                format!("cannot read the request body: {e}"),
             ));
         }
-        Err(e) => {
-            record.status(400);
-            return Err(plain(400, format!("cannot read the request body: {e}")));
+        Err(_) => {
+            return Err(refuse(
+                &record,
+                metrics,
+                "body-timeout",
+                408,
+                format!(
+                    "request body not received within {}",
+                    wasmlayer_core::limits::format_duration(requests.body_timeout)
+                ),
+            ));
         }
     };
     record.with(|i| i.bytes_in = body.len() as u64);
+    let Ok(permit) = requests.pool.clone().try_acquire_owned() else {
+        tracing::warn!(route = %route.name, "at capacity: every instance is busy");
+        return Err(refuse(
+            &record,
+            metrics,
+            "at-capacity",
+            503,
+            "at capacity, retry shortly".into(),
+        ));
+    };
     let request = http::Request::from_parts(
         parts,
         Full::new(body).map_err(
@@ -450,10 +533,9 @@ async fn start(
     );
 
     // A fresh store with the route's grants and limits.
-    let mut wasi = match wasmlayer_core::run::wasi_builder(&spec.caps, &route.name) {
-        Ok(b) => b,
-        Err(e) => return Err(failure(&record, &route.name, &e)),
-    };
+    let host_failure = |e: Error| failure(&record, &route.name, Failure::guest(e));
+    let mut wasi =
+        wasmlayer_core::run::wasi_builder(&spec.caps, &route.name).map_err(host_failure)?;
     wasi.stdout(wasmtime_wasi::cli::stderr())
         .stderr(wasmtime_wasi::cli::stderr());
     let host = Host {
@@ -469,21 +551,21 @@ async fn start(
     let mut store = Store::new(route.pre.engine(), host);
     store.limiter(|h| &mut h.limiter);
     let fuel = spec.limits.fuel.unwrap_or(u64::MAX);
-    let _ = store.set_fuel(fuel);
+    // Guests take turns by fuel, not by epoch: a yield writes the fuel
+    // burnt so far back to the store, an epoch check does not. The deadline
+    // is a timer around the call.
+    let metered = store
+        .set_fuel(fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+    if let Err(e) = metered {
+        return Err(host_failure(Error::host(format!("cannot meter fuel: {e}"))));
+    }
+    store.set_epoch_deadline(u64::MAX / 2);
     let timeout = spec
         .limits
         .timeout
         .unwrap_or(crate::manifest::DEFAULT_TIMEOUT);
     let deadline = start + timeout;
-    // Every epoch tick: trap past the deadline, otherwise let other tasks run.
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(Trap::Interrupt.into())
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store.set_epoch_deadline(1);
 
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = store
@@ -493,34 +575,34 @@ async fn start(
     let (req, out) =
         match req.and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(tx)?))) {
             Ok(v) => v,
-            Err(e) => {
-                return Err(failure(
-                    &record,
-                    &route.name,
-                    &Error::host(format!("{e:#}")),
-                ))
-            }
+            Err(e) => return Err(host_failure(Error::host(format!("{e:#}")))),
         };
 
     let pre = route.pre.clone();
     let limits = spec.limits.clone();
     let task_record = record.clone();
+    let metrics = metrics.clone();
     metrics.in_flight.inc();
-    let task = tokio::spawn(async move {
+    let task = requests.guests.spawn(async move {
         // The deadline also ends a guest waiting in a host call (a sleep, a
-        // slow upstream), which epoch interruption cannot reach: the call is
-        // dropped and its instance freed.
+        // slow upstream): the call is dropped and its instance freed.
         let call = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let proxy = match pre.instantiate_async(&mut store).await {
+                Ok(p) => p,
+                Err(e) => return Err(instantiate_failure(e, &limits, &store)),
+            };
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await
+                .map_err(|e| {
+                    let hit = store.data().limiter.hit();
+                    Failure::guest(wasmlayer_core::run::classify(e, &limits, hit))
+                })
         };
         let result = tokio::time::timeout_at(deadline.into(), call).await;
         let consumed = fuel - store.get_fuel().unwrap_or(fuel);
         let peak = store.data().limiter.peak();
-        let hit = store.data().limiter.hit();
         task_record.with(|i| {
             i.fuel = Some(consumed);
             i.memory = Some(peak);
@@ -529,8 +611,8 @@ async fn start(
         metrics.in_flight.dec();
         drop(permit);
         match result {
-            Ok(r) => r.map_err(|e| wasmlayer_core::run::classify(e, &limits, hit)),
-            Err(_elapsed) => Err(Error::Timeout(timeout)),
+            Ok(r) => r,
+            Err(_elapsed) => Err(Failure::guest(Error::Timeout(timeout))),
         }
     });
 
@@ -541,6 +623,31 @@ async fn start(
         deadline,
         timeout,
     })
+}
+
+/// An instance that could not be made: a trap or a limit in its start-up is
+/// the guest's; anything else (the pool or the system out of memory or
+/// mappings) is the server's lack of room, answered 503 so that the client
+/// retries while the other requests go on.
+fn instantiate_failure(
+    e: wasmtime::Error,
+    limits: &wasmlayer_core::Limits,
+    store: &Store<Host>,
+) -> Failure {
+    let hit = store.data().limiter.hit();
+    if hit || e.downcast_ref::<wasmtime::Trap>().is_some() {
+        return Failure::guest(wasmlayer_core::run::classify(e, limits, hit));
+    }
+    Failure {
+        status: 503,
+        error: Error::host(format!(
+            "no instance available: {}",
+            e.chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ")
+        )),
+    }
 }
 
 impl Running {
@@ -561,9 +668,9 @@ impl Running {
                 // If the guest fails after sending the head, the body ends early
                 // and the failure is logged with the request.
                 tokio::spawn(async move {
-                    if let Ok(Err(e)) = task.await {
-                        tracing::warn!(route = %record_for_body.route, cause = %e, "guest failed while sending its body");
-                        record_for_body.error(e.to_string());
+                    if let Ok(Err(f)) = task.await {
+                        tracing::warn!(route = %record_for_body.route, cause = %f.error, "guest failed while sending its body");
+                        record_for_body.error(f.error.to_string());
                     }
                 });
                 response.map(|inner| Counted { inner, record }.boxed_unsync())
@@ -573,21 +680,23 @@ impl Running {
                     kind: format!("the guest answered with an error: {code:?}"),
                     backtrace: Vec::new(),
                 };
-                failure(&record, route, &e)
+                failure(&record, route, Failure::guest(e))
             }
             Ok(Err(_)) => {
                 // The guest finished or failed without setting a response.
-                let e = match task.await {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => Error::Trap {
+                let f = match task.await {
+                    Ok(Err(f)) => f,
+                    Ok(Ok(())) => Failure::guest(Error::Trap {
                         kind: "the guest returned without a response".into(),
                         backtrace: Vec::new(),
-                    },
-                    Err(join) => Error::host(format!("request task failed: {join}")),
+                    }),
+                    Err(join) => {
+                        Failure::guest(Error::host(format!("request task failed: {join}")))
+                    }
                 };
-                failure(&record, route, &e)
+                failure(&record, route, f)
             }
-            Err(_elapsed) => failure(&record, route, &Error::Timeout(timeout)),
+            Err(_elapsed) => failure(&record, route, Failure::guest(Error::Timeout(timeout))),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod manifest;
 pub mod metrics;
+pub mod pool;
 pub mod server;
 
 pub use manifest::{Manifest, RouteSpec, ServerSettings};

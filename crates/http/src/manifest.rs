@@ -38,6 +38,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_POOL_SIZE: u32 = 1000;
 /// Default largest linear memory of one instance.
 pub const DEFAULT_INSTANCE_MEMORY: u64 = 64 << 20;
+/// Default time a client has to send a request's headers (also how long an
+/// idle keep-alive connection stays open).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client has to send a request's body, from its headers on.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Server-wide settings, fixed when the server starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,11 @@ pub struct ServerSettings {
     pub listen: Option<std::net::SocketAddr>,
     /// Where to serve metrics and health, when no `--admin` is given.
     pub admin: Option<std::net::SocketAddr>,
+    /// Time to receive a request's headers; past it: 408 and the connection closes.
+    pub header_timeout: Duration,
+    /// Time to receive a request's body; past it: 408. No instance is taken
+    /// before the body is in.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -57,6 +67,8 @@ impl Default for ServerSettings {
             max_instance_memory: DEFAULT_INSTANCE_MEMORY,
             listen: None,
             admin: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -148,6 +160,14 @@ impl Manifest {
                     .admin
                     .map(|a| a.parse().map_err(|e| format!("server.admin `{a}`: {e}")))
                     .transpose()?,
+                header_timeout: match s.header_timeout {
+                    Some(t) => parse_timeout("server.header_timeout", &t)?,
+                    None => DEFAULT_HEADER_TIMEOUT,
+                },
+                body_timeout: match s.body_timeout {
+                    Some(t) => parse_timeout("server.body_timeout", &t)?,
+                    None => DEFAULT_BODY_TIMEOUT,
+                },
             },
         };
         if server.pool_size == 0 {
@@ -225,6 +245,15 @@ impl Manifest {
     }
 }
 
+/// A server-wide deadline: at least a millisecond, at most a day.
+pub fn parse_timeout(what: &str, text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text).map_err(|e| format!("{what}: {e}"))?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {
+        return Err(format!("{what}: `{text}` is out of range (1ms to 24h)"));
+    }
+    Ok(d)
+}
+
 /// Longest prefix first, so the first match is the longest.
 pub fn sort_routes(routes: &mut [RouteSpec]) {
     routes.sort_by_key(|r| std::cmp::Reverse(r.path.trim_end_matches('/').len()));
@@ -268,6 +297,8 @@ struct RawServer {
     max_instance_memory: Option<String>,
     listen: Option<String>,
     admin: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +333,8 @@ mod tests {
             [server]
             pool_size = 10
             listen = "127.0.0.1:9000"
+            header_timeout = "2s"
+            body_timeout = "500ms"
             [[route]]
             path = "/"
             component = "a.wasm"
@@ -322,6 +355,8 @@ mod tests {
         .unwrap();
         assert_eq!(m.server.pool_size, 10);
         assert_eq!(m.server.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(m.server.header_timeout, Duration::from_secs(2));
+        assert_eq!(m.server.body_timeout, Duration::from_millis(500));
         assert_eq!(m.routes[1].caps.inherit_env, ["HOME"]);
         let dirs: Vec<_> = m.routes[1]
             .caps
@@ -355,6 +390,7 @@ mod tests {
             ("[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\npath = \"/a/\"\ncomponent = \"b.wasm\"", "twice"),
             ("[server]\npool_size = 0\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "pool_size"),
             ("[server]\nlisten = \"nowhere\"\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "server.listen"),
+            ("[server]\nbody_timeout = \"0s\"\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "out of range"),
         ] {
             let e = Manifest::from_str(text, Path::new(".")).unwrap_err();
             assert!(e.contains(why), "{text}: {e}");

@@ -110,7 +110,7 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -119,8 +119,75 @@ impl Metrics {
     }
 }
 
+/// The same metrics in Prometheus's classic text format (0.0.4), for
+/// clients that do not ask for OpenMetrics (`promtool`, older scrapers): a
+/// counter family is named with its `_total` suffix, and OpenMetrics' own
+/// lines (`# UNIT`, `# EOF`) are left out.
+pub fn to_classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RouteStatus {
+                route: "/".into(),
+                status: "200".into(),
+            })
+            .inc();
+        let open = m.encode();
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        let classic = to_classic_text(&open);
+        assert!(
+            classic.contains("# HELP wasmlayer_requests_total Requests answered"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE wasmlayer_requests_total counter"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("wasmlayer_requests_total{route=\"/\",status=\"200\"} 1"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# TYPE wasmlayer_instances_in_flight gauge"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
     }
 }

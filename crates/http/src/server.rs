@@ -1,14 +1,16 @@
 //! The HTTP server: listener, admission of requests into the instance pool,
 //! the admin endpoints, hot reload and draining.
 
-use crate::app::{handle, plain, App, Body, Record};
+use crate::app::{handle, plain, refuse, App, Body, Record, Requests};
 use crate::manifest::{Manifest, ServerSettings};
 use crate::metrics::{Metrics, ResultLabel};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -43,15 +45,14 @@ pub struct ServeOptions {
     pub cache: bool,
 }
 
-/// Epoch tick: the granularity of timeouts and of yielding to other requests.
-const TICK: Duration = Duration::from_millis(10);
-
 struct Shared {
     app: RwLock<Arc<App>>,
-    pool: Arc<Semaphore>,
+    requests: Requests,
     metrics: Arc<Metrics>,
     draining: AtomicBool,
-    engines: Mutex<Vec<wasmtime::Engine>>,
+    header_timeout: Duration,
+    /// The authority of a request that names none (HTTP/1.0 without `Host`).
+    local: http::HeaderValue,
 }
 
 impl Shared {
@@ -60,13 +61,36 @@ impl Shared {
     }
 
     fn set_app(&self, app: App) {
-        let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
-        for e in app.engines() {
-            if !engines.iter().any(|x| wasmtime::Engine::same(x, &e)) {
-                engines.push(e);
-            }
-        }
         *self.app.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(app);
+    }
+}
+
+/// hyper's timer for the header deadline, on Tokio.
+#[derive(Clone, Copy)]
+struct TokioTimer;
+
+struct TokioSleep(tokio::time::Sleep);
+
+impl std::future::Future for TokioSleep {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // SAFETY: a projection to the only field, never moved out.
+        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for TokioSleep {}
+
+impl hyper::rt::Timer for TokioTimer {
+    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(TokioSleep(tokio::time::sleep(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(TokioSleep(tokio::time::sleep_until(deadline.into())))
     }
 }
 
@@ -98,11 +122,49 @@ fn watched(source: &Source, manifest: &Manifest) -> Vec<(PathBuf, Option<SystemT
         .collect()
 }
 
+/// Core instances, memories and tables one component instance may use.
+const SLOTS_PER_INSTANCE: u32 = 4;
+/// Linear memories the pool holds per instance: the usual toolchains make
+/// components with one. A component with more takes the slots of others; when
+/// none is left its request gets 503.
+const MEMORIES_PER_INSTANCE: u32 = 1;
+
+/// Sizes the pool to what the kernel allows (see [`crate::pool`]): a pool
+/// that does not fit is made smaller, with a warning that names the setting
+/// to raise; one that cannot hold a single instance is refused.
+fn fit_pool(settings: &mut ServerSettings) -> Result<()> {
+    use crate::pool::{fit, Fit, PoolShape, SystemLimits};
+    let shape = PoolShape {
+        instances: settings.pool_size,
+        memories_per_instance: MEMORIES_PER_INSTANCE,
+        memory_slot_bytes: settings.max_instance_memory + MEMORY_GUARD,
+        stack_bytes: (2 << 20) + 4096,
+    };
+    match fit(&shape, &SystemLimits::read()) {
+        Fit::Fits => Ok(()),
+        Fit::Reduced { instances, why } => {
+            eprintln!(
+                "warning: serving with a pool of {instances} instead of {}: {why}",
+                settings.pool_size
+            );
+            settings.pool_size = instances;
+            Ok(())
+        }
+        Fit::Impossible(why) => Err(Error::host(format!(
+            "the instance pool does not fit this system: {why}"
+        ))),
+    }
+}
+
+/// Guard behind each linear memory of the pool.
+const MEMORY_GUARD: u64 = 64 << 10;
+
 fn runtime(settings: &ServerSettings, opts: &ServeOptions) -> Result<Runtime> {
     let pooling = PoolingOptions {
         total_instances: settings.pool_size,
         max_memory_size: settings.max_instance_memory as usize,
-        slots_per_instance: 4,
+        slots_per_instance: SLOTS_PER_INSTANCE,
+        memories_per_instance: MEMORIES_PER_INSTANCE,
         compact_memory: true,
     };
     Runtime::builder()
@@ -119,14 +181,30 @@ fn runtime(settings: &ServerSettings, opts: &ServeOptions) -> Result<Runtime> {
 /// Runs the server until SIGTERM or SIGINT; returns the exit code.
 pub fn serve(opts: ServeOptions) -> Result<i32> {
     let manifest = load_manifest(&opts.source)?;
-    let settings = manifest.server.clone();
+    let mut settings = manifest.server.clone();
+    fit_pool(&mut settings)?;
     let runtime = Arc::new(runtime(&settings, &opts)?);
     let app = App::build(&runtime, &manifest)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::host(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(run(opts, manifest, settings, runtime, app))
+    let guests = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("guest")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::host(format!("cannot start the guest runtime: {e}")))?;
+    let code = rt.block_on(run(
+        opts,
+        manifest,
+        settings,
+        runtime,
+        app,
+        guests.handle().clone(),
+    ));
+    // Guests still running past the drain deadline are dropped with it.
+    guests.shutdown_background();
+    code
 }
 
 async fn run(
@@ -135,6 +213,7 @@ async fn run(
     settings: ServerSettings,
     runtime: Arc<Runtime>,
     app: App,
+    guests: tokio::runtime::Handle,
 ) -> Result<i32> {
     let listen = opts
         .listen
@@ -151,18 +230,25 @@ async fn run(
         ),
         None => None,
     };
-    let shared = Arc::new(Shared {
-        app: RwLock::new(Arc::new(App { routes: Vec::new() })),
-        pool: Arc::new(Semaphore::new(settings.pool_size as usize)),
-        metrics: Arc::new(Metrics::new()),
-        draining: AtomicBool::new(false),
-        engines: Mutex::new(Vec::new()),
-    });
-    shared.set_app(app);
-
     let local = listener
         .local_addr()
         .map_err(|e| Error::host(e.to_string()))?;
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared {
+        app: RwLock::new(Arc::new(app)),
+        requests: Requests {
+            pool: Arc::new(Semaphore::new(settings.pool_size as usize)),
+            metrics: metrics.clone(),
+            guests,
+            body_timeout: settings.body_timeout,
+        },
+        metrics,
+        draining: AtomicBool::new(false),
+        header_timeout: settings.header_timeout,
+        local: http::HeaderValue::from_str(&local.to_string())
+            .map_err(|e| Error::host(e.to_string()))?,
+    });
+
     eprintln!(
         "serving http://{local} ({} route(s), pool of {})",
         manifest.routes.len(),
@@ -178,26 +264,12 @@ async fn run(
         );
     }
 
-    // Epoch ticks for deadlines and fair scheduling, for the process's life.
-    let ticking = shared.clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(TICK);
-        for e in ticking
-            .engines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            e.increment_epoch();
-        }
-    });
-
     if let Some(admin) = admin {
         tokio::spawn(admin_loop(admin, shared.clone()));
     }
     tokio::spawn(reload_loop(
         opts.clone(),
-        settings.clone(),
+        manifest.server.clone(),
         runtime,
         shared.clone(),
         watched(&opts.source, &manifest),
@@ -260,73 +332,130 @@ async fn connection(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let service = hyper::service::service_fn(move |req| dispatch(req, shared.clone()));
+    let service = {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |req| dispatch(req, shared.clone()))
+    };
     // Half-close allowed: hyper does not read ahead on a connection whose
     // request is in flight (to notice the client leaving), which would pin a
     // second read buffer per held request. The guest runs to its response or
     // deadline either way.
-    let conn = http1::Builder::new()
+    let mut conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(true)
+        .timer(TokioTimer)
+        .header_read_timeout(shared.header_timeout)
         .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!("connection ended: {e}");
+    let ended = tokio::select! {
+        r = &mut conn => r,
+        _ = stop.changed() => {
+            std::pin::Pin::new(&mut conn).graceful_shutdown();
+            (&mut conn).await
+        }
+    };
+    match ended {
+        Err(e) if e.is_timeout() => header_timeout(conn.into_parts(), &shared).await,
+        Err(e) => tracing::debug!("connection ended: {e}"),
+        Ok(()) => {}
+    }
+}
+
+/// The header deadline passed. A connection that was idle between requests
+/// is simply closed; one with part of a request received is answered 408.
+async fn header_timeout<S>(
+    parts: hyper::server::conn::http1::Parts<TokioIo<tokio::net::TcpStream>, S>,
+    shared: &Shared,
+) {
+    if parts.read_buf.is_empty() {
+        return;
+    }
+    let text = format!(
+        "request headers not received within {}",
+        wasmlayer_core::limits::format_duration(shared.header_timeout)
+    );
+    let record = Record::new("-".into(), "-", "-", Instant::now(), shared.metrics.clone());
+    drop(refuse(
+        &record,
+        &shared.metrics,
+        "header-timeout",
+        408,
+        text.clone(),
+    ));
+    let response = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{text}\n",
+        text.len() + 1
+    );
+    let mut io = parts.io;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        use hyper::rt::Write;
+        use std::pin::Pin;
+        let mut rest = response.as_bytes();
+        while !rest.is_empty() {
+            match std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, rest)).await {
+                Ok(n) if n > 0 => rest = &rest[n..],
+                _ => return,
             }
         }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        let _ = std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
+    })
+    .await;
+}
+
+/// A request the HTTP layer accepts but no guest should see.
+fn malformed(req: &http::Request<hyper::body::Incoming>) -> Option<&'static str> {
+    // Transfer-Encoding with Content-Length never gets here as such: hyper
+    // frames the request by Transfer-Encoding alone, drops Content-Length and
+    // closes the connection after the answer (RFC 9112, 6.3), so nothing can
+    // be smuggled behind it.
+    match req.headers().get(http::header::HOST) {
+        Some(host) if host.to_str().is_err() => Some("invalid Host header"),
+        None if req.uri().authority().is_none() && req.version() >= http::Version::HTTP_11 => {
+            Some("missing Host header")
         }
+        _ => None,
     }
 }
 
 async fn dispatch(
-    req: http::Request<hyper::body::Incoming>,
+    mut req: http::Request<hyper::body::Incoming>,
     shared: Arc<Shared>,
 ) -> Result<http::Response<Body>, std::convert::Infallible> {
     let app = shared.app();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     // Refusals before any instance is involved still get an access-log line.
-    let refuse = |route: &str, reason: &str, status: u16| {
-        shared
-            .metrics
-            .rejected
-            .get_or_create(&ResultLabel {
-                result: reason.into(),
-            })
-            .inc();
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+    let refused = |route: &str, reason: &str, status: u16, text: String| {
         let record = Record::new(
             route.into(),
-            req.method(),
-            path,
+            req.method().as_str(),
+            &path,
             Instant::now(),
             shared.metrics.clone(),
         );
-        record.status(status);
-        record.error(reason.to_string());
+        refuse(&record, &shared.metrics, reason, status, text)
     };
-    let Some(route) = app.route_for(req.uri().path()) else {
-        refuse("-", "no-route", 404);
-        return Ok(plain(404, format!("no route for {}", req.uri().path())));
-    };
-    let Ok(permit) = shared.pool.clone().try_acquire_owned() else {
-        tracing::warn!(route = %route.name, "at capacity: every instance is busy");
-        refuse(&route.name, "at-capacity", 503);
-        let mut r = plain(503, "at capacity, retry shortly");
+    if let Some(why) = malformed(&req) {
+        let mut r = refused("-", "bad-request", 400, format!("bad request: {why}"));
         r.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
         );
         return Ok(r);
+    }
+    let Some(route) = app.route_for(req.uri().path()) else {
+        let text = format!("no route for {}", req.uri().path());
+        return Ok(refused("-", "no-route", 404, text));
     };
-    Ok(handle(route, req, permit, shared.metrics.clone()).await)
+    if req.uri().authority().is_none() && !req.headers().contains_key(http::header::HOST) {
+        // HTTP/1.0 may leave out `Host`: the request is for this server.
+        req.headers_mut()
+            .insert(http::header::HOST, shared.local.clone());
+    }
+    Ok(handle(route, req, &shared.requests).await)
 }
 
 async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -346,12 +475,32 @@ async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
                     async move {
                         let response = match req.uri().path() {
                             "/metrics" => {
-                                let mut r = plain(200, shared.metrics.encode());
-                                r.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-                            );
-                                r
+                                // OpenMetrics for whoever asks for it (Prometheus
+                                // does), the classic text format otherwise; the
+                                // body is exactly the exposition (OpenMetrics
+                                // allows nothing after `# EOF`).
+                                let open =
+                                    req.headers().get_all(http::header::ACCEPT).iter().any(|v| {
+                                        v.to_str().is_ok_and(|v| {
+                                            v.contains("application/openmetrics-text")
+                                        })
+                                    });
+                                let (body, content_type) = if open {
+                                    (shared.metrics.encode(), "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                                } else {
+                                    (
+                                        crate::metrics::to_classic_text(&shared.metrics.encode()),
+                                        "text/plain; version=0.0.4; charset=utf-8",
+                                    )
+                                };
+                                http::Response::builder()
+                                    .header(http::header::CONTENT_TYPE, content_type)
+                                    .body(
+                                        Full::new(Bytes::from(body))
+                                            .map_err(|never| match never {})
+                                            .boxed_unsync(),
+                                    )
+                                    .expect("a valid response")
                             }
                             "/healthz" => plain(200, "ok"),
                             "/readyz" if shared.draining.load(Ordering::SeqCst) => {
