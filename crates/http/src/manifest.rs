@@ -213,7 +213,10 @@ impl Manifest {
             }
             spec.limits.fuel = r.fuel;
             if let Some(t) = &r.timeout {
-                spec.limits.timeout = Some(parse_duration(t)?);
+                let t = parse_duration(t)?;
+                wasmlayer_core::limits::check_timeout(t)
+                    .map_err(|e| format!("route `{}`: timeout: {e}", r.path))?;
+                spec.limits.timeout = Some(t);
             }
             if let Some(b) = &r.max_body {
                 spec.max_body = parse_size(b)?;
@@ -390,6 +393,7 @@ mod tests {
             ("[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\npath = \"/a/\"\ncomponent = \"b.wasm\"", "twice"),
             ("[server]\npool_size = 0\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "pool_size"),
             ("[server]\nlisten = \"nowhere\"\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "server.listen"),
+            ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ntimeout = \"1ns\"", "from 1ms"),
             ("[server]\nbody_timeout = \"0s\"\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "out of range"),
         ] {
             let e = Manifest::from_str(text, Path::new(".")).unwrap_err();
