@@ -618,6 +618,11 @@ fn answer(mut c: TcpStream, within: Duration) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Sends `bytes` on a fresh connection and reads the whole answer.
+fn exchange(port: u16, bytes: &[u8]) -> String {
+    answer(send_raw(port, bytes), Duration::from_secs(10))
+}
+
 /// A record from the access log, found by path and status.
 fn logged(server: &mut Server, path: &str, status: u64) -> serde_json::Value {
     server
@@ -807,19 +812,13 @@ fn timeouts_are_answered_on_time_under_load() {
 fn http_framing_is_checked_before_any_guest() {
     let server = Server::start(&[&s(&guest("http-hostile.wasm"))]);
     // HTTP/1.0 may leave out Host: the request is for this server.
-    let a = answer(
-        send_raw(server.port, b"GET /ok HTTP/1.0\r\n\r\n"),
-        Duration::from_secs(10),
-    );
+    let a = exchange(server.port, b"GET /ok HTTP/1.0\r\n\r\n");
     assert!(
         a.starts_with("HTTP/1.0 200") && a.ends_with("ok\n"),
         "{a:?}"
     );
     // HTTP/1.1 must have it.
-    let a = answer(
-        send_raw(server.port, b"GET /ok HTTP/1.1\r\n\r\n"),
-        Duration::from_secs(10),
-    );
+    let a = exchange(server.port, b"GET /ok HTTP/1.1\r\n\r\n");
     assert!(
         a.starts_with("HTTP/1.1 400") && a.contains("missing Host header"),
         "{a:?}"
@@ -827,13 +826,7 @@ fn http_framing_is_checked_before_any_guest() {
     // Two framings at once are how requests are smuggled: the chunked
     // framing wins, Content-Length is dropped, and the connection closes
     // after the answer, so whatever follows on it is never served.
-    let a = answer(
-        send_raw(
-            server.port,
-            b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /trap HTTP/1.1\r\nHost: x\r\n\r\n",
-        ),
-        Duration::from_secs(10),
-    );
+    let a = exchange(server.port, b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /trap HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(a.starts_with("HTTP/1.1 200"), "{a:?}");
     assert!(
         a.to_ascii_lowercase().contains("connection: close"),
@@ -841,12 +834,9 @@ fn http_framing_is_checked_before_any_guest() {
     );
     assert_eq!(a.matches("HTTP/1.1 ").count(), 1, "{a:?}");
     // A non-chunked Transfer-Encoding cannot be framed at all.
-    let a = answer(
-        send_raw(
-            server.port,
-            b"POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-        ),
-        Duration::from_secs(10),
+    let a = exchange(
+        server.port,
+        b"POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
     );
     assert!(a.starts_with("HTTP/1.1 400"), "{a:?}");
     assert_eq!(get(&server.url("/ok")).0, 200);
