@@ -22,10 +22,11 @@ echo "kernel: vm.max_map_count=$MAX_MAP_COUNT, open files $(ulimit -n), ulimit -
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # Resident KB of per-instance state in Wasmtime's pools, from
 # /proc/PID/smaps, printed as "MEMORY POOLS":
-#  MEMORY: guest linear memory. In a pooled slot an instantiated memory is the
-#    copy-on-write initial-data image (mapped from the compiled .cwasm, or
-#    from a memfd when the code was compiled in-process) and the anonymous
-#    read-write mappings on either side of it.
+#  MEMORY: guest linear memory. In a pooled slot an instantiated memory is
+#    the accessible, anonymous read-write part of the slot, between the
+#    inaccessible rest of its slot and of the slot before (and, where initial
+#    data is mapped copy-on-write, the image mapped from the compiled .cwasm
+#    or a memfd with the anonymous mappings beside it).
 #  POOLS: fiber stacks (read-write anonymous mappings of exactly the stack
 #    size, 2 MiB, between guard pages) and the table pool (the readable
 #    anonymous mapping of at least 512 MiB).
@@ -51,7 +52,9 @@ anon = lambda v: v["perm"] == "rw-p" and v["path"] == ""
 memory = pools = 0
 for i, v in enumerate(vmas):
     near = [vmas[j] for j in (i - 1, i + 1) if 0 <= j < len(vmas)]
-    if image(v) or (anon(v) and any(image(n) and (n["hi"] == v["lo"] or n["lo"] == v["hi"]) for n in near)):
+    guarded = len(near) == 2 and near[0]["hi"] == v["lo"] and near[1]["lo"] == v["hi"] and all(n["perm"] == "---p" for n in near)
+    if image(v) or (anon(v) and any(image(n) and (n["hi"] == v["lo"] or n["lo"] == v["hi"]) for n in near)) \
+            or (anon(v) and guarded and v["size"] != STACK_KB and v["size"] < 512 << 10):
         memory += v["rss"]
     elif anon(v) and (v["size"] == STACK_KB or v["size"] >= 512 << 10):
         pools += v["rss"]
@@ -122,4 +125,6 @@ json.dump({"date": datetime.date.today().isoformat(),
            "machine": f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}", "rows": rows},
           open(sys.argv[2], "w"), indent=2)
 PY
-[ -f "$OUT/serve.json" ] && python3 "$ROOT/benches/plot_serve.py" "$OUT/serve.json" "$OUT/serve.png" "$OUT/density.json" && echo "plot: $OUT/serve.png"
+if [ -f "$OUT/serve.json" ]; then
+    python3 "$ROOT/benches/plot_serve.py" "$OUT/serve.json" "$OUT/serve.png" "$OUT/density.json" && echo "plot: $OUT/serve.png"
+fi
