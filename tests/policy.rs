@@ -677,3 +677,253 @@ fn policy_bench_reports_latency_and_the_result() {
     let r = run(["policy", "bench", &p, "-n", "0"]);
     assert_eq!(r.code, 2, "{r:?}");
 }
+
+/// `wasmlayer ARGS...` with its address space capped at 6 GB (`ulimit -v`),
+/// so that an evaluation that escaped its memory bound fails here at once
+/// instead of taking the machine's memory; and how long it ran.
+fn run_capped(args: &[&str]) -> (Run, std::time::Duration) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("XDG_CACHE_HOME", shared_cache())
+        .stdin(std::process::Stdio::null())
+        .args([
+            "-c",
+            "ulimit -v 6000000 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_wasmlayer"),
+        ])
+        .args(args);
+    let start = std::time::Instant::now();
+    let r = run_with(&mut cmd);
+    (r, start.elapsed())
+}
+
+/// The evaluation ended at the memory limit: exit 137 with a line that
+/// names the limit, neither an abort nor a signal.
+fn assert_memory_limit(r: &Run) {
+    assert_eq!(r.code, 137, "{r:?}");
+    assert!(r.stderr.contains("memory limit (256 MiB)"), "{r:?}");
+    assert!(!r.stderr.contains("memory allocation"), "{r:?}");
+}
+
+/// Rules whose arrays would take 24 GB and 2.4 GB; one whose string grows
+/// past the limit by doubling (no size check before, so the budget itself
+/// stops it); every address of IPv6.
+const BLOWUPS: &str = r#"package rg
+
+range := count(numbers.range(1, 1000000000))
+
+range_small := count(numbers.range(1, 100000000))
+
+a := concat("", ["a" | some _ in numbers.range(1, 20000)])
+
+grow := count(replace(a, "a", a))
+
+cidrs := count(net.cidr_expand("::/0"))
+
+fine := count(numbers.range(1, 1000))
+"#;
+
+#[test]
+fn native_evaluations_past_the_memory_limit_end_with_137() {
+    let t = tempdir();
+    let p = s(&write(t.path(), "r.rego", BLOWUPS));
+    for rule in ["rg/range", "rg/range_small", "rg/grow", "rg/cidrs"] {
+        let (r, took) = run_capped(&["policy", "eval", &p, "-e", rule]);
+        assert_memory_limit(&r);
+        assert!(
+            r.stderr.contains("policy evaluation exceeded"),
+            "{rule}: {r:?}"
+        );
+        assert!(took.as_secs() < 20, "{rule} took {took:?}");
+    }
+    // The same policy still evaluates what fits.
+    let (r, _) = run_capped(&["policy", "eval", "--compact", &p, "-e", "rg/fine"]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, r#"[{"result":1000}]"#),
+        "{r:?}"
+    );
+    // The builtins keep the interpreter's behaviour.
+    let same = s(&write(
+        t.path(),
+        "same.rego",
+        "package same\n\nup := numbers.range(1, 4)\n\ndown := numbers.range(2, -1)\n\n\
+         step := numbers.range_step(10, 1, 4)\n\nhosts := net.cidr_expand(\"10.0.0.0/30\")\n",
+    ));
+    let (r, _) = run_capped(&["policy", "eval", "--compact", &same, "-e", "same"]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (
+            0,
+            r#"[{"result":{"down":[2,1,0,-1],"hosts":["10.0.0.0","10.0.0.1","10.0.0.2","10.0.0.3"],"step":[10,6,2],"up":[1,2,3,4]}}]"#
+        ),
+        "{r:?}"
+    );
+    // `policy bench` evaluates on the calling thread: past the budget, the
+    // process ends itself, with the same line and code.
+    for rule in ["rg/range", "rg/grow"] {
+        let (r, _) = run_capped(&["policy", "bench", &p, "-e", rule, "-n", "10"]);
+        assert_memory_limit(&r);
+    }
+    // A test past the limit is an error; the others still run.
+    let tests = s(&write(
+        t.path(),
+        "t_test.rego",
+        "package t_test\n\ntest_bomb if count(numbers.range(1, 1000000000)) > 0\n\n\
+         test_grow if { a := concat(\"\", [\"a\" | some _ in numbers.range(1, 20000)]); count(replace(a, \"a\", a)) > 0 }\n\n\
+         test_ok if count(numbers.range(1, 10)) == 10\n",
+    ));
+    let (r, _) = run_capped(&["policy", "test", "--show-all", &tests]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("data.t_test.test_bomb: ERROR"), "{r:?}");
+    assert!(r.stdout.contains("data.t_test.test_grow: ERROR"), "{r:?}");
+    assert!(r.stdout.contains("data.t_test.test_ok: PASS"), "{r:?}");
+    assert!(r.stdout.contains("memory limit"), "{r:?}");
+    assert!(r.stdout.contains("ERROR: 2/3"), "{r:?}");
+}
+
+#[test]
+fn run_policy_past_the_memory_limit_ends_with_137() {
+    let t = tempdir();
+    let g = s(&guest("hello-p1.wasm"));
+    for (name, rule) in [
+        ("range", "count(numbers.range(1, 1000000000)) > 0"),
+        (
+            "grow",
+            "{ a := concat(\"\", [\"a\" | some _ in numbers.range(1, 20000)]); count(replace(a, \"a\", a)) > 0 }",
+        ),
+    ] {
+        let p = s(&write(
+            t.path(),
+            &format!("{name}.rego"),
+            &format!("package wasmlayer.admission\n\ndefault allow := false\n\nallow if {rule}\n"),
+        ));
+        let (r, took) = run_capped(&["run", "--policy", &p, &g]);
+        assert_memory_limit(&r);
+        assert!(r.stderr.contains(&p), "the policy is named: {r:?}");
+        assert!(r.stdout.is_empty(), "the guest did not run: {r:?}");
+        assert!(took.as_secs() < 20, "{name} took {took:?}");
+    }
+}
+
+/// A gzipped tar of `entries` (name, MiB): each entry a valid JSON
+/// document, `{}` and then spaces, made in a moment whatever its size: one
+/// MiB of spaces is compressed once (flushed to a byte boundary, with
+/// back-references only to the spaces before it) and repeated, as a
+/// decompression bomb is made.
+fn space_bundle(entries: &[(&str, u64)]) -> Vec<u8> {
+    use flate2::{Compress, Compression, Crc, FlushCompress};
+    fn deflate(c: &mut Compress, mut data: &[u8], flush: FlushCompress, out: &mut Vec<u8>) {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let (i, o) = (c.total_in(), c.total_out());
+            c.compress(data, &mut buf, flush).unwrap();
+            let produced = (c.total_out() - o) as usize;
+            data = &data[(c.total_in() - i) as usize..];
+            out.extend_from_slice(&buf[..produced]);
+            if data.is_empty() && produced < buf.len() {
+                return;
+            }
+        }
+    }
+    let spaces = vec![b' '; 1 << 20];
+    let mut first = spaces.clone();
+    first[..2].copy_from_slice(b"{}");
+    let mut spaces_crc = Crc::new();
+    spaces_crc.update(&spaces);
+    let mut c = Compress::new(Compression::best(), false);
+    let (mut body, mut crc, mut total) = (Vec::new(), Crc::new(), 0u64);
+    for (name, size) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_size(size << 20);
+        h.set_mode(0o644);
+        h.set_cksum();
+        deflate(&mut c, h.as_bytes(), FlushCompress::Sync, &mut body);
+        crc.update(h.as_bytes());
+        deflate(&mut c, &first, FlushCompress::Sync, &mut body);
+        crc.update(&first);
+        // The second MiB's output stands for any MiB of spaces after
+        // spaces.
+        let mut steady = Vec::new();
+        deflate(&mut c, &spaces, FlushCompress::Sync, &mut steady);
+        for _ in 1..*size {
+            body.extend_from_slice(&steady);
+            crc.combine(&spaces_crc);
+        }
+        total += 512 + (size << 20);
+    }
+    let end = [0u8; 1024];
+    deflate(&mut c, &end, FlushCompress::Finish, &mut body);
+    crc.update(&end);
+    total += 1024;
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    gz.extend_from_slice(&body);
+    gz.extend_from_slice(&crc.sum().to_le_bytes());
+    gz.extend_from_slice(&(total as u32).to_le_bytes());
+    gz
+}
+
+#[test]
+fn bundle_bombs_are_refused_early() {
+    let t = tempdir();
+    // The shape of the bomb is right: a small archive that inflates to
+    // what it says, valid JSON in each entry (checked on a small one,
+    // fully).
+    let small = space_bundle(&[("a/data.json", 3), ("b/data.json", 2)]);
+    let mut inflated = Vec::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(&small[..])
+        .read_to_end(&mut inflated)
+        .unwrap();
+    assert_eq!(inflated.len(), 2 * 512 + (5 << 20) + 1024);
+    let mut archive = tar::Archive::new(&inflated[..]);
+    for (entry, size) in archive.entries().unwrap().zip([3u64, 2]) {
+        let mut entry = entry.unwrap();
+        assert_eq!(entry.size(), size << 20);
+        let mut text = String::new();
+        entry.read_to_string(&mut text).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            serde_json::json!({})
+        );
+    }
+
+    // Four entries of 500 MiB in about 2 MB: refused at the first header.
+    let names = ["a/data.json", "b/data.json", "c/data.json", "d/data.json"];
+    let four: Vec<(&str, u64)> = names.iter().map(|n| (*n, 500)).collect();
+    let bomb = space_bundle(&four);
+    assert!(bomb.len() < 4 << 20, "{} bytes", bomb.len());
+    let path = t.path().join("bomb.tar.gz");
+    std::fs::write(&path, &bomb).unwrap();
+    for args in [
+        vec!["policy", "eval", path.to_str().unwrap()],
+        vec![
+            "run",
+            "--policy",
+            path.to_str().unwrap(),
+            guest("hello-p1.wasm").to_str().unwrap(),
+        ],
+    ] {
+        let (r, took) = run_capped(&args.to_vec());
+        assert_eq!(r.code, 65, "{r:?}");
+        assert!(r.stderr.contains("bomb.tar.gz"), "{r:?}");
+        assert!(r.stderr.contains("refused"), "{r:?}");
+        assert!(r.stderr.contains("/a/data.json"), "{r:?}");
+        assert!(r.stderr.contains("256 MiB"), "{r:?}");
+        assert!(took.as_secs() < 10, "took {took:?}");
+    }
+
+    // Entries that each look modest, all spaces: refused by the ratio, after
+    // about 16 MiB, long before the 256 MiB cap.
+    let names: Vec<String> = (0..20).map(|i| format!("d{i}/data.json")).collect();
+    let many: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), 20)).collect();
+    let path = t.path().join("many.tar.gz");
+    std::fs::write(&path, space_bundle(&many)).unwrap();
+    let (r, took) = run_capped(&["policy", "eval", path.to_str().unwrap()]);
+    assert_eq!(r.code, 65, "{r:?}");
+    assert!(r.stderr.contains("refused"), "{r:?}");
+    assert!(r.stderr.contains("200 times its compressed size"), "{r:?}");
+    assert!(took.as_secs() < 10, "took {took:?}");
+}

@@ -144,7 +144,28 @@ struct Webhook {
 impl Webhook {
     /// Starts the webhook on 127.0.0.1:0 with the TLS files and `args`.
     fn start(tls: &Tls, args: &[&str]) -> Webhook {
-        let mut child = wasmlayer()
+        Webhook::start_with(wasmlayer(), tls, args)
+    }
+
+    /// Like [`Webhook::start`], with the address space capped at 6 GB
+    /// (`ulimit -v`): a policy that escaped its memory bound would end the
+    /// server here rather than take the machine's memory.
+    fn start_capped(tls: &Tls, args: &[&str]) -> Webhook {
+        let mut sh = Command::new("sh");
+        sh.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("XDG_CACHE_HOME", shared_cache())
+            .stdin(Stdio::null())
+            .args([
+                "-c",
+                "ulimit -v 6000000 && exec \"$0\" \"$@\"",
+                env!("CARGO_BIN_EXE_wasmlayer"),
+            ]);
+        Webhook::start_with(sh, tls, args)
+    }
+
+    fn start_with(mut cmd: Command, tls: &Tls, args: &[&str]) -> Webhook {
+        let mut child = cmd
             .args(["policy", "webhook", "--listen", "127.0.0.1:0"])
             .args([
                 "--tls-cert",
@@ -593,6 +614,78 @@ fn a_policy_error_fails_closed() {
         h.stderr_text().contains("policy error").then_some(())
     });
     assert!(logged.is_some(), "{}", hook.stderr_text());
+    assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
+}
+
+#[test]
+fn a_policy_past_the_memory_limit_fails_closed_and_the_server_goes_on() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    // A label picks the blow-up: an array of 24 GB (refused by its size
+    // before it is made), or a string that doubles past the limit (stopped
+    // by the evaluation's memory budget).
+    std::fs::write(
+        dir.path().join("policy.rego"),
+        r#"package kubernetes.admission
+
+deny contains "never" if {
+	input.request.object.metadata.labels.blowup == "range"
+	count(numbers.range(1, 1000000000)) > 0
+}
+
+deny contains "never" if {
+	input.request.object.metadata.labels.blowup == "grow"
+	a := concat("", ["a" | some _ in numbers.range(1, 20000)])
+	count(replace(a, "a", a)) > 0
+}
+
+deny contains msg if {
+	not input.request.object.metadata.labels.owner
+	msg := "pods need an owner label"
+}
+"#,
+    )
+    .unwrap();
+    let mut hook = Webhook::start_capped(&tls, &["--policy", dir.path().to_str().unwrap()]);
+    let allowed = read_sample("allowed-pod.json");
+    for (i, blowup) in ["range", "grow", "range"].iter().enumerate() {
+        let mut review = allowed.clone();
+        review["request"]["uid"] = json!(format!("blowup-{i}"));
+        review["request"]["object"]["metadata"]["labels"]["blowup"] = json!(blowup);
+        let start = Instant::now();
+        let resp = hook.review(&review);
+        assert_eq!(resp["uid"], review["request"]["uid"], "{resp}");
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert_eq!(resp["status"]["code"], 500, "{resp}");
+        let message = resp["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with("policy error: "), "{resp}");
+        assert!(message.contains("memory limit (256 MiB)"), "{resp}");
+        assert!(start.elapsed() < Duration::from_secs(20), "{blowup}");
+    }
+    // The server still decides normal reviews, both ways.
+    let resp = hook.review(&allowed);
+    assert_eq!(resp["allowed"], true, "{resp}\n{}", hook.stderr_text());
+    let mut unowned = allowed.clone();
+    unowned["request"]["uid"] = json!("unowned");
+    unowned["request"]["object"]["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("owner");
+    let resp = hook.review(&unowned);
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert_eq!(resp["status"]["code"], 403, "{resp}");
+    assert_eq!(
+        resp["status"]["message"], "pods need an owner label",
+        "{resp}"
+    );
+    let log = hook.wait_decisions(5);
+    assert!(
+        log[..3].iter().all(|d| d["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("memory limit"))),
+        "{log:?}"
+    );
+    assert!(!hook.stderr_text().contains("memory allocation"));
     assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
 }
 

@@ -145,9 +145,26 @@ pub(crate) fn read_document(path: &Path, what: &str) -> Result<Json, Error> {
     }
 }
 
+/// An evaluation past its memory or time limit: the error in a policy's
+/// words, and the limit's exit code (137, 124).
+fn past_limit(e: Error) -> Result<i32, Error> {
+    match e {
+        Error::MemoryLimit(_) | Error::Timeout(_) => {
+            eprintln!("error: {}", wasmlayer_policy::native::describe(&e));
+            Ok(e.exit_code())
+        }
+        other => Err(other),
+    }
+}
+
 fn eval(args: EvalArgs) -> Result<i32, Error> {
     let (mut policy, input) = args.what.load()?;
-    let result = policy.eval(args.what.entrypoint.as_deref(), input.as_ref())?;
+    // On a worker, so that an evaluation past the memory limit is reported
+    // like any error.
+    let result = match policy.eval_isolated(args.what.entrypoint.as_deref(), input.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return past_limit(e),
+    };
     for p in policy.prints() {
         eprintln!("{p}");
     }
@@ -228,7 +245,13 @@ fn bench(args: BenchArgs) -> Result<i32, Error> {
     let (mut policy, input) = args.what.load()?;
     let load = load_start.elapsed();
     let ep = args.what.entrypoint.as_deref();
-    let result = policy.eval(ep, input.as_ref())?;
+    // Every evaluation on this thread, as an embedder would evaluate: no
+    // worker thread, whose mere existence makes the C allocator lock (and
+    // every evaluation slower). Past the memory limit, the process exits 137.
+    let result = match policy.eval(ep, input.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return past_limit(e),
+    };
     for _ in 0..args.count.min(1000) {
         policy.eval(ep, input.as_ref())?;
     }

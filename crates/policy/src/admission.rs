@@ -63,42 +63,39 @@ impl PolicyAdmission {
     }
 
     /// The policy's decision document: `{allow, reasons, grant}`, each
-    /// null when undefined.
+    /// null when undefined. Rego source is evaluated on the policy's worker
+    /// thread, all three rules in one hand-over (see
+    /// [`Policy::isolated`]).
     pub fn decision(&self, input: &Json) -> Result<Json, Error> {
         let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
-        let first = |rs: Json| {
-            rs.get(0)
-                .and_then(|r| r.get("result"))
-                .cloned()
-                .unwrap_or(Json::Null)
-        };
-        if policy.has_entrypoint(PACKAGE) {
-            let doc = first(policy.eval(Some(PACKAGE), Some(input))?);
-            return Ok(json!({
-                "allow": doc.get("allow").cloned().unwrap_or(Json::Null),
-                "reasons": doc.get("reasons").cloned().unwrap_or(Json::Null),
-                "grant": doc.get("grant").cloned().unwrap_or(Json::Null),
-            }));
-        }
-        let mut out = serde_json::Map::new();
-        for rule in ["allow", "reasons", "grant"] {
-            let ep = format!("{PACKAGE}.{rule}");
-            let v = if policy.has_entrypoint(&ep) {
-                first(policy.eval(Some(&ep), Some(input))?)
-            } else {
-                Json::Null
-            };
-            out.insert(rule.to_string(), v);
-        }
-        Ok(Json::Object(out))
+        let input = input.clone();
+        policy.isolated(move |p| decision_of(p, &input))?
     }
 
     /// Decides a request: a grant (never wider than the request) or every reason for a denial.
+    ///
+    /// A policy that fails denies. For `run`, a one-shot command, an
+    /// evaluation past its memory or time limit ends the process instead,
+    /// with the limit's own exit code (137, 124), as `policy eval` does:
+    /// an [`Admission`] can only grant or deny.
     pub fn decide(&self, request: &AdmissionRequest<'_>) -> Result<Grant, Denied> {
         let input = input_document(request);
-        let decision = self
-            .decision(&input)
-            .map_err(|e| Denied::because(format!("policy {} failed: {e}", self.origin)))?;
+        let decision = match self.decision(&input) {
+            Ok(d) => d,
+            Err(e) => {
+                let why = crate::native::describe(&e);
+                if request.context.command == "run"
+                    && matches!(e, Error::MemoryLimit(_) | Error::Timeout(_))
+                {
+                    eprintln!("error: policy {}: {why}", self.origin);
+                    std::process::exit(e.exit_code());
+                }
+                return Err(Denied::because(format!(
+                    "policy {} failed: {why}",
+                    self.origin
+                )));
+            }
+        };
         let reasons = reasons(&decision["reasons"]);
         let allowed = decision["allow"] == Json::Bool(true);
         if !allowed || !reasons.is_empty() {
@@ -129,6 +126,35 @@ impl Admission for PolicyAdmission {
         );
         out
     }
+}
+
+/// The decision document of `policy` for `input`.
+fn decision_of(policy: &mut Policy, input: &Json) -> Result<Json, Error> {
+    let first = |rs: Json| {
+        rs.get(0)
+            .and_then(|r| r.get("result"))
+            .cloned()
+            .unwrap_or(Json::Null)
+    };
+    if policy.has_entrypoint(PACKAGE) {
+        let doc = first(policy.eval(Some(PACKAGE), Some(input))?);
+        return Ok(json!({
+            "allow": doc.get("allow").cloned().unwrap_or(Json::Null),
+            "reasons": doc.get("reasons").cloned().unwrap_or(Json::Null),
+            "grant": doc.get("grant").cloned().unwrap_or(Json::Null),
+        }));
+    }
+    let mut out = serde_json::Map::new();
+    for rule in ["allow", "reasons", "grant"] {
+        let ep = format!("{PACKAGE}.{rule}");
+        let v = if policy.has_entrypoint(&ep) {
+            first(policy.eval(Some(&ep), Some(input))?)
+        } else {
+            Json::Null
+        };
+        out.insert(rule.to_string(), v);
+    }
+    Ok(Json::Object(out))
 }
 
 /// The input document a capability policy sees.

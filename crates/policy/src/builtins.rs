@@ -3,7 +3,10 @@
 //! Rego's builtins are implemented by the native interpreter: a call is
 //! evaluated by a one-rule policy `r := NAME(input[0], ...)` with the
 //! arguments as input. The hashes, which the interpreter lacks, are
-//! implemented here.
+//! implemented here, and so are the builtins whose result has a size the
+//! arguments choose (`numbers.range`, `numbers.range_step`,
+//! `net.cidr_expand`): they check it against the memory the evaluation may
+//! still use ([`crate::memory::remaining`]) before allocating anything.
 
 use std::collections::HashMap;
 
@@ -67,6 +70,130 @@ pub fn add_hash_extensions(engine: &mut regorus::Engine) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds the hashes and the size-checked builtins to an engine: what every
+/// engine of ours evaluates with.
+pub fn add_extensions(engine: &mut regorus::Engine) -> Result<(), String> {
+    add_hash_extensions(engine)?;
+    add_bounded_builtins(engine)
+}
+
+/// Replaces the builtins that make an array as long as their arguments say
+/// by versions that first check that it fits in the evaluation's memory.
+/// They behave as the interpreter's own (strict builtin errors).
+pub fn add_bounded_builtins(engine: &mut regorus::Engine) -> Result<(), String> {
+    for (name, nargs) in BOUNDED {
+        let f: fn(&[Value]) -> anyhow::Result<Value> = match *name {
+            "numbers.range" => |a| range(a, false),
+            "numbers.range_step" => |a| range(a, true),
+            _ => cidr_expand,
+        };
+        engine
+            .add_extension(
+                name.to_string(),
+                *nargs,
+                Box::new(move |args: Vec<Value>| f(&args)),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+const BOUNDED: &[(&str, u8)] = &[
+    ("numbers.range", 2),
+    ("numbers.range_step", 3),
+    ("net.cidr_expand", 1),
+];
+
+use regorus::Value;
+
+/// `numbers.range(a, b)` and `numbers.range_step(a, b, step)`.
+fn range(args: &[Value], step: bool) -> anyhow::Result<Value> {
+    let name = if step {
+        "numbers.range_step"
+    } else {
+        "numbers.range"
+    };
+    let number = |v: &Value| match v {
+        Value::Number(n) => Ok(n.clone()),
+        _ => Err(anyhow::anyhow!(
+            "`{name}` expects numeric argument. Got `{v}` instead"
+        )),
+    };
+    let (from, to) = (number(&args[0])?, number(&args[1])?);
+    if !from.is_integer() || !to.is_integer() {
+        anyhow::bail!("{name}: operand must be integer");
+    }
+    let incr = if step {
+        let incr = number(&args[2])?;
+        match incr.as_i64() {
+            Some(i) if i > 0 && incr.is_integer() => i,
+            _ => anyhow::bail!("{name}: step must be a positive integer"),
+        }
+    } else {
+        1
+    };
+    let Some(diff) = to.sub(&from)?.as_i64() else {
+        anyhow::bail!("{name}: could not determine number of elements");
+    };
+    let (incr, count) = (
+        if diff >= 0 { incr } else { -incr },
+        i128::from(diff).abs() / i128::from(incr) + 1,
+    );
+    let bytes = count as u128 * std::mem::size_of::<Value>() as u128;
+    if bytes > u128::from(crate::memory::remaining()) {
+        return Err(crate::memory::refuse(
+            &format!("{name} of {count} numbers"),
+            bytes,
+        ));
+    }
+    let Value::Number(incr) = Value::from(incr) else {
+        unreachable!("an integer is a number")
+    };
+    let mut values = Vec::with_capacity(count as usize);
+    let mut v = from;
+    for _ in 0..count {
+        values.push(Value::from(v.clone()));
+        v.add_assign(&incr)?;
+    }
+    Ok(Value::from(values))
+}
+
+/// `net.cidr_expand(cidr)`: every address of the network.
+fn cidr_expand(args: &[Value]) -> anyhow::Result<Value> {
+    let cidr = match &args[0] {
+        Value::String(s) => s.clone(),
+        v => anyhow::bail!("`cidr_expand` expects string argument. Got `{v}` instead"),
+    };
+    let net = cidr
+        .parse::<ipnet::IpNet>()
+        .map_err(|e| anyhow::anyhow!("Error parsing {cidr}: {e}"))?;
+    // Each address is a value and a shared string (header and text).
+    let (bits, per_address) = match net {
+        ipnet::IpNet::V4(_) => (32, 24 + 48),
+        ipnet::IpNet::V6(_) => (128, 24 + 64),
+    };
+    let host_bits = u32::from(bits - net.prefix_len());
+    let count = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+    let bytes = count.saturating_mul(per_address);
+    if bytes > u128::from(crate::memory::remaining()) {
+        return Err(crate::memory::refuse(
+            &format!("net.cidr_expand of {cidr}"),
+            bytes,
+        ));
+    }
+    let mut hosts: Vec<Value> = Vec::with_capacity(count as usize);
+    for host in net.hosts() {
+        hosts.push(Value::String(host.to_string().into()));
+    }
+    // As the interpreter (and OPA) do: an IPv4 network shorter than /31
+    // includes its network and broadcast addresses.
+    if matches!(net, ipnet::IpNet::V4(_) if net.prefix_len() < 31) {
+        hosts.push(Value::String(net.broadcast().to_string().into()));
+        hosts.insert(0, Value::String(net.network().to_string().into()));
+    }
+    Ok(Value::from(hosts))
+}
+
 /// Whether the host provides the builtin `name`.
 pub fn is_supported(name: &str) -> bool {
     HASHES.iter().any(|(n, _)| *n == name) || regorus::unstable::BUILTINS.contains_key(name)
@@ -92,6 +219,7 @@ impl HostBuiltin {
             .join(", ");
         let mut engine = regorus::Engine::new();
         engine.set_strict_builtin_errors(true);
+        add_bounded_builtins(&mut engine)?;
         engine
             .add_policy(
                 "builtin.rego".into(),

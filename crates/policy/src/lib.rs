@@ -7,6 +7,8 @@
 //! - [`wasm_build`]: Rego compiled into a self-contained Wasm module that
 //!   exports OPA's Wasm ABI.
 //! - [`admission`]: capability grants decided by a policy.
+//! - [`memory`]: the memory budget of native evaluations (and the
+//!   process's global allocator, which keeps it).
 //! - [`Policy`]: one of the first two, chosen by file type.
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use wasmlayer_core::{Error, Limits};
 
 pub mod admission;
 pub mod builtins;
+pub mod memory;
 pub mod native;
 pub mod wasm_build;
 pub mod wasm_host;
@@ -85,6 +88,42 @@ impl Policy {
                 p.eval(&ep, input)
             }
             Policy::Wasm(p) => p.eval(entrypoint, input),
+        }
+    }
+
+    /// Like [`Policy::eval`], but a native evaluation runs on a worker
+    /// thread, so that one past the memory limit ends with
+    /// [`Error::MemoryLimit`] and the process goes on (see
+    /// [`NativePolicy::eval_isolated`]). A Wasm policy is bounded by its
+    /// instance's limits and evaluates in place.
+    pub fn eval_isolated(
+        &mut self,
+        entrypoint: Option<&str>,
+        input: Option<&Json>,
+    ) -> Result<Json, Error> {
+        match self {
+            Policy::Native(p) => {
+                let ep = match entrypoint {
+                    Some(e) => e.to_string(),
+                    None => p.default_entrypoint()?,
+                };
+                p.eval_isolated(&ep, input)
+            }
+            Policy::Wasm(p) => p.eval(entrypoint, input),
+        }
+    }
+
+    /// Runs `f` with this policy where an evaluation past the memory limit
+    /// ends with [`Error::MemoryLimit`] and the process goes on: Rego
+    /// source on its worker thread (see [`NativePolicy::isolated`]); a Wasm
+    /// policy, bounded by its instance's limits, here.
+    pub fn isolated<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Policy) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        match self {
+            Policy::Native(p) => p.isolated(f),
+            Policy::Wasm(_) => Ok(f(self)),
         }
     }
 

@@ -7,6 +7,8 @@ use regorus::unstable::{Expr, Rule, RuleHead};
 use serde_json::Value as Json;
 use wasmlayer_core::Error;
 
+use crate::memory;
+
 /// Rego sources and the data document, as read from files.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
@@ -119,13 +121,39 @@ pub enum RuleKind {
 }
 
 /// A loaded policy, evaluated by the native interpreter.
-#[derive(Clone)]
+///
+/// Every evaluation may allocate [`crate::memory::MAX_MEMORY`]:
+/// [`NativePolicy::eval`] runs on the calling thread (past the limit, the
+/// process exits 137), [`NativePolicy::eval_isolated`] on a worker thread
+/// of the policy's own (past the limit, an error, and the process goes on).
 pub struct NativePolicy {
     engine: regorus::Engine,
     /// What the last evaluation printed.
     prints: Vec<String>,
     rules: Vec<(String, RuleKind)>,
     packages: Vec<String>,
+    /// The thread [`NativePolicy::isolated`] runs on, with its own copy of
+    /// the policy; started when first needed.
+    worker: Option<memory::Worker<crate::Policy>>,
+}
+
+impl Clone for NativePolicy {
+    fn clone(&self) -> Self {
+        NativePolicy {
+            engine: self.engine.clone(),
+            prints: self.prints.clone(),
+            rules: self.rules.clone(),
+            packages: self.packages.clone(),
+            worker: None,
+        }
+    }
+}
+
+/// What an entrypoint names.
+#[derive(Debug, Clone)]
+enum Target {
+    Rule(String),
+    Document(String),
 }
 
 impl std::fmt::Debug for NativePolicy {
@@ -152,7 +180,7 @@ impl NativePolicy {
             limit: crate::wasm_host::DEFAULT_TIMEOUT,
             check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
         });
-        crate::builtins::add_hash_extensions(&mut engine).map_err(Error::host)?;
+        crate::builtins::add_extensions(&mut engine).map_err(Error::host)?;
         let mut packages = Vec::new();
         for (name, text) in &sources.modules {
             let pkg = engine
@@ -206,6 +234,7 @@ impl NativePolicy {
             prints: Vec::new(),
             rules,
             packages,
+            worker: None,
         })
     }
 
@@ -234,32 +263,80 @@ impl NativePolicy {
     /// Evaluates `entrypoint` (`data.pkg.rule`, `pkg/rule` or `pkg.rule`)
     /// with `input` (None: input is undefined) and returns OPA's result set:
     /// `[{"result": value}]`, or `[]` when the entrypoint is undefined.
+    ///
+    /// Runs on the calling thread with a budget of [`memory::MAX_MEMORY`]
+    /// (on a worker, under the worker's): the size-checked builtins end
+    /// with [`Error::MemoryLimit`], any other allocation past the budget
+    /// ends the process (exit 137). [`NativePolicy::isolated`] and
+    /// [`NativePolicy::eval_isolated`] survive both.
     pub fn eval(&mut self, entrypoint: &str, input: Option<&Json>) -> Result<Json, Error> {
+        let target = self.target(entrypoint)?;
+        let engine = &mut self.engine;
+        let (result, prints) = memory::with_budget(memory::MAX_MEMORY, || {
+            memory::evaluation_started();
+            let input = input.map_or(regorus::Value::Undefined, |i| {
+                regorus::Value::from(i.clone())
+            });
+            evaluate(engine, &target, input)
+        });
+        self.prints = prints;
+        result
+    }
+
+    /// Like [`NativePolicy::eval`], on the policy's worker thread (see
+    /// [`NativePolicy::isolated`]).
+    pub fn eval_isolated(&mut self, entrypoint: &str, input: Option<&Json>) -> Result<Json, Error> {
+        // Check the entrypoint here, for an error without a hand-over.
+        self.target(entrypoint)?;
+        let entrypoint = entrypoint.to_string();
+        let input = input.cloned();
+        let (result, prints) = self.isolated(move |p| {
+            let result = p.eval(Some(&entrypoint), input.as_ref());
+            (result, p.prints().to_vec())
+        })?;
+        self.prints = prints;
+        result
+    }
+
+    /// Runs `f` on a worker thread that keeps its own copy of the policy,
+    /// and waits for it: every evaluation `f` makes there is bounded by
+    /// [`memory::MAX_MEMORY`]. Past it, the result is
+    /// [`Error::MemoryLimit`] and the process goes on: the worker is left
+    /// behind (see [`crate::memory`]) and the next call starts a new one.
+    /// This is what servers and one-shot commands use; the cost is one
+    /// hand-over between two threads per call.
+    pub fn isolated<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut crate::Policy) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
+            self.worker = None;
+            let copy = crate::Policy::Native(self.clone());
+            let worker = memory::Worker::spawn(copy, memory::MAX_MEMORY).map_err(|e| {
+                Error::host(format!("cannot start a policy evaluation thread: {e}"))
+            })?;
+            self.worker = Some(worker);
+        }
+        let worker = self.worker.as_mut().expect("started above");
+        worker.run(f).map_err(|stopped| {
+            self.worker = None;
+            stopped.into()
+        })
+    }
+
+    /// What `entrypoint` names, or an error listing the rules.
+    fn target(&self, entrypoint: &str) -> Result<Target, Error> {
         let path = normalize_entrypoint(entrypoint);
-        // One engine serves every evaluation: each evaluation starts from
-        // clean state, and the input is replaced (undefined when None).
         let is_rule = self
             .rules
             .iter()
             .any(|(p, k)| *p == path && *k != RuleKind::Function);
-        let is_document = !is_rule && self.is_document(&path);
-        let engine = &mut self.engine;
-        engine.set_input(input.map_or(regorus::Value::Undefined, |i| {
-            regorus::Value::from(i.clone())
-        }));
-        let value = if is_rule {
-            engine.eval_rule(path.clone()).map_err(eval_error)?
-        } else if is_document {
-            let results = engine.eval_query(path.clone(), false).map_err(eval_error)?;
-            results
-                .result
-                .into_iter()
-                .next()
-                .and_then(|r| r.expressions.into_iter().next())
-                .map(|e| e.value)
-                .unwrap_or(regorus::Value::Undefined)
+        if is_rule {
+            Ok(Target::Rule(path))
+        } else if self.is_document(&path) {
+            Ok(Target::Document(path))
         } else {
-            return Err(Error::policy(format!(
+            Err(Error::policy(format!(
                 "entrypoint {entrypoint} is not a rule or package of this policy (rules: {})",
                 self.rules
                     .iter()
@@ -267,12 +344,8 @@ impl NativePolicy {
                     .map(|(p, _)| p.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
-        };
-        // Gathered prints are taken every time, so that an engine serving
-        // many evaluations does not pile them up.
-        self.prints = self.engine.take_prints().unwrap_or_default();
-        Ok(result_set(&value))
+            )))
+        }
     }
 
     /// What the last evaluation printed (`print(...)`).
@@ -301,18 +374,27 @@ impl NativePolicy {
                 continue;
             }
             let mut engine = self.engine.clone();
+            let rule = path.clone();
             let start = Instant::now();
-            let result = engine.eval_rule(path.clone());
+            // Each test on a thread of its own, so that one past the memory
+            // limit is reported as an error and the others still run.
+            let outcome = memory::isolated(memory::MAX_MEMORY, move || {
+                let result = engine.eval_rule(rule);
+                let prints = engine.take_prints().unwrap_or_default();
+                let status = match result {
+                    Ok(regorus::Value::Bool(true)) => TestStatus::Pass,
+                    Ok(regorus::Value::Undefined) => TestStatus::Fail("undefined".into()),
+                    Ok(other) => {
+                        TestStatus::Fail(other.to_json_str().unwrap_or_else(|_| "?".into()))
+                    }
+                    Err(e) => TestStatus::Error(describe(&eval_error(e))),
+                };
+                (status, prints)
+            });
             let elapsed = start.elapsed();
-            let prints = engine.take_prints().unwrap_or_default();
-            let status = match result {
-                Ok(regorus::Value::Bool(true)) => TestStatus::Pass,
-                Ok(regorus::Value::Undefined) => TestStatus::Fail("undefined".into()),
-                Ok(other) => TestStatus::Fail(format!(
-                    "{}",
-                    other.to_json_str().unwrap_or_else(|_| "?".into())
-                )),
-                Err(e) => TestStatus::Error(format!("{e}")),
+            let (status, prints) = match outcome {
+                Ok(done) => done,
+                Err(stopped) => (TestStatus::Error(describe(&stopped.into())), Vec::new()),
             };
             out.push(TestOutcome {
                 name: path.clone(),
@@ -325,13 +407,61 @@ impl NativePolicy {
     }
 }
 
-/// An evaluation error: past the time limit is a timeout, like a guest's.
+/// Evaluates `target` on `engine` with `input`: the result set and what
+/// the evaluation printed.
+fn evaluate(
+    engine: &mut regorus::Engine,
+    target: &Target,
+    input: regorus::Value,
+) -> (Result<Json, Error>, Vec<String>) {
+    // One engine serves every evaluation: each evaluation starts from clean
+    // state, and the input is replaced (undefined when None).
+    engine.set_input(input);
+    let value = match target {
+        Target::Rule(path) => engine.eval_rule(path.clone()).map_err(eval_error),
+        Target::Document(path) => engine
+            .eval_query(path.clone(), false)
+            .map_err(eval_error)
+            .map(|results| {
+                results
+                    .result
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.expressions.into_iter().next())
+                    .map(|e| e.value)
+                    .unwrap_or(regorus::Value::Undefined)
+            }),
+    };
+    // Gathered prints are taken every time, so that an engine serving many
+    // evaluations does not pile them up.
+    let prints = engine.take_prints().unwrap_or_default();
+    (value.map(|v| result_set(&v)), prints)
+}
+
+/// An evaluation error: past the time limit is a timeout, and a builtin
+/// refused for its size is past the memory limit, like a guest's.
 fn eval_error(e: anyhow::Error) -> Error {
+    if memory::take_refused() {
+        return Error::MemoryLimit(memory::limit());
+    }
     let msg = format!("{e}");
     if msg.contains("exceeded time limit") {
         Error::Timeout(crate::wasm_host::DEFAULT_TIMEOUT)
     } else {
         Error::policy(msg)
+    }
+}
+
+/// An evaluation's error as a policy's user reads it: past a limit, the
+/// policy evaluation (not a guest) is named.
+pub fn describe(e: &Error) -> String {
+    match e {
+        Error::MemoryLimit(limit) => memory::limit_message(*limit),
+        Error::Timeout(d) => format!(
+            "policy evaluation exceeded its wall-clock timeout ({})",
+            wasmlayer_core::limits::format_duration(*d)
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -483,6 +613,97 @@ mod tests {
             by_name[2],
             ("data.t.test_false", TestStatus::Fail("false".into()))
         );
+    }
+
+    #[test]
+    fn builtins_past_the_memory_limit_are_refused_before_allocating() {
+        let mut p = policy(
+            "package rg\nrange := count(numbers.range(1, 1000000000))\n\
+             step := count(numbers.range_step(1, 1000000000, 2))\n\
+             cidrs := count(net.cidr_expand(\"::/0\"))\n\
+             fine := count(numbers.range(1, 1000))\n",
+        );
+        for rule in ["rg/range", "rg/step", "rg/cidrs"] {
+            let err = p.eval(rule, None).unwrap_err();
+            assert!(
+                matches!(err, Error::MemoryLimit(m) if m == memory::MAX_MEMORY),
+                "{err}"
+            );
+            let err = p.eval_isolated(rule, None).unwrap_err();
+            assert!(matches!(err, Error::MemoryLimit(_)), "{err}");
+        }
+        assert_eq!(
+            p.eval_isolated("rg/fine", None).unwrap(),
+            serde_json::json!([{"result": 1000}])
+        );
+        assert_eq!(
+            p.eval("rg/fine", None).unwrap(),
+            serde_json::json!([{"result": 1000}])
+        );
+    }
+
+    #[test]
+    fn the_size_checked_builtins_agree_with_the_interpreter() {
+        let rules = "package b\nr1 := numbers.range(1, 5)\nr2 := numbers.range(3, -2)\n\
+                     r3 := numbers.range(2, 2)\ns1 := numbers.range_step(0, 10, 3)\n\
+                     s2 := numbers.range_step(10, 0, 4)\ns3 := numbers.range_step(1, 1, 7)\n\
+                     c1 := net.cidr_expand(\"192.168.1.0/30\")\nc2 := net.cidr_expand(\"10.0.0.1/32\")\n\
+                     c3 := net.cidr_expand(\"10.0.0.0/31\")\nc4 := net.cidr_expand(\"fd00::/126\")\n";
+        let mut ours = policy(rules);
+        let mut plain = regorus::Engine::new();
+        plain.add_policy("b.rego".into(), rules.into()).unwrap();
+        for rule in ["r1", "r2", "r3", "s1", "s2", "s3", "c1", "c2", "c3", "c4"] {
+            let want = plain.eval_rule(format!("data.b.{rule}")).unwrap();
+            assert_eq!(
+                ours.eval(&format!("b/{rule}"), None).unwrap(),
+                result_set(&want),
+                "{rule}"
+            );
+        }
+        for bad in [
+            "numbers.range(1, 2.5)",
+            "numbers.range(\"a\", 2)",
+            "numbers.range_step(1, 5, 0)",
+            "numbers.range_step(1, 5, -1)",
+            "net.cidr_expand(\"nope\")",
+        ] {
+            let text = format!("package e\nx := {bad}\n");
+            let mut plain = regorus::Engine::new();
+            plain.add_policy("e.rego".into(), text.clone()).unwrap();
+            assert!(plain.eval_rule("data.e.x".into()).is_err(), "{bad}");
+            let err = policy(&text).eval("e/x", None).unwrap_err();
+            assert!(matches!(err, Error::Policy(_)), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_stopped_worker_goes_on_once_its_time_is_up_and_frees_what_it_held() {
+        // Each round allocates a new 20 KB string: past 256 MiB in about
+        // 13,000 rounds, long before the wall-clock limit.
+        let p = policy(
+            "package g\na := concat(\"\", [\"a\" | some _ in numbers.range(1, 20000)])\n\
+             grow := count([concat(\"\", [a, sprintf(\"%d\", [i])]) | some i in numbers.range(1, 40000)])\n",
+        );
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ended.clone();
+        let mut worker = memory::Worker::spawn(p.engine.clone(), memory::MAX_MEMORY).unwrap();
+        let start = Instant::now();
+        let r = worker.run(move |engine| {
+            let r = engine.eval_rule("data.g.grow".into());
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            r.map(|_| ()).map_err(|e| e.to_string())
+        });
+        assert!(matches!(r, Err(memory::Stopped::Exceeded(_))), "{r:?}");
+        assert!(start.elapsed() < Duration::from_secs(1), "reported at once");
+        // The worker sleeps until the evaluation's wall-clock limit is
+        // past, then its timer ends it.
+        while !ended.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the worker never ended"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

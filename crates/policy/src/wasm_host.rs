@@ -43,8 +43,29 @@ pub struct WasmPolicySource {
 
 impl WasmPolicySource {
     /// Reads a bare `.wasm` module or an OPA bundle (`.tar.gz` holding
-    /// `/policy.wasm`, `data.json` files and `.manifest`).
+    /// `/policy.wasm`, `data.json` files and `.manifest`). A bundle is
+    /// refused before it is read when the file is larger than
+    /// [`MAX_BUNDLE_SIZE`].
     pub fn read(path: &Path) -> Result<WasmPolicySource, Error> {
+        let gzipped = {
+            let mut magic = [0u8; 2];
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_exact(&mut magic))
+                .is_ok_and(|()| magic == [0x1f, 0x8b])
+        };
+        if gzipped {
+            let size = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+            if size > MAX_BUNDLE_SIZE {
+                return Err(Error::policy(format!(
+                    "{}: a bundle of {} is refused: a bundle may hold at most {} once inflated",
+                    path.display(),
+                    wasmlayer_core::limits::format_size(size),
+                    wasmlayer_core::limits::format_size(MAX_BUNDLE_SIZE)
+                )));
+            }
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         WasmPolicySource::from_bytes(&bytes)
             .map_err(|e| Error::policy(format!("{}: {e}", path.display())))
@@ -71,16 +92,107 @@ fn is_wat(bytes: &[u8]) -> bool {
         .is_ok_and(|t| matches!(t.trim_start().chars().next(), Some('(' | ';')))
 }
 
+/// What a bundle may hold once inflated: its whole tar stream (headers
+/// included). A policy's data must fit in the policy's memory
+/// ([`DEFAULT_MAX_MEMORY`]), as text and then parsed, so a bundle that
+/// could be loaded is well under it.
+pub const MAX_BUNDLE_SIZE: u64 = DEFAULT_MAX_MEMORY;
+
+/// How many times its compressed size a bundle may inflate to, once past
+/// [`BUNDLE_RATIO_FROM`]: policies, Wasm modules and JSON data compress
+/// from 3 to 30 times; long runs of one byte, what a decompression bomb is
+/// made of, about 1000 times.
+pub const MAX_BUNDLE_RATIO: u64 = 200;
+
+/// The ratio is checked once this much has been inflated (a small archive
+/// is mostly padding, which compresses far better than its contents).
+pub const BUNDLE_RATIO_FROM: u64 = 16 << 20;
+
+/// Counts what is read through it.
+struct Counted<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The inflated stream of a bundle, ended with an error past
+/// [`MAX_BUNDLE_SIZE`] or [`MAX_BUNDLE_RATIO`] (the reason is kept in
+/// `refused`: the archive reader reports the error in its own words).
+struct Capped<R> {
+    inner: R,
+    inflated: u64,
+    compressed: std::rc::Rc<std::cell::Cell<u64>>,
+    refused: std::rc::Rc<std::cell::RefCell<Option<String>>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(reason) = self.refused.borrow().as_ref() {
+            return Err(std::io::Error::other(reason.clone()));
+        }
+        let n = self.inner.read(buf)?;
+        self.inflated += n as u64;
+        let compressed = self.compressed.get().max(1);
+        let reason = if self.inflated > MAX_BUNDLE_SIZE {
+            Some(format!(
+                "the bundle inflates to more than {}, the most a bundle may hold",
+                wasmlayer_core::limits::format_size(MAX_BUNDLE_SIZE)
+            ))
+        } else if self.inflated > BUNDLE_RATIO_FROM
+            && self.inflated > compressed.saturating_mul(MAX_BUNDLE_RATIO)
+        {
+            Some(format!(
+                "the bundle inflates to more than {MAX_BUNDLE_RATIO} times its compressed size \
+                 ({} from {}), which only a decompression bomb does",
+                wasmlayer_core::limits::format_size(self.inflated),
+                wasmlayer_core::limits::format_size(compressed)
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            *self.refused.borrow_mut() = Some(reason.clone());
+            return Err(std::io::Error::other(reason));
+        }
+        Ok(n)
+    }
+}
+
 fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let compressed = std::rc::Rc::new(std::cell::Cell::new(0));
+    let refused = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let stream = Capped {
+        inner: flate2::read::GzDecoder::new(Counted {
+            inner: bytes,
+            count: compressed.clone(),
+        }),
+        inflated: 0,
+        compressed,
+        refused: refused.clone(),
+    };
+    // An error of the archive reader is the cap's when the cap ended the
+    // stream.
+    let why = |e: &dyn std::fmt::Display, what: &str| match refused.borrow().as_ref() {
+        Some(reason) => format!("refused: {reason}"),
+        None => format!("{what}: {e}"),
+    };
+    let mut archive = tar::Archive::new(stream);
     let mut wasm: Option<(String, Vec<u8>)> = None;
     let mut manifest: Option<Json> = None;
     let mut data = Json::Object(Default::default());
+    let mut declared: u64 = 0;
     let entries = archive
         .entries()
-        .map_err(|e| format!("not a valid bundle: {e}"))?;
+        .map_err(|e| why(&e, "not a valid bundle"))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| format!("not a valid bundle: {e}"))?;
+        let mut entry = entry.map_err(|e| why(&e, "not a valid bundle"))?;
         let path = entry
             .path()
             .map_err(|e| format!("bad path in bundle: {e}"))?;
@@ -90,17 +202,24 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
                 .trim_start_matches("./")
                 .trim_start_matches('/')
         );
+        // The sizes the headers declare are checked before the contents
+        // are inflated, so that a bomb is refused at its first header.
+        declared = declared.saturating_add(entry.size());
+        if declared > MAX_BUNDLE_SIZE {
+            return Err(format!(
+                "refused: {path} takes the bundle past {}, the most a bundle may hold once \
+                 inflated ({} in its entries so far)",
+                wasmlayer_core::limits::format_size(MAX_BUNDLE_SIZE),
+                wasmlayer_core::limits::format_size(declared)
+            ));
+        }
         if !entry.header().entry_type().is_file() {
             continue;
-        }
-        // Bundles are small; a huge entry is a hostile archive.
-        if entry.size() > 512 << 20 {
-            return Err(format!("{path}: entry too large ({} bytes)", entry.size()));
         }
         let mut contents = Vec::new();
         entry
             .read_to_end(&mut contents)
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|e| why(&e, &path))?;
         if path.ends_with(".wasm") {
             if let Some((first, _)) = &wasm {
                 if first != "/policy.wasm" && path == "/policy.wasm" {
@@ -163,6 +282,8 @@ struct HostState {
     abi: Option<Abi>,
     /// The message of an `opa_abort` or a failed builtin.
     abort: Option<String>,
+    /// A builtin was refused because its result would not fit in memory.
+    memory_refused: bool,
     prints: Vec<String>,
 }
 
@@ -335,6 +456,7 @@ impl OpaWasmPolicy {
                 builtins: HashMap::new(),
                 abi: None,
                 abort: None,
+                memory_refused: false,
                 prints: Vec::new(),
             },
         );
@@ -448,6 +570,9 @@ impl OpaWasmPolicy {
     /// Turns a wasmtime error into ours: an abort's message, a failed
     /// builtin, memory or fuel exhausted, or a trap.
     fn fail(&self, store: &Store<HostState>, e: wasmtime::Error, what: &str) -> Error {
+        if store.data().memory_refused {
+            return Error::MemoryLimit(crate::memory::MAX_MEMORY);
+        }
         if let Some(msg) = &store.data().abort {
             return Error::policy(format!("policy aborted: {msg}"));
         }
@@ -544,6 +669,7 @@ impl OpaWasmPolicy {
             eval_heap,
         } = live;
         store.data_mut().abort = None;
+        store.data_mut().memory_refused = false;
         store.data_mut().prints.clear();
         self.refuel(store)?;
         let result_addr = match &abi.eval {
@@ -948,6 +1074,7 @@ fn call_builtin(
         values.push(v);
     }
     let result = builtin.call(&values).map_err(|m| {
+        caller.data_mut().memory_refused = crate::memory::take_refused();
         caller.data_mut().abort = Some(m.clone());
         wasmtime::Error::new(HostFailure(m))
     })?;

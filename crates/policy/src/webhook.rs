@@ -174,6 +174,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A denial for an evaluation that failed with `error`.
+    pub fn failed(error: String) -> Decision {
+        Decision {
+            allowed: false,
+            reasons: Vec::new(),
+            error: Some(error),
+        }
+    }
+
     /// The status code of a denial: 403 for the policy's, 500 for an error.
     pub fn code(&self) -> u16 {
         if self.error.is_some() {
@@ -261,19 +270,25 @@ pub fn input_sha256(input: &Json) -> String {
 pub fn decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Decision {
     match try_decide(policy, rules, input) {
         Ok(d) => d,
-        Err(e) => Decision {
-            allowed: false,
-            reasons: Vec::new(),
-            error: Some(e),
-        },
+        Err(e) => Decision::failed(e),
     }
+}
+
+/// [`decide`], with Rego source on the policy's worker thread: an
+/// evaluation past the memory limit denies the request (with the error)
+/// and the server goes on. The rules are evaluated in one hand-over.
+pub fn decide_isolated(policy: &mut Policy, rules: &Rules, input: Arc<Json>) -> Decision {
+    let rules = rules.clone();
+    policy
+        .isolated(move |p| decide(p, &rules, &input))
+        .unwrap_or_else(|e| Decision::failed(crate::native::describe(&e)))
 }
 
 fn try_decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Result<Decision, String> {
     let mut eval = |rule: &str| -> Result<Option<Json>, String> {
         let set = policy
             .eval(Some(rule), Some(input))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::native::describe(&e))?;
         Ok(set.get(0).and_then(|r| r.get("result")).cloned())
     };
     let mut reasons = Vec::new();
@@ -701,7 +716,7 @@ async fn review(
     let evaluated = input.clone();
     let decision = tokio::task::spawn_blocking(move || {
         let mut policy = worker.policy.lock().unwrap_or_else(|p| p.into_inner());
-        decide(&mut policy, &worker.rules, &evaluated)
+        decide_isolated(&mut policy, &worker.rules, evaluated)
     })
     .await
     .unwrap_or_else(|e| Decision {
