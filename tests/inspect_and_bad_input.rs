@@ -201,7 +201,6 @@ fn usage_errors_exit_2() {
 #[test]
 fn sources_that_are_not_regular_files_are_read_with_a_bound() {
     use std::io::Write;
-    use std::process::Stdio;
     use std::time::{Duration, Instant};
     // A device that never ends: refused on its first bytes.
     for args in [
@@ -216,22 +215,11 @@ fn sources_that_are_not_regular_files_are_read_with_a_bound() {
         assert!(start.elapsed() < Duration::from_secs(20), "{args:?}");
     }
     // A pipe of text without end: read up to the bound, then refused.
-    let mut child = wasmlayer()
-        .args(["run", "/dev/stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
+    let r = run_from_pipe(|stdin| {
         let chunk = vec![b'('; 1 << 20];
         // Stops when wasmlayer closes its end.
         while stdin.write_all(&chunk).is_ok() {}
     });
-    let r = output(child.wait_with_output().unwrap());
-    feeder.join().unwrap();
-    r.no_panic();
     assert_eq!(r.code, 126, "{r:?}");
     assert!(
         r.stderr
@@ -239,18 +227,26 @@ fn sources_that_are_not_regular_files_are_read_with_a_bound() {
         "{r:?}"
     );
     // A module through a pipe still runs.
-    let mut child = wasmlayer()
-        .args(["run", "/dev/stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let module = std::fs::read(guest("hello-p1.wasm")).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&module).unwrap();
-    drop(stdin);
-    let r = output(child.wait_with_output().unwrap());
+    let r = run_from_pipe(move |stdin| stdin.write_all(&module).unwrap());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("Hello, world!"), "{r:?}");
+}
+
+/// `wasmlayer run /dev/stdin`, with `feed` writing the artifact into the pipe
+/// on a thread of its own (the pipe is closed when it returns).
+fn run_from_pipe(feed: impl FnOnce(&mut std::process::ChildStdin) + Send + 'static) -> Run {
+    let mut child = wasmlayer()
+        .args(["run", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || feed(&mut stdin));
+    let r = output(child.wait_with_output().unwrap());
+    feeder.join().unwrap();
+    r.no_panic();
+    r
 }
