@@ -359,17 +359,7 @@ impl Failure {
 /// Answers a failed request and notes it in the request's record.
 fn failure(record: &Record, route: &str, f: Failure) -> http::Response<Body> {
     tracing::warn!(route, status = f.status, cause = %f.error, "request failed");
-    let text = f.error.to_string();
-    record.error(text.clone());
-    record.status(f.status);
-    let mut r = plain(f.status, text);
-    if f.status == 503 {
-        r.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("1"),
-        );
-    }
-    r
+    answer(record, f.status, f.error.to_string())
 }
 
 /// Refuses a request before any instance is involved: counted by reason.
@@ -386,25 +376,24 @@ pub fn refuse(
             result: reason.into(),
         })
         .inc();
+    answer(record, status, text)
+}
+
+/// The host's own answer to a request, noted in its record: 503 asks the
+/// client to retry, and after a 408 the connection closes (the rest of the
+/// body may still be on its way, so it cannot carry another request).
+fn answer(record: &Record, status: u16, text: String) -> http::Response<Body> {
     record.status(status);
     record.error(text.clone());
     let mut r = plain(status, text);
-    match status {
-        503 => {
-            r.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
-        }
-        408 => {
-            // The rest of the body may still be on its way: the
-            // connection cannot carry another request.
-            r.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
-        }
-        _ => {}
+    let header = match status {
+        503 => Some((http::header::RETRY_AFTER, "1")),
+        408 => Some((http::header::CONNECTION, "close")),
+        _ => None,
+    };
+    if let Some((name, value)) = header {
+        r.headers_mut()
+            .insert(name, http::HeaderValue::from_static(value));
     }
     r
 }

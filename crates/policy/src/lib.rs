@@ -80,13 +80,7 @@ impl Policy {
     /// entrypoint) and returns OPA's result set.
     pub fn eval(&mut self, entrypoint: Option<&str>, input: Option<&Json>) -> Result<Json, Error> {
         match self {
-            Policy::Native(p) => {
-                let ep = match entrypoint {
-                    Some(e) => e.to_string(),
-                    None => p.default_entrypoint()?,
-                };
-                p.eval(&ep, input)
-            }
+            Policy::Native(p) => p.eval(&native_entrypoint(p, entrypoint)?, input),
             Policy::Wasm(p) => p.eval(entrypoint, input),
         }
     }
@@ -102,13 +96,7 @@ impl Policy {
         input: Option<&Json>,
     ) -> Result<Json, Error> {
         match self {
-            Policy::Native(p) => {
-                let ep = match entrypoint {
-                    Some(e) => e.to_string(),
-                    None => p.default_entrypoint()?,
-                };
-                p.eval_isolated(&ep, input)
-            }
+            Policy::Native(p) => p.eval_isolated(&native_entrypoint(p, entrypoint)?, input),
             Policy::Wasm(p) => p.eval(entrypoint, input),
         }
     }
@@ -181,4 +169,12 @@ pub fn policy_engine() -> Result<wasmtime::Engine, Error> {
 pub fn yaml_to_json(text: &str) -> Result<Json, String> {
     let v = regorus::Value::from_yaml_str(text).map_err(|e| e.to_string())?;
     serde_json::to_value(&v).map_err(|e| e.to_string())
+}
+
+/// The entrypoint a native evaluation uses: the one given, or the policy's only one.
+fn native_entrypoint(p: &NativePolicy, entrypoint: Option<&str>) -> Result<String, Error> {
+    match entrypoint {
+        Some(e) => Ok(e.to_string()),
+        None => p.default_entrypoint(),
+    }
 }
