@@ -645,9 +645,9 @@ fn slow_clients_hold_connections_not_instances() {
         "--pool-size",
         "2",
         "--header-timeout",
-        "3s",
+        "5s",
         "--body-timeout",
-        "3s",
+        "5s",
         &s(&guest("http-hostile.wasm")),
     ]);
     // Bodies trickling in, and headers never finished (slowloris).
@@ -671,26 +671,26 @@ fn slow_clients_hold_connections_not_instances() {
     }
     // ... while every slow client still holds its connection.
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
     // Each slow client is answered 408 at its deadline and disconnected.
     for c in uploads {
-        let a = answer(c, Duration::from_secs(10));
+        let a = answer(c, Duration::from_secs(15));
         assert!(a.starts_with("HTTP/1.1 408"), "{a:?}");
-        assert!(a.contains("request body not received within 3s"), "{a:?}");
+        assert!(a.contains("request body not received within 5s"), "{a:?}");
     }
     for c in lorises {
-        let a = answer(c, Duration::from_secs(10));
+        let a = answer(c, Duration::from_secs(15));
         assert!(a.starts_with("HTTP/1.1 408"), "{a:?}");
         assert!(
-            a.contains("request headers not received within 3s"),
+            a.contains("request headers not received within 5s"),
             "{a:?}"
         );
     }
     assert!(
-        start.elapsed() < Duration::from_secs(8),
+        start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );
