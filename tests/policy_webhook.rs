@@ -687,6 +687,40 @@ deny contains msg if {
     );
     assert!(!hook.stderr_text().contains("memory allocation"));
     assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
+
+    // "grow" ends in one allocation past the budget and its grace, so its
+    // thread stays stopped for good (one so far). At four such threads no
+    // more evaluations start: reviews are denied with the reason, and the
+    // health check fails so that the pod is restarted.
+    let (code, _) = hook.curl(&[&hook.url("/healthz")], None);
+    assert_eq!(code, 200);
+    for i in 0..3 {
+        let mut review = allowed.clone();
+        review["request"]["uid"] = json!(format!("grow-{i}"));
+        review["request"]["object"]["metadata"]["labels"]["blowup"] = json!("grow");
+        let resp = hook.review(&review);
+        assert_eq!(resp["allowed"], false, "{resp}");
+        assert!(
+            resp["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("memory limit (256 MiB)"),
+            "{resp}"
+        );
+    }
+    let resp = hook.review(&allowed);
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert_eq!(resp["status"]["code"], 500, "{resp}");
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("native policy evaluations are refused: 4 earlier evaluations")
+            && message.contains("restart the process"),
+        "{resp}"
+    );
+    let (code, body) = hook.curl(&[&hook.url("/healthz")], None);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("restart the process"), "{body}");
+    assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
 }
 
 #[test]

@@ -23,6 +23,12 @@
 //!   process prints the error and exits with the memory limit's exit code
 //!   (137).
 //!
+//! Threads left behind are counted ([`held`]) until they end. At most
+//! [`MAX_HELD`] are kept: past that, no new evaluation thread is started
+//! ([`Stopped::Saturated`]), so that what stopped threads hold stays below
+//! `MAX_HELD` × ([`MAX_MEMORY`] + [`GRACE`]) (1.1 GiB) however long the
+//! process runs; a server reports itself unhealthy then, to be restarted.
+//!
 //! Builtins that can ask for an arbitrary amount of memory in one go
 //! (`numbers.range`, `numbers.range_step`, `net.cidr_expand`) are replaced
 //! by versions that check the size against [`remaining`] before allocating
@@ -31,7 +37,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -53,6 +59,75 @@ const PAST_DEADLINE: Duration = Duration::from_millis(20);
 /// 1 s): a worker blocked for good, say on a lock that a stopped one holds,
 /// is given up, and the evaluation ends as past its time limit.
 const GIVE_UP: Duration = Duration::from_secs(5);
+
+/// How many threads left behind (stopped past their budget, or given up)
+/// may be alive at once before no new evaluation thread is started.
+pub const MAX_HELD: usize = 4;
+
+/// Threads left behind that have not ended yet.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many evaluation threads were left behind and are still alive: each
+/// holds at most [`MAX_MEMORY`] + [`GRACE`].
+pub fn held() -> usize {
+    HELD.load(Ordering::Acquire)
+}
+
+/// Whether no new evaluation thread will be started ([`MAX_HELD`]
+/// reached), with the reason to give.
+pub fn saturated() -> Option<String> {
+    let held = held();
+    (held >= MAX_HELD).then(|| saturated_message(held))
+}
+
+fn saturated_message(held: usize) -> String {
+    format!(
+        "native policy evaluations are refused: {held} earlier evaluations went past their limits \
+         and their threads still hold up to {} of memory; restart the process to free it",
+        wasmlayer_core::limits::format_size((MAX_MEMORY + GRACE).saturating_mul(held as u64))
+    )
+}
+
+const ALIVE: u8 = 0;
+const LEFT: u8 = 1;
+const ENDED: u8 = 2;
+
+/// The life of one evaluation thread, shared by the thread and whoever
+/// waits on it: a thread left behind counts in [`HELD`] until it ends.
+struct Life(AtomicU8);
+
+impl Life {
+    /// A new thread may start (fewer than [`MAX_HELD`] are held).
+    fn start() -> Result<Arc<Life>, Stopped> {
+        let held = held();
+        if held >= MAX_HELD {
+            return Err(Stopped::Saturated(held));
+        }
+        Ok(Arc::new(Life(AtomicU8::new(ALIVE))))
+    }
+
+    /// The waiter gives up on the thread.
+    fn leave(&self) {
+        if self
+            .0
+            .compare_exchange(ALIVE, LEFT, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            HELD.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Held by the thread itself: marks its end when dropped.
+struct Ending(Arc<Life>);
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if self.0 .0.swap(ENDED, Ordering::AcqRel) == LEFT {
+            HELD.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
 
 /// Stack of a worker thread: room for deeply nested policies, as the main
 /// thread has (only what is used is backed by memory).
@@ -329,6 +404,8 @@ pub fn isolated<T: Send + 'static>(
     limit: u64,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Stopped> {
+    let life = Life::start()?;
+    let ending = Ending(life.clone());
     let signal = Signal::new();
     let slot = Arc::new(Mutex::new(None));
     let (worker_signal, worker_slot) = (signal.clone(), slot.clone());
@@ -336,6 +413,7 @@ pub fn isolated<T: Send + 'static>(
         .name("policy-eval".into())
         .stack_size(WORKER_STACK)
         .spawn(move || {
+            let _ending = ending;
             let _done = Done(worker_signal.clone());
             let out = with_scope(
                 limit,
@@ -345,7 +423,11 @@ pub fn isolated<T: Send + 'static>(
             *worker_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
         })
         .map_err(Stopped::Spawn)?;
-    finish(&signal, &slot, limit, GIVE_UP)
+    let out = finish(&signal, &slot, limit, GIVE_UP);
+    if out.is_err() {
+        life.leave();
+    }
+    out
 }
 
 /// Sets the signal to done when dropped, so that the waiter wakes up even
@@ -369,6 +451,9 @@ pub enum Stopped {
     Panicked,
     /// No thread could be started for it.
     Spawn(std::io::Error),
+    /// No thread was started for it: this many threads left behind are
+    /// still alive ([`MAX_HELD`]).
+    Saturated(usize),
 }
 
 impl From<Stopped> for wasmlayer_core::Error {
@@ -382,6 +467,7 @@ impl From<Stopped> for wasmlayer_core::Error {
             Stopped::Spawn(e) => {
                 wasmlayer_core::Error::host(format!("cannot start a policy evaluation thread: {e}"))
             }
+            Stopped::Saturated(held) => wasmlayer_core::Error::host(saturated_message(held)),
         }
     }
 }
@@ -410,6 +496,7 @@ type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 /// is paid once.
 pub struct Worker<S> {
     jobs: mpsc::Sender<(Job<S>, Arc<Signal>)>,
+    life: Arc<Life>,
     limit: u64,
     /// A job went past its budget, was given up or panicked: the thread is
     /// of no more use.
@@ -418,12 +505,15 @@ pub struct Worker<S> {
 }
 
 impl<S: Send + 'static> Worker<S> {
-    pub fn spawn(mut state: S, limit: u64) -> Result<Worker<S>, std::io::Error> {
+    pub fn spawn(mut state: S, limit: u64) -> Result<Worker<S>, Stopped> {
+        let life = Life::start()?;
+        let ending = Ending(life.clone());
         let (jobs, rx) = mpsc::channel::<(Job<S>, Arc<Signal>)>();
         std::thread::Builder::new()
             .name("policy-eval".into())
             .stack_size(WORKER_STACK)
             .spawn(move || {
+                let _ending = ending;
                 for (job, signal) in rx {
                     let _done = Done(signal.clone());
                     with_scope(
@@ -432,9 +522,11 @@ impl<S: Send + 'static> Worker<S> {
                         || job(&mut state),
                     );
                 }
-            })?;
+            })
+            .map_err(Stopped::Spawn)?;
         Ok(Worker {
             jobs,
+            life,
             limit,
             finished: false,
             give_up: GIVE_UP,
@@ -463,7 +555,10 @@ impl<S: Send + 'static> Worker<S> {
             return Err(Stopped::Panicked);
         }
         let out = finish(&signal, &slot, self.limit, self.give_up);
-        self.finished = out.is_err();
+        if out.is_err() {
+            self.finished = true;
+            self.life.leave();
+        }
         out
     }
 
@@ -608,5 +703,44 @@ mod tests {
         let r = w.run(|_| std::thread::sleep(Duration::from_secs(60)));
         assert!(matches!(r, Err(Stopped::TimedOut)), "{r:?}");
         assert!(w.is_finished());
+    }
+
+    #[test]
+    fn threads_left_behind_are_counted_until_they_end_and_capped() {
+        // One given up that ends soon after: counted, then not.
+        let mut w = Worker::spawn((), 8 << 20).unwrap();
+        w.give_up = Duration::from_millis(100);
+        let before = held();
+        let r = w.run(|_| std::thread::sleep(Duration::from_millis(600)));
+        assert!(matches!(r, Err(Stopped::TimedOut)), "{r:?}");
+        assert!(held() > before, "counted while it runs");
+        drop(w);
+        let until = Instant::now() + Duration::from_secs(10);
+        while held() > before && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(held(), before, "not counted once ended");
+
+        // Stopped for good (one allocation past budget and grace): each
+        // is held, and past MAX_HELD no thread is started.
+        let mut stuck = 0;
+        let refused = loop {
+            match isolated(1 << 20, || vec![1u8; 64 << 20].len()) {
+                Err(Stopped::Exceeded(_)) => stuck += 1,
+                Err(Stopped::Saturated(n)) => break n,
+                other => panic!("{other:?}"),
+            }
+            assert!(stuck <= MAX_HELD, "never refused");
+        };
+        assert!(refused >= MAX_HELD, "{refused}");
+        assert!(matches!(
+            Worker::spawn((), 8 << 20),
+            Err(Stopped::Saturated(_))
+        ));
+        let msg = saturated().expect("saturated");
+        assert!(msg.contains("restart the process"), "{msg}");
+        assert!(wasmlayer_core::Error::from(Stopped::Saturated(refused))
+            .to_string()
+            .contains("native policy evaluations are refused"),);
     }
 }

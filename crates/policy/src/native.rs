@@ -312,9 +312,7 @@ impl NativePolicy {
         if self.worker.as_ref().is_none_or(|w| w.is_finished()) {
             self.worker = None;
             let copy = crate::Policy::Native(self.clone());
-            let worker = memory::Worker::spawn(copy, memory::MAX_MEMORY).map_err(|e| {
-                Error::host(format!("cannot start a policy evaluation thread: {e}"))
-            })?;
+            let worker = memory::Worker::spawn(copy, memory::MAX_MEMORY)?;
             self.worker = Some(worker);
         }
         let worker = self.worker.as_mut().expect("started above");

@@ -637,6 +637,12 @@ async fn handle(
     let method = req.method();
     let health = path == "/healthz" || path == "/readyz";
     if health && (method == http::Method::GET || method == http::Method::HEAD) {
+        // Evaluations stopped past their limits hold their threads; once
+        // too many do, no more are started and the server asks to be
+        // restarted (a liveness probe on /healthz does it).
+        if let Some(reason) = crate::memory::saturated() {
+            return Ok(plain(503, reason));
+        }
         return Ok(plain(200, "ok"));
     }
     if method != http::Method::POST {
