@@ -438,6 +438,76 @@ fn beyond_the_pool_requests_get_503_with_retry_after() {
     );
 }
 
+/// `component` with one more core module, whose instance has a memory of
+/// its own: each instance of the result takes two of the pool's memories.
+fn with_a_second_memory(component: &[u8]) -> Vec<u8> {
+    use wasmparser::{Parser, Payload};
+    let (mut depth, mut modules) = (0i32, 0u32);
+    for payload in Parser::new(0).parse_all(component) {
+        match payload.unwrap() {
+            Payload::ModuleSection { .. } => {
+                modules += u32::from(depth == 0);
+                depth += 1;
+            }
+            Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth -= 1,
+            _ => {}
+        }
+    }
+    assert!(modules < 128, "{modules} modules: one byte of LEB128 below");
+    let module = b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01"; // (module (memory 1))
+    let mut out = component.to_vec();
+    out.extend_from_slice(&[1, module.len() as u8]);
+    out.extend_from_slice(module);
+    // (core instance (instantiate <that module>))
+    out.extend_from_slice(&[2, 4, 1, 0, modules as u8, 0]);
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&out)
+        .expect("a valid component");
+    out
+}
+
+#[test]
+fn an_instance_the_pool_cannot_make_gets_503_and_the_rest_go_on() {
+    // A pool of 2 holds two memories; this guest's instances take two each,
+    // so a second request finds a free slot but no memory for it.
+    let t = tempdir();
+    let guest_path = t.path().join("two-memories.wasm");
+    let bytes = std::fs::read(guest("http-hostile.wasm")).unwrap();
+    std::fs::write(&guest_path, with_a_second_memory(&bytes)).unwrap();
+    let mut server = Server::start(&["--pool-size", "2", &s(&guest_path)]);
+    assert_eq!(get(&server.url("/ok")).0, 200);
+    let slow = {
+        let url = server.url("/sleep?1500");
+        std::thread::spawn(move || get(&url).0)
+    };
+    server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.in_flight().eq(&1.0).then_some(())
+        })
+        .expect("one request in flight");
+    let (status, headers, body) = get(&server.url("/ok"));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no instance available"), "{body}");
+    assert!(
+        headers.to_ascii_lowercase().contains("retry-after: 1"),
+        "{headers}"
+    );
+    assert_eq!(slow.join().unwrap(), 200);
+    // Freed: the next one is served, and the server never stopped.
+    assert_eq!(get(&server.url("/ok")).0, 200);
+    let record = logged(&mut server, "/ok", 503);
+    assert!(
+        record["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no instance available")),
+        "{record}"
+    );
+    assert!(server.child.try_wait().unwrap().is_none(), "still serving");
+    let m = server.metrics();
+    assert!(m.contains(r#"status="503""#), "{m}");
+}
+
 #[test]
 fn reload_swaps_versions_without_failing_requests() {
     let dir = tempdir();
@@ -823,16 +893,43 @@ fn http_framing_is_checked_before_any_guest() {
         a.starts_with("HTTP/1.1 400") && a.contains("missing Host header"),
         "{a:?}"
     );
-    // Two framings at once are how requests are smuggled: the chunked
-    // framing wins, Content-Length is dropped, and the connection closes
-    // after the answer, so whatever follows on it is never served.
-    let a = exchange(server.port, b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /trap HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(a.starts_with("HTTP/1.1 200"), "{a:?}");
-    assert!(
-        a.to_ascii_lowercase().contains("connection: close"),
-        "{a:?}"
-    );
-    assert_eq!(a.matches("HTTP/1.1 ").count(), 1, "{a:?}");
+    // Two framings at once are how requests are smuggled: 400, and the
+    // connection closes, so whatever follows on it is never served. On a
+    // keep-alive connection, after requests framed each way (a body that
+    // looks like headers included), in either order of the two headers.
+    for (i, head) in [
+        "Content-Length: 40\r\nTransfer-Encoding: chunked",
+        "transfer-encoding: chunked\r\ncontent-length: 4",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let before = if i == 0 {
+            String::new()
+        } else {
+            "POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\nTransfer-Encoding: chunked\r\n\r\n\
+             POST /ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+             15\r\nContent-Length: 1\r\n\r\n\r\n0\r\n\r\n"
+                .to_string()
+        };
+        let request = format!(
+            "{before}POST /ok HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n0\r\n\r\nGET /trap HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        let a = exchange(server.port, request.as_bytes());
+        let answers: Vec<&str> = a.split("HTTP/1.1 ").skip(1).collect();
+        assert_eq!(answers.len(), 1 + 2 * i, "{a:?}");
+        assert!(
+            answers[..2 * i].iter().all(|r| r.starts_with("200")),
+            "{a:?}"
+        );
+        let last = answers.last().unwrap();
+        assert!(
+            last.starts_with("400")
+                && last.contains("Transfer-Encoding together with Content-Length")
+                && last.to_ascii_lowercase().contains("connection: close"),
+            "{a:?}"
+        );
+    }
     // A non-chunked Transfer-Encoding cannot be framed at all.
     let a = exchange(
         server.port,

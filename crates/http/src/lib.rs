@@ -3,6 +3,7 @@
 //! metering, Prometheus metrics, hot reload and draining.
 
 pub mod app;
+pub mod framing;
 pub mod manifest;
 pub mod metrics;
 pub mod pool;

@@ -332,10 +332,16 @@ async fn connection(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let conflicts = crate::framing::Conflicts::new();
     let service = {
         let shared = shared.clone();
-        hyper::service::service_fn(move |req| dispatch(req, shared.clone()))
+        let conflicts = conflicts.clone();
+        hyper::service::service_fn(move |req| {
+            let framed_twice = conflicts.take_next();
+            dispatch(req, framed_twice, shared.clone())
+        })
     };
+    let stream = crate::framing::Watched::new(stream, conflicts);
     // Half-close allowed: hyper does not read ahead on a connection whose
     // request is in flight (to notice the client leaving), which would pin a
     // second read buffer per held request. The guest runs to its response or
@@ -362,8 +368,8 @@ async fn connection(
 
 /// The header deadline passed. A connection that was idle between requests
 /// is simply closed; one with part of a request received is answered 408.
-async fn header_timeout<S>(
-    parts: hyper::server::conn::http1::Parts<TokioIo<tokio::net::TcpStream>, S>,
+async fn header_timeout<T: hyper::rt::Write + Unpin, S>(
+    parts: hyper::server::conn::http1::Parts<T, S>,
     shared: &Shared,
 ) {
     if parts.read_buf.is_empty() {
@@ -387,7 +393,6 @@ async fn header_timeout<S>(
     );
     let mut io = parts.io;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        use hyper::rt::Write;
         use std::pin::Pin;
         let mut rest = response.as_bytes();
         while !rest.is_empty() {
@@ -402,11 +407,15 @@ async fn header_timeout<S>(
 }
 
 /// A request the HTTP layer accepts but no guest should see.
-fn malformed(req: &http::Request<hyper::body::Incoming>) -> Option<&'static str> {
-    // Transfer-Encoding with Content-Length never gets here as such: hyper
-    // frames the request by Transfer-Encoding alone, drops Content-Length and
-    // closes the connection after the answer (RFC 9112, 6.3), so nothing can
-    // be smuggled behind it.
+fn malformed(
+    req: &http::Request<hyper::body::Incoming>,
+    framed_twice: bool,
+) -> Option<&'static str> {
+    // hyper frames such a request by Transfer-Encoding alone and drops
+    // Content-Length (RFC 9112, 6.3); the stream's own watch tells.
+    if framed_twice {
+        return Some("Transfer-Encoding together with Content-Length");
+    }
     match req.headers().get(http::header::HOST) {
         Some(host) if host.to_str().is_err() => Some("invalid Host header"),
         None if req.uri().authority().is_none() && req.version() >= http::Version::HTTP_11 => {
@@ -418,6 +427,7 @@ fn malformed(req: &http::Request<hyper::body::Incoming>) -> Option<&'static str>
 
 async fn dispatch(
     mut req: http::Request<hyper::body::Incoming>,
+    framed_twice: bool,
     shared: Arc<Shared>,
 ) -> Result<http::Response<Body>, std::convert::Infallible> {
     let app = shared.app();
@@ -438,7 +448,7 @@ async fn dispatch(
         );
         refuse(&record, &shared.metrics, reason, status, text)
     };
-    if let Some(why) = malformed(&req) {
+    if let Some(why) = malformed(&req, framed_twice) {
         let mut r = refused("-", "bad-request", 400, format!("bad request: {why}"));
         r.headers_mut().insert(
             http::header::CONNECTION,
