@@ -477,6 +477,12 @@ fn an_instance_the_pool_cannot_make_gets_503_and_the_rest_go_on() {
     std::fs::write(&guest_path, with_a_second_memory(&bytes)).unwrap();
     let mut server = Server::start(&["--pool-size", "2", &s(&guest_path)]);
     assert_eq!(get(&server.url("/ok")).0, 200);
+    // Its instance is freed just after the answer is sent.
+    server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.in_flight().eq(&0.0).then_some(())
+        })
+        .expect("nothing in flight");
     let slow = {
         let url = server.url("/sleep?1500");
         std::thread::spawn(move || get(&url).0)
