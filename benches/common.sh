@@ -11,7 +11,7 @@ cd "$ROOT"
 
 bash scripts/setup.sh --bench
 bash scripts/build-guests.sh >/dev/null
-cargo build --release -q -p wasmlayer-cli
+bash scripts/build-release.sh >&2
 
 OUT="$ROOT/target/bench"
 mkdir -p "$OUT"

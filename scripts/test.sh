@@ -10,6 +10,9 @@ bash scripts/build-guests.sh
 
 # One shared target dir; tests share one compile cache under target/.
 rm -rf target/test-cache
+if [ ! -d target/debug/deps ]; then
+    echo "[test] building the tests: the first build takes about 10 minutes on 2 cores; cargo's progress follows"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

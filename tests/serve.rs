@@ -672,7 +672,8 @@ fn bad_targets_are_refused_clearly() {
     let r = run(["serve", &s(&guest("hello-p2.wasm"))]);
     assert_eq!(r.code, 126, "{r:?}");
     assert!(
-        r.stderr.contains("not a wasi:http proxy component"),
+        r.stderr
+            .contains("not a wasi:http component: it exports neither"),
         "{r:?}"
     );
     let r = run(["serve", "--env", "A=1", &s(&bad)]);

@@ -32,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a WASI p1 module, a WASI p2 component or a precompiled artifact.
+    /// Run a WASI p1 module, a WASI p2 or p3 component or a precompiled artifact.
     Run(Box<RunArgs>),
     /// Compile ahead of time into a precompiled artifact (.cwasm).
     Compile(CompileArgs),
@@ -171,6 +171,13 @@ struct ServeArgs {
     /// Time a client has to send a request's body; past it: 408 [default: 30s].
     #[arg(long, value_name = "DURATION")]
     body_timeout: Option<String>,
+    /// WASI 0.3 components: requests one instance serves before it is
+    /// dropped (default 1: a fresh instance per request).
+    #[arg(long, value_name = "N")]
+    reuse: Option<u32>,
+    /// WASI 0.3 components: requests one instance serves at once (default 1).
+    #[arg(long, value_name = "N")]
+    concurrent_reuse: Option<u32>,
     /// How long in-flight requests may take to finish on SIGTERM/SIGINT.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     drain_timeout: String,
@@ -452,7 +459,9 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         || !args.env.is_empty()
         || !args.allow_http.is_empty()
         || args.limits.given()
-        || args.max_body.is_some();
+        || args.max_body.is_some()
+        || args.reuse.is_some()
+        || args.concurrent_reuse.is_some();
     let source = if is_manifest {
         if route_flags
             || args.pool_size.is_some()
@@ -487,6 +496,11 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         if let Some(b) = &args.max_body {
             route.max_body = parse_size(b).map_err(|e| usage("--max-body", e))?;
         }
+        route.reuse = wasmlayer_http::manifest::check_reuse("/", "--reuse", args.reuse)
+            .map_err(Error::usage)?;
+        route.concurrent_reuse =
+            wasmlayer_http::manifest::check_reuse("/", "--concurrent-reuse", args.concurrent_reuse)
+                .map_err(Error::usage)?;
         let mut server = ServerSettings::default();
         if let Some(n) = args.pool_size {
             if n == 0 {
@@ -575,12 +589,13 @@ fn inspect(args: InspectArgs) -> Result<i32, Error> {
     let _ = writeln!(out, "file:         {}", report.path);
     let _ = writeln!(
         out,
-        "kind:         {} ({})",
+        "kind:         {} ({}, WASI {})",
         report.kind,
         match report.kind {
-            wasmlayer_core::ArtifactKind::Module => "core module, WASI p1",
-            wasmlayer_core::ArtifactKind::Component => "component, WASI p2",
-        }
+            wasmlayer_core::ArtifactKind::Module => "core module",
+            wasmlayer_core::ArtifactKind::Component => "component",
+        },
+        report.wasi
     );
     let _ = writeln!(
         out,

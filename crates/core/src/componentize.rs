@@ -137,7 +137,7 @@ pub fn componentize(bytes: &[u8], memory: AdapterMemory) -> Result<Componentized
         .validate(true)
         .module(&module)
         .and_then(|e| e.adapter(WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, adapter_bytes))
-        .and_then(|mut e| e.encode())
+        .and_then(|e| e.encode())
         .map_err(|e| Error::invalid(format!("cannot componentize the module: {e:#}")))?;
     Ok(Componentized {
         component,

@@ -23,6 +23,9 @@ pub struct Item {
 pub struct Inspection {
     pub path: String,
     pub kind: ArtifactKind,
+    /// The WASI release it is written for: `p1` (core modules), `p2` or
+    /// `p3` (components with any WASI 0.3 import or export).
+    pub wasi: &'static str,
     pub format: Format,
     pub size: u64,
     pub sha256: String,
@@ -56,9 +59,25 @@ pub fn inspect(loaded: &Loaded) -> Inspection {
             )
         }
     };
+    let wasi = match &loaded.compiled {
+        Compiled::Module(_) => "p1",
+        Compiled::Component(_) => {
+            let p3 = |items: &Vec<Item>| {
+                items
+                    .iter()
+                    .any(|i| i.name.starts_with("wasi:") && i.name.contains("@0.3"))
+            };
+            if p3(&imports) || p3(&exports) {
+                "p3"
+            } else {
+                "p2"
+            }
+        }
+    };
     Inspection {
         path: loaded.path.display().to_string(),
         kind: loaded.facts.kind,
+        wasi,
         format: loaded.facts.format,
         size: loaded.facts.size,
         sha256: loaded.facts.sha256.clone(),

@@ -246,21 +246,7 @@ impl Job {
                     &mut s.limiter
                 })?;
                 let mut linker = wasmtime::component::Linker::new(&self.engine);
-                wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-                    .and_then(|()| {
-                        // Name lookups go through the allowlist's names.
-                        linker.allow_shadowing(true);
-                        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
-                            P2State,
-                            FilteredLookupData,
-                        >(&mut linker, |s| {
-                            let names = s.names.clone();
-                            FilteredLookup {
-                                inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
-                                names,
-                            }
-                        })
-                    })
+                add_wasi_to_linker(&mut linker)
                     .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
                 let result =
                     run_component(&mut store, &linker, component, self.started_check()).await;
@@ -425,33 +411,96 @@ async fn run_module(
     }
 }
 
+/// WASI 0.2 and 0.3 (both, since a 0.3 guest's standard library may still
+/// use 0.2 interfaces), with name lookups of either going through the
+/// allowlist's names.
+fn add_wasi_to_linker(linker: &mut wasmtime::component::Linker<P2State>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
+        P2State,
+        FilteredLookupData,
+    >(linker, |s| {
+        let names = s.names.clone();
+        FilteredLookup {
+            inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
+            names,
+        }
+    })?;
+    wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::add_to_linker::<
+        P2State,
+        FilteredLookupData,
+    >(linker, |s| {
+        let names = s.names.clone();
+        FilteredLookup {
+            inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
+            names,
+        }
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Which WASI command world a component exports, from its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandWorld {
+    /// `wasi:cli/run@0.2.x`
+    P2,
+    /// `wasi:cli/run@0.3.x`, run on the concurrent (async) ABI.
+    P3,
+}
+
+impl CommandWorld {
+    /// The WASI command world `component` exports, if any (0.3 first).
+    pub fn of(component: &wasmtime::component::Component) -> Option<CommandWorld> {
+        let mut found = None;
+        for (name, _) in component.component_type().exports(component.engine()) {
+            if name.starts_with("wasi:cli/run@0.3") {
+                return Some(CommandWorld::P3);
+            }
+            if name.starts_with("wasi:cli/run@0.2") {
+                found = Some(CommandWorld::P2);
+            }
+        }
+        found
+    }
+}
+
 async fn run_component(
     store: &mut Store<P2State>,
     linker: &wasmtime::component::Linker<P2State>,
     component: &wasmtime::component::Component,
     start_check: StartCheck,
 ) -> GuestResult {
-    use wasmtime_wasi::p2::bindings::Command;
-    let exports_run = component
-        .component_type()
-        .exports(store.engine())
-        .any(|(name, _)| name.starts_with("wasi:cli/run@"));
-    if !exports_run {
+    let Some(world) = CommandWorld::of(component) else {
         return Err(Error::invalid(
-            "component does not export `wasi:cli/run` (it is not a WASI command)",
+            "component does not export `wasi:cli/run` 0.2 or 0.3 (it is not a WASI command)",
         )
         .into());
-    }
-    let command = Command::instantiate_async(&mut *store, component, linker)
+    };
+    let instance = linker
+        .instantiate_async(&mut *store, component)
         .await
         .map_err(instantiate_error)?;
-    start_check.check()?;
-    match command
-        .wasi_cli_run()
-        .call_run(&mut *store)
-        .await
-        .map_err(GuestError::Wasm)?
-    {
+    let result = match world {
+        CommandWorld::P2 => {
+            let command = wasmtime_wasi::p2::bindings::Command::new(&mut *store, &instance)
+                .map_err(instantiate_error)?;
+            start_check.check()?;
+            command.wasi_cli_run().call_run(&mut *store).await
+        }
+        CommandWorld::P3 => {
+            let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)
+                .map_err(instantiate_error)?;
+            start_check.check()?;
+            store
+                .run_concurrent(async |store| command.wasi_cli_run().call_run(store).await)
+                .await
+                .and_then(|r| r)
+        }
+    };
+    match result.map_err(GuestError::Wasm)? {
         Ok(()) => Ok((0, Vec::new())),
         Err(()) => Ok((1, Vec::new())),
     }
@@ -808,8 +857,35 @@ mod lookup {
             HostResolveAddressStream::subscribe(&mut self.inner, stream)
         }
 
-        fn drop(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<()> {
-            HostResolveAddressStream::drop(&mut self.inner, stream)
+        async fn drop(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<()> {
+            HostResolveAddressStream::drop(&mut self.inner, stream).await
+        }
+    }
+
+    /// WASI 0.3's lookups: the same check, then WASI's own resolver.
+    mod p3 {
+        use super::super::{FilteredLookupData, P2State};
+        use super::FilteredLookup;
+        use wasmtime::component::Accessor;
+        use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::{
+            ErrorCode, Host, HostWithStore,
+        };
+        use wasmtime_wasi::p3::bindings::sockets::types::IpAddress;
+        use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
+
+        impl Host for FilteredLookup<'_> {}
+
+        impl HostWithStore<P2State> for FilteredLookupData {
+            async fn resolve_addresses(
+                store: &Accessor<P2State, Self>,
+                name: String,
+            ) -> wasmtime::Result<Result<Vec<IpAddress>, ErrorCode>> {
+                if !store.with(|mut view| view.get().names.allows(&name)) {
+                    return Ok(Err(ErrorCode::AccessDenied));
+                }
+                let wasi = store.with_getter::<WasiSockets>(|s: &mut P2State| s.sockets());
+                <WasiSockets as HostWithStore<P2State>>::resolve_addresses(&wasi, name).await
+            }
         }
     }
 }

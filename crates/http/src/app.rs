@@ -100,8 +100,16 @@ impl WasiHttpHooks for Hooks {
 pub struct Route {
     pub spec: RouteSpec,
     pub name: Arc<str>,
-    pre: ProxyPre<Host>,
-    allow: Arc<Vec<NetPattern>>,
+    handler: Handler,
+    pub(crate) allow: Arc<Vec<NetPattern>>,
+}
+
+/// How a route's component is called.
+enum Handler {
+    /// `wasi:http/incoming-handler@0.2`: a fresh instance per request.
+    P2(ProxyPre<Host>),
+    /// `wasi:http/handler@0.3`: instances that may serve several requests.
+    P3(crate::p3::Service),
 }
 
 /// One version of the app.
@@ -161,24 +169,43 @@ impl App {
                 }
             };
             let mut linker = Linker::<Host>::new(component.engine());
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-                .map_err(|e| Error::host(format!("{e:#}")))?;
-            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-                .map_err(|e| Error::host(format!("{e:#}")))?;
-            let pre = linker
-                .instantiate_pre(&component)
-                .and_then(ProxyPre::new)
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "{}: not a wasi:http proxy component: {e:#}",
+            add_to_linker(&mut linker).map_err(|e| Error::host(format!("{e:#}")))?;
+            let not_http = |e: wasmtime::Error| {
+                let exports_http = component
+                    .component_type()
+                    .exports(component.engine())
+                    .any(|(name, _)| name.starts_with("wasi:http/"));
+                Error::invalid(if exports_http {
+                    format!(
+                        "{}: not a usable wasi:http component: {e:#}",
                         spec.component.display()
-                    ))
-                })?;
+                    )
+                } else {
+                    format!(
+                        "{}: not a wasi:http component: it exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3",
+                        spec.component.display()
+                    )
+                })
+            };
+            let pre = linker.instantiate_pre(&component).map_err(not_http)?;
+            let handler = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+                Ok(p3) => Handler::P3(crate::p3::Service::new(p3)),
+                Err(_) => {
+                    if spec.reuse > 1 || spec.concurrent_reuse > 1 {
+                        return Err(Error::usage(format!(
+                            "route {}: reuse needs a WASI 0.3 (wasi:http/handler@0.3) component; {} is WASI 0.2, whose instances serve one request each",
+                            spec.path,
+                            spec.component.display()
+                        )));
+                    }
+                    Handler::P2(ProxyPre::new(pre).map_err(not_http)?)
+                }
+            };
             routes.push(Route {
                 name: spec.path.as_str().into(),
                 allow: Arc::new(spec.allow_http.clone()),
                 spec,
-                pre,
+                handler,
             });
         }
         Ok(App { routes })
@@ -186,6 +213,60 @@ impl App {
 
     pub fn route_for(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.spec.matches(path))
+    }
+}
+
+/// WASI 0.2 and 0.3 with wasi:http of both: a 0.3 component built by
+/// today's toolchains still uses 0.2 interfaces through its standard library.
+fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    wasmtime_wasi::p3::add_to_linker(linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker)?;
+    Ok(())
+}
+
+/// A fresh store with the route's grants and limits: WASI from the grant
+/// (the guest's stdout and stderr go to the server's stderr), outbound HTTP
+/// through the allowlist, the memory limit, and fuel that yields to other
+/// guests every [`FUEL_YIELD_INTERVAL`] units. Returns the fuel it starts with.
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    name: &Arc<str>,
+    spec: &RouteSpec,
+    allow: &Arc<Vec<NetPattern>>,
+) -> Result<(Store<Host>, u64)> {
+    let mut wasi = wasmlayer_core::run::wasi_builder(&spec.caps, name)?;
+    wasi.stdout(wasmtime_wasi::cli::stderr())
+        .stderr(wasmtime_wasi::cli::stderr());
+    let host = Host {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: Hooks {
+            route: name.clone(),
+            allow: allow.clone(),
+        },
+        limiter: MemoryLimiter::new(&spec.limits),
+    };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.limiter);
+    let fuel = spec.limits.fuel.unwrap_or(u64::MAX);
+    // Guests take turns by fuel, not by epoch: a yield writes the fuel
+    // burnt so far back to the store, an epoch check does not. The deadline
+    // is a timer around the call.
+    store
+        .set_fuel(fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)))
+        .map_err(|e| Error::host(format!("cannot meter fuel: {e}")))?;
+    store.set_epoch_deadline(u64::MAX / 2);
+    Ok((store, fuel))
+}
+
+impl Host {
+    /// The store's memory limiter (peak and whether the limit was hit).
+    pub(crate) fn limiter(&self) -> &MemoryLimiter {
+        &self.limiter
     }
 }
 
@@ -202,13 +283,13 @@ pub struct Record {
 }
 
 #[derive(Default)]
-struct RecordInner {
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    fuel: Option<u64>,
-    memory: Option<u64>,
-    error: Option<String>,
+pub(crate) struct RecordInner {
+    pub(crate) status: u16,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) fuel: Option<u64>,
+    pub(crate) memory: Option<u64>,
+    pub(crate) error: Option<String>,
 }
 
 impl Record {
@@ -229,7 +310,7 @@ impl Record {
         })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut RecordInner) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RecordInner) -> R) -> R {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -303,9 +384,9 @@ pub fn plain(status: u16, text: impl Into<String>) -> http::Response<Body> {
 }
 
 /// Counts the response body bytes into the request's record.
-struct Counted {
-    inner: Body,
-    record: Arc<Record>,
+pub(crate) struct Counted {
+    pub(crate) inner: Body,
+    pub(crate) record: Arc<Record>,
 }
 
 impl http_body::Body for Counted {
@@ -346,7 +427,7 @@ pub struct Failure {
 
 impl Failure {
     /// 504 for a timeout, 500 for anything the guest did.
-    fn guest(error: Error) -> Self {
+    pub(crate) fn guest(error: Error) -> Self {
         let status = if matches!(error, Error::Timeout(_)) {
             504
         } else {
@@ -357,7 +438,7 @@ impl Failure {
 }
 
 /// Answers a failed request and notes it in the request's record.
-fn failure(record: &Record, route: &str, f: Failure) -> http::Response<Body> {
+pub(crate) fn failure(record: &Record, route: &str, f: Failure) -> http::Response<Body> {
     tracing::warn!(route, status = f.status, cause = %f.error, "request failed");
     answer(record, f.status, f.error.to_string())
 }
@@ -402,6 +483,8 @@ fn answer(record: &Record, status: u16, text: String) -> http::Response<Body> {
 pub struct Requests {
     /// One permit per instance alive at once.
     pub pool: Arc<tokio::sync::Semaphore>,
+    /// The pool's size.
+    pub pool_size: usize,
     pub metrics: Arc<Metrics>,
     /// Guests run on a runtime of their own, so that a crowd of busy guests
     /// never delays the I/O threads that answer on time (504s included).
@@ -426,26 +509,31 @@ pub async fn handle(
     request: http::Request<hyper::body::Incoming>,
     requests: &Requests,
 ) -> http::Response<Body> {
+    if let Handler::P3(service) = &route.handler {
+        return Box::pin(crate::p3::handle(route, service, request, requests)).await;
+    }
     match Box::pin(start(route, request, requests)).await {
         Ok(running) => running.respond(&route.name).await,
         Err(response) => response,
     }
 }
 
-/// A guest running one request.
-struct Running {
-    record: Arc<Record>,
-    task: tokio::task::JoinHandle<Result<(), Failure>>,
-    response: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
-    deadline: Instant,
-    timeout: Duration,
+/// A request with its body read in full (within the route's limit and the
+/// server's deadline), and its record.
+pub(crate) struct Received {
+    pub(crate) record: Arc<Record>,
+    pub(crate) request: http::Request<Body>,
+    pub(crate) start: Instant,
 }
 
-async fn start(
+/// Reads the request's body, within the route's limit and the server's
+/// deadline. No instance is taken until it is in: a slow client holds a
+/// connection, never a slot of the pool.
+pub(crate) async fn receive(
     route: &Route,
     request: http::Request<hyper::body::Incoming>,
     requests: &Requests,
-) -> Result<Running, http::Response<Body>> {
+) -> Result<Received, http::Response<Body>> {
     let start = Instant::now();
     let metrics = &requests.metrics;
     let path = request
@@ -461,10 +549,6 @@ async fn start(
         metrics.clone(),
     );
     let spec = &route.spec;
-
-    // The body, within the route's limit and the server's deadline. No
-    // instance is taken until it is in: a slow client holds a connection,
-    // never a slot of the pool.
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -504,52 +588,67 @@ async fn start(
         }
     };
     record.with(|i| i.bytes_in = body.len() as u64);
-    let Ok(permit) = requests.pool.clone().try_acquire_owned() else {
-        tracing::warn!(route = %route.name, "at capacity: every instance is busy");
-        return Err(refuse(
-            &record,
-            metrics,
-            "at-capacity",
-            503,
-            "at capacity, retry shortly".into(),
-        ));
-    };
     let request = http::Request::from_parts(
         parts,
-        Full::new(body).map_err(
-            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
-        ),
+        Full::new(body)
+            .map_err(
+                |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+            )
+            .boxed_unsync(),
     );
+    Ok(Received {
+        record,
+        request,
+        start,
+    })
+}
 
-    // A fresh store with the route's grants and limits.
-    let host_failure = |e: Error| failure(&record, &route.name, Failure::guest(e));
-    let mut wasi =
-        wasmlayer_core::run::wasi_builder(&spec.caps, &route.name).map_err(host_failure)?;
-    wasi.stdout(wasmtime_wasi::cli::stderr())
-        .stderr(wasmtime_wasi::cli::stderr());
-    let host = Host {
-        table: ResourceTable::new(),
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        hooks: Hooks {
-            route: route.name.clone(),
-            allow: route.allow.clone(),
-        },
-        limiter: MemoryLimiter::new(&spec.limits),
+/// 503 when every instance of the pool is busy.
+pub(crate) fn at_capacity(
+    route: &Route,
+    record: &Record,
+    metrics: &Metrics,
+) -> http::Response<Body> {
+    tracing::warn!(route = %route.name, "at capacity: every instance is busy");
+    refuse(
+        record,
+        metrics,
+        "at-capacity",
+        503,
+        "at capacity, retry shortly".into(),
+    )
+}
+
+/// A guest running one request.
+struct Running {
+    record: Arc<Record>,
+    task: tokio::task::JoinHandle<Result<(), Failure>>,
+    response: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+async fn start(
+    route: &Route,
+    request: http::Request<hyper::body::Incoming>,
+    requests: &Requests,
+) -> Result<Running, http::Response<Body>> {
+    let Handler::P2(pre) = &route.handler else {
+        unreachable!("WASI 0.3 routes are served by p3::handle");
     };
-    let mut store = Store::new(route.pre.engine(), host);
-    store.limiter(|h| &mut h.limiter);
-    let fuel = spec.limits.fuel.unwrap_or(u64::MAX);
-    // Guests take turns by fuel, not by epoch: a yield writes the fuel
-    // burnt so far back to the store, an epoch check does not. The deadline
-    // is a timer around the call.
-    let metered = store
-        .set_fuel(fuel)
-        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
-    if let Err(e) = metered {
-        return Err(host_failure(Error::host(format!("cannot meter fuel: {e}"))));
-    }
-    store.set_epoch_deadline(u64::MAX / 2);
+    let metrics = &requests.metrics;
+    let Received {
+        record,
+        request,
+        start,
+    } = receive(route, request, requests).await?;
+    let Ok(permit) = requests.pool.clone().try_acquire_owned() else {
+        return Err(at_capacity(route, &record, metrics));
+    };
+    let host_failure = |e: Error| failure(&record, &route.name, Failure::guest(e));
+    let (mut store, fuel) =
+        new_store(pre.engine(), &route.name, &route.spec, &route.allow).map_err(host_failure)?;
+    let spec = &route.spec;
     let timeout = spec
         .limits
         .timeout
@@ -567,7 +666,7 @@ async fn start(
             Err(e) => return Err(host_failure(Error::host(format!("{e:#}")))),
         };
 
-    let pre = route.pre.clone();
+    let pre = pre.clone();
     let limits = spec.limits.clone();
     let task_record = record.clone();
     let metrics = metrics.clone();

@@ -6,6 +6,7 @@ pub mod app;
 pub mod framing;
 pub mod manifest;
 pub mod metrics;
+pub mod p3;
 pub mod pool;
 pub mod server;
 

@@ -20,6 +20,8 @@
 //! fuel = 100000000
 //! timeout = "2s"
 //! max_body = "1MiB"
+//! reuse = 1                    # WASI 0.3 only: requests per instance (default 1)
+//! concurrent_reuse = 1         # WASI 0.3 only: requests one instance takes at once
 //! ```
 
 use serde::Deserialize;
@@ -84,6 +86,11 @@ pub struct RouteSpec {
     /// Outbound HTTP allowlist.
     pub allow_http: Vec<NetPattern>,
     pub max_body: u64,
+    /// Requests one instance serves before it is dropped (WASI 0.3
+    /// components only; 1: a fresh instance per request).
+    pub reuse: u32,
+    /// Requests one instance serves at once (WASI 0.3 components only).
+    pub concurrent_reuse: u32,
 }
 
 impl RouteSpec {
@@ -102,6 +109,8 @@ impl RouteSpec {
             },
             allow_http: Vec::new(),
             max_body: DEFAULT_MAX_BODY,
+            reuse: 1,
+            concurrent_reuse: 1,
         }
     }
 
@@ -221,6 +230,8 @@ impl Manifest {
             if let Some(b) = &r.max_body {
                 spec.max_body = parse_size(b)?;
             }
+            spec.reuse = check_reuse(&r.path, "reuse", r.reuse)?;
+            spec.concurrent_reuse = check_reuse(&r.path, "concurrent_reuse", r.concurrent_reuse)?;
             if spec
                 .limits
                 .max_memory
@@ -323,6 +334,17 @@ struct RawRoute {
     fuel: Option<u64>,
     timeout: Option<String>,
     max_body: Option<String>,
+    reuse: Option<u32>,
+    concurrent_reuse: Option<u32>,
+}
+
+/// A reuse count: at least 1 (the default).
+pub fn check_reuse(route: &str, key: &str, value: Option<u32>) -> Result<u32, String> {
+    match value {
+        None => Ok(1),
+        Some(0) => Err(format!("route `{route}`: {key} must be at least 1")),
+        Some(n) => Ok(n),
+    }
 }
 
 #[cfg(test)]

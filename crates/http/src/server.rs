@@ -238,6 +238,7 @@ async fn run(
         app: RwLock::new(Arc::new(app)),
         requests: Requests {
             pool: Arc::new(Semaphore::new(settings.pool_size as usize)),
+            pool_size: settings.pool_size as usize,
             metrics: metrics.clone(),
             guests,
             body_timeout: settings.body_timeout,

@@ -754,7 +754,7 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                 if void_type.is_some() {
                     module.section(&RawSection {
                         id: SectionId::Type as u8,
-                        data: &runtime[s.range()],
+                        data: section_bytes(runtime, s.range()),
                     });
                 } else {
                     let mut t = TypeSection::new();
@@ -795,7 +795,7 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
             Payload::TableSection(s) => {
                 module.section(&RawSection {
                     id: SectionId::Table as u8,
-                    data: &runtime[s.range()],
+                    data: section_bytes(runtime, s.range()),
                 });
             }
             Payload::GlobalSection(s) => {
@@ -859,7 +859,7 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
                 if let Some((id, range)) = other.as_section() {
                     bail!(
                         "unexpected section {id} ({} bytes) in the policy runtime",
-                        range.len()
+                        range.end - range.start
                     );
                 }
             }
@@ -874,6 +874,12 @@ fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
         module.section(&d);
     }
     Ok(module.finish())
+}
+
+/// The bytes of a section of `module` (wasmparser gives ranges as `u64`).
+fn section_bytes(module: &[u8], range: std::ops::Range<u64>) -> &[u8] {
+    // The ranges come from parsing `module`, so they are within it.
+    &module[range.start as usize..range.end as usize]
 }
 
 #[cfg(test)]
