@@ -4,6 +4,7 @@
 #
 #   hello-p1.wasm            examples/rust/hello-p1   Rust, wasm32-wasip1
 #   hello-p2.wasm            examples/rust/hello-p2   Rust, wasm32-wasip2 component
+#   hello-p3.wasm            examples/rust/hello-p3   Rust, WASI 0.3 command component
 #   hostile-p1.wasm          examples/hostile         Rust, wasm32-wasip1
 #   hostile-p2.wasm          examples/hostile         Rust, wasm32-wasip2 component
 #   transform-rust.wasm      examples/rust/transform  Rust, wasm32-wasip1
@@ -14,6 +15,10 @@
 #   transform-as.wasm        examples/assemblyscript  AssemblyScript + WASI shim
 #   http-{hello,echo,upstream,hostile}.wasm
 #                            examples/http/*          Rust wasi:http proxy components
+#   http-hello-p3.wasm       examples/http/hello-p3   Rust, WASI 0.3 wasi:http service component
+#
+# The WASI 0.3 (p3) guests are built for wasm32-wasip2 too (there is no p3
+# target yet) and export the 0.3 worlds through the `wasip3` crate.
 #
 # Usage: scripts/build-guests.sh [rust|c|cpp|go|assemblyscript ...]
 # (no argument: all of them). Each group is rebuilt only when the hash of its
@@ -77,6 +82,7 @@ build_group() {
 RUST_GUESTS=(
     "hello-p1.wasm|hello-p1|wasm32-wasip1"
     "hello-p2.wasm|hello-p2|wasm32-wasip2"
+    "hello-p3.wasm|hello-p3|wasm32-wasip2"
     "hostile-p1.wasm|hostile|wasm32-wasip1"
     "hostile-p2.wasm|hostile|wasm32-wasip2"
     "transform-rust.wasm|transform|wasm32-wasip1"
@@ -85,6 +91,7 @@ RUST_GUESTS=(
     "http-echo.wasm|http-echo|wasm32-wasip2"
     "http-upstream.wasm|http-upstream|wasm32-wasip2"
     "http-hostile.wasm|http-hostile|wasm32-wasip2"
+    "http-hello-p3.wasm|http-hello-p3|wasm32-wasip2"
 )
 
 check_rust() {

@@ -243,8 +243,17 @@ fn network_is_an_allowlist() {
 
 #[test]
 fn name_lookup_follows_the_allowlist() {
+    name_lookup_follows_the_allowlist_in("hello-p2.wasm");
+}
+
+#[test]
+fn p3_name_lookup_follows_the_allowlist() {
+    name_lookup_follows_the_allowlist_in("hello-p3.wasm");
+}
+
+fn name_lookup_follows_the_allowlist_in(guest_name: &str) {
     let srv = server();
-    let g = s(&guest("hello-p2.wasm"));
+    let g = s(&guest(guest_name));
     let target = format!("localhost:{}", srv.port);
     let r = run([
         "run",

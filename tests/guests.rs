@@ -38,6 +38,37 @@ fn examples_are_what_they_claim() {
     }
 }
 
+/// Every bundled guest besides `transform`: its kind and WASI release, as
+/// `inspect` tells them from the bytes, and its size under the seed's 2 MB.
+const GUESTS: &[(&str, &str, &str)] = &[
+    ("hello-p1.wasm", "module", "p1"),
+    ("hello-p2.wasm", "component", "p2"),
+    ("hello-p3.wasm", "component", "p3"),
+    ("hostile-p1.wasm", "module", "p1"),
+    ("hostile-p2.wasm", "component", "p2"),
+    ("http-hello.wasm", "component", "p2"),
+    ("http-echo.wasm", "component", "p2"),
+    ("http-upstream.wasm", "component", "p2"),
+    ("http-hostile.wasm", "component", "p2"),
+    ("http-hello-p3.wasm", "component", "p3"),
+];
+
+#[test]
+fn every_guest_is_the_kind_it_claims() {
+    for (file, kind, wasi) in GUESTS {
+        let r = run(["inspect", "--json", &s(&guest(file))]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["wasi"].as_str()),
+            (Some(*kind), Some(*wasi)),
+            "{file}"
+        );
+        let size = v["size"].as_u64().unwrap();
+        assert!(size < 2_000_000, "{file} is {size} bytes");
+    }
+}
+
 fn build_script() -> PathBuf {
     root().join("scripts/build-guests.sh")
 }

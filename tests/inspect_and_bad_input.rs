@@ -94,6 +94,20 @@ fn inspect_component_shows_world() {
             .contains("kind:         component (component, WASI p2)"),
         "{r:?}"
     );
+    assert_eq!(v["wasi"], "p2", "{v}");
+    // WASI 0.3 commands and handlers are told apart from 0.2 ones.
+    for name in ["hello-p3.wasm", "http-hello-p3.wasm"] {
+        let r = run(["inspect", &s(&guest(name))]);
+        assert!(
+            r.stdout
+                .contains("kind:         component (component, WASI p3)"),
+            "{r:?}"
+        );
+    }
+    let r = run(["inspect", "--json", &s(&guest("hello-p3.wasm"))]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["wasi"], "p3", "{v}");
+    assert!(v["exports"].to_string().contains("wasi:cli/run@0.3"), "{v}");
 }
 
 #[test]

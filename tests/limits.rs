@@ -230,3 +230,31 @@ fn the_shortest_timeout_is_enforced() {
         assert!(start.elapsed() < Duration::from_secs(20), "{g}");
     }
 }
+
+#[test]
+fn wasi_p3_commands_have_the_same_limits_and_exit_codes() {
+    let g = s(&guest("hello-p3.wasm"));
+    let started = Instant::now();
+    let r = run(["run", "--timeout", "1s", &g, "--spin"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(r.stderr.contains("wall-clock timeout (1s)"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{r:?}");
+    // A guest waiting on the host (a 0.3 async wait) is ended too.
+    let r = run(["run", "--timeout", "500ms", &g, "--sleep", "10000"]);
+    assert_eq!(r.code, 124, "{r:?}");
+    let r = run(["run", "--fuel", "1000000", &g, "--spin"]);
+    assert_eq!(r.code, 152, "{r:?}");
+    assert!(
+        r.stderr.contains("exhausted its fuel (1000000 units)"),
+        "{r:?}"
+    );
+    let r = run(["run", "--max-memory", "4MiB", &g, "--alloc", "8"]);
+    assert_eq!(r.code, 137, "{r:?}");
+    assert!(r.stderr.contains("memory limit (4 MiB)"), "{r:?}");
+    let r = run(["run", "--max-memory", "16MiB", &g, "--alloc", "8"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("grew memory by 8 MiB"), "{r:?}");
+    // The guest's own exit code, through wasi:cli/exit@0.3.
+    let r = run(["run", &g, "--exit", "7"]);
+    assert_eq!(r.code, 7, "{r:?}");
+}

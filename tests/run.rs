@@ -77,6 +77,15 @@ fn pong_server() -> (u16, std::thread::JoinHandle<usize>) {
 
 #[test]
 fn p2_component_uses_filesystem_random_clocks_and_tcp() {
+    component_uses_filesystem_random_clocks_and_tcp("hello-p2.wasm", "p2");
+}
+
+#[test]
+fn p3_component_uses_filesystem_random_clocks_and_tcp() {
+    component_uses_filesystem_random_clocks_and_tcp("hello-p3.wasm", "p3");
+}
+
+fn component_uses_filesystem_random_clocks_and_tcp(name: &str, wasi: &str) {
     let dir = tempdir();
     std::fs::write(dir.path().join("input.txt"), "component data").unwrap();
     let (port, server) = pong_server();
@@ -86,12 +95,16 @@ fn p2_component_uses_filesystem_random_clocks_and_tcp() {
         format!("{}::/data", s(dir.path())),
         "--allow-net".into(),
         format!("127.0.0.1:{port}"),
-        s(&guest("hello-p2.wasm")),
+        s(&guest(name)),
         "--connect".into(),
         format!("127.0.0.1:{port}"),
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("Hello from a p2 component!"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains(&format!("Hello from a {wasi} component!")),
+        "{r:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("output.txt")).unwrap(),
         "COMPONENT DATA"
@@ -285,4 +298,32 @@ fn guest_exit_codes_of_126_and_above_are_refused() {
         ),
         "{r:?}"
     );
+}
+
+#[test]
+fn p3_component_gets_only_what_is_granted() {
+    let g = s(&guest("hello-p3.wasm"));
+    let dir = tempdir();
+    std::fs::write(dir.path().join("input.txt"), "data").unwrap();
+    let (port, _server) = pong_server();
+    // Nothing granted: no directory, no network.
+    let r = run([
+        "run".into(),
+        g.clone(),
+        "--connect".into(),
+        format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("no /data preopen"), "{r:?}");
+    assert!(r.stderr.contains("connect failed"), "{r:?}");
+    // A read-only directory: read, but not written.
+    let r = run([
+        "run".into(),
+        "--dir".into(),
+        format!("{}::/data:ro", s(dir.path())),
+        g.clone(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!dir.path().join("output.txt").exists(), "{r:?}");
+    assert!(r.stderr.contains("output.txt"), "{r:?}");
 }

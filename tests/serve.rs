@@ -1099,3 +1099,139 @@ fn prometheus_scrapes_the_metrics() {
     );
     assert!(value(r#"wasmlayer_request_fuel_sum{route="/"}"#).unwrap_or(0.0) > 0.0);
 }
+
+/// Records of `path` in the access log (requests, not instance lines).
+fn records_of(server: &Server, path: &str) -> Vec<serde_json::Value> {
+    server
+        .access_log()
+        .into_iter()
+        .filter(|r| r["path"] == path)
+        .collect()
+}
+
+#[test]
+fn wasi_p3_handlers_are_served_with_the_grants_and_every_limit() {
+    let p3 = s(&guest("http-hello-p3.wasm"));
+    let mut server = Server::start(&[
+        "--env",
+        "GREETING=Hi",
+        "--timeout",
+        "1s",
+        "--max-memory",
+        "8MiB",
+        &p3,
+    ]);
+    let (status, _, body) = get(&server.url("/a/b"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "Hi from wasmlayer! path=/a/b\n")
+    );
+    assert_eq!(get(&server.url("/ok")).2, "ok\n");
+    // Only what was granted: GREETING, not the host's environment.
+    assert_eq!(get(&server.url("/env?GREETING")).2, "Hi\n");
+    assert_eq!(get(&server.url("/env?PATH")).0, 404);
+    // Memory: the instance may not grow past 8 MiB (the guest answers 500).
+    assert_eq!(get(&server.url("/alloc?1")).0, 200);
+    let (status, _, body) = get(&server.url("/alloc?64"));
+    assert_eq!(status, 500, "{body}");
+    // Wall time: a spinning guest gets 504 on time, and the server goes on.
+    let started = Instant::now();
+    let (status, _, body) = get(&server.url("/loop"));
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(get(&server.url("/ok")).0, 200);
+    let spun = logged(&mut server, "/loop", 504);
+    assert!(spun["fuel"].as_u64().unwrap() > 10_000_000, "{spun}");
+    // Each request had an instance of its own, metered on its own.
+    let log = server.access_log();
+    let ids: Vec<u64> = log.iter().filter_map(|r| r["instance"].as_u64()).collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "{log:?}");
+    let ok = &records_of(&server, "/ok")[0];
+    assert!(ok["fuel"].as_u64().unwrap() > 0, "{ok}");
+    assert!(ok["memory_peak"].as_u64().unwrap() > 0, "{ok}");
+    drop(server);
+
+    // Fuel: a spinning guest runs out of it (500 naming the limit).
+    let server = Server::start(&["--fuel", "5000000", &p3]);
+    let (status, _, body) = get(&server.url("/loop"));
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("fuel"), "{body}");
+    assert_eq!(get(&server.url("/ok")).0, 200);
+}
+
+#[test]
+fn wasi_p3_instances_are_reused_when_the_route_says_so() {
+    let p3 = s(&guest("http-hello-p3.wasm"));
+    // One request at a time, three per instance: instances 0,0,0,1,1,1.
+    let mut server = Server::start(&["--reuse", "3", &p3]);
+    for _ in 0..6 {
+        assert_eq!(get(&server.url("/ok")).0, 200);
+    }
+    let log = server
+        .wait_for(Duration::from_secs(10), |s| {
+            let r = records_of(s, "/ok");
+            (r.len() == 6).then_some(r)
+        })
+        .expect("six records");
+    let ids: Vec<u64> = log
+        .iter()
+        .map(|r| r["instance"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids[0..3], [ids[0]; 3], "{log:?}");
+    assert_eq!(ids[3..6], [ids[3]; 3], "{log:?}");
+    assert_ne!(ids[0], ids[3], "{log:?}");
+    // Served one after another, each request has its own fuel.
+    assert!(
+        log.iter().all(|r| r["fuel"].as_u64().unwrap() > 0),
+        "{log:?}"
+    );
+    // The first pays for the instantiation.
+    assert!(log[0]["fuel"].as_u64() > log[1]["fuel"].as_u64(), "{log:?}");
+    drop(server);
+
+    // Four at once on one instance: fuel goes to the instance's own line.
+    let mut server = Server::start(&["--reuse", "8", "--concurrent-reuse", "4", &p3]);
+    let started = Instant::now();
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = server.url("/sleep?600");
+            std::thread::spawn(move || get(&url).0)
+        })
+        .collect();
+    for t in sleepers {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        started.elapsed()
+    );
+    let instance = server
+        .wait_for(Duration::from_secs(10), |s| {
+            s.access_log()
+                .into_iter()
+                .find(|r| r["requests"].as_u64().is_some())
+        })
+        .expect("the instance's line once it is idle past 1s");
+    assert!(instance["fuel"].as_u64().unwrap() > 0, "{instance}");
+    let sleeps = records_of(&server, "/sleep?600");
+    assert_eq!(sleeps.len(), 4, "{sleeps:?}");
+    assert!(sleeps.iter().all(|r| r["fuel"].is_null()), "{sleeps:?}");
+    let total: u64 = instance["requests"].as_u64().unwrap();
+    assert!((1..=4).contains(&total), "{instance}");
+    drop(server);
+
+    // Reuse is for WASI 0.3: a 0.2 component serves one request per instance.
+    let r = run(["serve", "--reuse", "2", &s(&guest("http-hello.wasm"))]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("reuse needs a WASI 0.3"), "{r:?}");
+    let r = run(["serve", "--reuse", "0", &p3]);
+    assert_eq!(r.code, 2, "{r:?}");
+}

@@ -290,6 +290,8 @@ pub(crate) struct RecordInner {
     pub(crate) fuel: Option<u64>,
     pub(crate) memory: Option<u64>,
     pub(crate) error: Option<String>,
+    /// The instance that served it, on routes that reuse instances.
+    pub(crate) instance: Option<u64>,
 }
 
 impl Record {
@@ -329,7 +331,7 @@ impl Drop for Record {
     fn drop(&mut self) {
         let wall = self.start.elapsed();
         let i = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             "route": &*self.route,
             "method": self.method,
@@ -342,6 +344,9 @@ impl Drop for Record {
             "bytes_out": i.bytes_out,
             "error": i.error,
         });
+        if let Some(id) = i.instance {
+            line["instance"] = id.into();
+        }
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();

@@ -30,7 +30,7 @@ use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -77,8 +77,29 @@ impl Service {
 /// One request, as its instance sees it.
 pub struct Call {
     record: Arc<Record>,
-    /// Where the instance sends the cause when it ends by failure.
-    cause: Mutex<Option<oneshot::Sender<Failure>>>,
+    cause: Arc<Cause>,
+}
+
+/// Where an instance that ends by failure sends the cause to a request it
+/// had in hand (kept by the instance apart from the request's record, whose
+/// access-log line is written once the request is over).
+struct Cause(Mutex<Option<oneshot::Sender<Failure>>>);
+
+impl Cause {
+    fn send(&self, f: Failure) {
+        if let Some(tx) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = tx.send(f);
+        }
+    }
+
+    /// Whether the request still waits for an answer.
+    fn waiting(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
+    }
 }
 
 impl Call {
@@ -87,12 +108,6 @@ impl Call {
             i.fuel = Some(fuel);
             i.memory = Some(memory);
         });
-    }
-
-    fn fail(&self, f: Failure) {
-        if let Some(tx) = self.cause.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = tx.send(f);
-        }
     }
 }
 
@@ -126,6 +141,7 @@ impl HandlerState for RouteState {
             .limits
             .timeout
             .unwrap_or(crate::manifest::DEFAULT_TIMEOUT);
+        let missed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         Ok(Instance {
             store,
             proxy,
@@ -133,6 +149,7 @@ impl HandlerState for RouteState {
             expiration: Expiry {
                 timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                missed: missed.clone(),
             },
             state: Worker {
                 id: self.next_instance.fetch_add(1, Ordering::Relaxed),
@@ -144,6 +161,7 @@ impl HandlerState for RouteState {
                 fuel,
                 metrics: self.metrics.clone(),
                 calls: Mutex::new(Calls::default()),
+                missed,
                 _permit: permit,
             },
         })
@@ -165,6 +183,8 @@ impl std::fmt::Display for AtCapacity {
 pub struct Expiry {
     timeout: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// Set when the instance is dropped for missing a request's deadline.
+    missed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WorkerExpiration for Expiry {
@@ -180,14 +200,16 @@ impl WorkerExpiration for Expiry {
             WorkerStatus::Requests | WorkerStatus::PostReturn => this.timeout,
         };
         let at = start + limit;
-        if Instant::now() >= at {
-            return Poll::Ready(());
+        if Instant::now() < at {
+            this.sleep.as_mut().reset(at.into());
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
-        this.sleep.as_mut().reset(at.into());
-        match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(()),
-            Poll::Pending => Poll::Pending,
+        if state != WorkerStatus::Idle {
+            this.missed.store(true, Ordering::Release);
         }
+        Poll::Ready(())
     }
 }
 
@@ -203,6 +225,8 @@ pub struct Worker {
     fuel: u64,
     metrics: Arc<crate::metrics::Metrics>,
     calls: Mutex<Calls>,
+    /// Dropped for missing a request's deadline (see [`Expiry`]).
+    missed: Arc<std::sync::atomic::AtomicBool>,
     /// The instance's slot of the pool, freed with it.
     _permit: OwnedSemaphorePermit,
 }
@@ -212,8 +236,9 @@ struct Calls {
     /// With one request at a time: the one under way, and the fuel left
     /// when it started.
     current: Option<(Arc<Call>, u64)>,
-    /// Requests taken (to tell them the cause if the instance fails).
-    taken: Vec<Weak<Call>>,
+    /// Requests taken and not yet answered (to tell them the cause if the
+    /// instance fails).
+    taken: Vec<Arc<Cause>>,
     served: u64,
 }
 
@@ -239,10 +264,11 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
         let left = store.get_fuel().unwrap_or(0);
         let peak = store.data().limiter().peak();
+        call.record.with(|i| i.instance = Some(self.id));
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         calls.served += 1;
-        calls.taken.retain(|c| c.strong_count() > 0);
-        calls.taken.push(Arc::downgrade(&call));
+        calls.taken.retain(|c| c.waiting());
+        calls.taken.push(call.cause.clone());
         if self.concurrent == 1 {
             // The first request pays for the instantiation too.
             let since = match calls.current.take() {
@@ -281,12 +307,16 @@ impl WorkerState for Worker {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
         if let Err(e) = result {
-            let cause = wasmlayer_core::run::classify(e, &self.limits, hit);
+            let cause = if self.missed.load(Ordering::Acquire) {
+                Error::Timeout(self.timeout)
+            } else {
+                wasmlayer_core::run::classify(e, &self.limits, hit)
+            };
             let status = Failure::guest(cause);
             let text = status.error.to_string();
             let mut first = Some(status);
-            for call in calls.taken.iter().filter_map(Weak::upgrade) {
-                call.fail(first.take().unwrap_or_else(|| Failure {
+            for cause in calls.taken.iter().filter(|c| c.waiting()) {
+                cause.send(first.take().unwrap_or_else(|| Failure {
                     status: 500,
                     error: Error::Trap {
                         kind: text.clone(),
@@ -348,7 +378,7 @@ pub async fn handle(
     let (cause_tx, cause_rx) = oneshot::channel();
     let call = Arc::new(Call {
         record: record.clone(),
-        cause: Mutex::new(Some(cause_tx)),
+        cause: Arc::new(Cause(Mutex::new(Some(cause_tx)))),
     });
     // Instances run on the guests' runtime (the handler spawns its workers
     // where it is called).
