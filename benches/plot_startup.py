@@ -22,13 +22,18 @@ ax1.set_yscale("log")
 ax1.set_ylabel("process start to exit (ms, log scale)")
 ax1.set_title("Start-up, same guest (lower is better)")
 ax1.legend()
-guests = list(data["peak_rss_kb"])
-ax2.bar([i - w / 2 for i in range(len(guests))], [data["peak_rss_kb"][g]["wasmlayer"] / 1024 for g in guests], w, label="wasmlayer")
-ax2.bar([i + w / 2 for i in range(len(guests))], [data["peak_rss_kb"][g]["wasmtime"] / 1024 for g in guests], w, label="wasmtime")
+# Median with the min-max range, binary in the page cache and dropped from it.
+cols = [(g, c) for g in data["peak_rss_kb"] for c in data["peak_rss_kb"][g]]
+for k, (who, off) in enumerate((("wasmlayer", -w / 2), ("wasmtime", w / 2))):
+    cells = [data["peak_rss_kb"][g][c][who] for g, c in cols]
+    med = [s["median"] / 1024 for s in cells]
+    err = [[(s["median"] - s["min"]) / 1024 for s in cells], [(s["max"] - s["median"]) / 1024 for s in cells]]
+    ax2.bar([i + off for i in range(len(cols))], med, w, yerr=err, label=who)
 ax2.axhline(8, color="grey", linestyle="--", linewidth=1)
-ax2.set_xticks(range(len(guests)), guests)
-ax2.set_ylabel("peak RSS (MB)")
-ax2.set_title("Peak memory, warm cache")
+ax2.set_xticks(range(len(cols)), [f"{g}\npage cache {c}" for g, c in cols], fontsize=8)
+ax2.set_ylabel("peak RSS (MB), median and range of 20")
+ax2.set_title("Peak memory, warm compile cache")
+ax2.legend()
 fig.suptitle(f"{data['machine']} — {data['date']}", fontsize=9)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)

