@@ -30,10 +30,11 @@ for k, (who, off) in enumerate((("wasmlayer", -w / 2), ("wasmtime", w / 2))):
     err = [[(s["median"] - s["min"]) / 1024 for s in cells], [(s["max"] - s["median"]) / 1024 for s in cells]]
     ax2.bar([i + off for i in range(len(cols))], med, w, yerr=err, label=who)
 ax2.axhline(8, color="grey", linestyle="--", linewidth=1)
-ax2.set_xticks(range(len(cols)), [f"{g}\npage cache {c}" for g, c in cols], fontsize=8)
+ax2.set_xticks(range(len(cols)), [f"{g.replace('hello-', '')}\n{'cached' if c == 'warm' else 'dropped'}" for g, c in cols], fontsize=8)
+ax2.set_xlabel("binary in the page cache, or dropped before each run", fontsize=8)
 ax2.set_ylabel("peak RSS (MB), median and range of 20")
 ax2.set_title("Peak memory, warm compile cache")
-ax2.legend()
+ax2.legend(loc="lower right", fontsize=8)
 fig.suptitle(f"{data['machine']} — {data['date']}", fontsize=9)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)
