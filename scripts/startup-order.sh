@@ -64,8 +64,10 @@ for path in sys.argv[3:]:
             if kind == "cfn":
                 continue
             name = fns.get(i)
-            if ob == binary and name and name not in seen:
-                for alias in names.get(at.get(name), [name]):
+            # Only the binary's own symbols (callgrind names code it has no
+            # symbol for by its address).
+            if ob == binary and name in at and name not in seen:
+                for alias in names[at[name]]:
                     if alias not in seen:
                         seen.add(alias)
                         order.append(alias)
