@@ -1167,6 +1167,36 @@ fn wasi_p3_handlers_are_served_with_the_grants_and_every_limit() {
 }
 
 #[test]
+fn wasi_p3_outbound_http_only_to_the_allowlist() {
+    let port = upstream();
+    let p3 = s(&guest("http-hello-p3.wasm"));
+    let server = Server::start(&["--allow-http", &format!("127.0.0.1:{port}"), &p3]);
+    let (status, _, body) = get(&server.url(&format!("/fetch?http://127.0.0.1:{port}/data")));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "upstream 200: upstream body"),
+        "{}",
+        server.stderr_text()
+    );
+    // Another port of the same host is not on the allowlist.
+    let (status, _, body) = get(&server.url("/fetch?http://127.0.0.1:1/data"));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    drop(server);
+    // Nothing granted: nothing goes out.
+    let mut server = Server::start(&[&p3]);
+    let (status, _, body) = get(&server.url(&format!("/fetch?http://127.0.0.1:{port}/data")));
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let logged = server.wait_for(Duration::from_secs(5), |s| {
+        s.stderr_text()
+            .contains("outbound HTTP denied")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", server.stderr_text());
+}
+
+#[test]
 fn wasi_p3_instances_are_reused_when_the_route_says_so() {
     let p3 = s(&guest("http-hello-p3.wasm"));
     // One request at a time, three per instance: instances 0,0,0,1,1,1.

@@ -13,12 +13,15 @@
 //! - `/alloc?MIB`: grows linear memory by MIB MiB (default 1) and says how
 //!   big it now is; 500 when the memory may not grow that far;
 //! - `/env?NAME`: answers the environment variable `NAME`; 404 when unset;
+//! - `/fetch?http://HOST:PORT/PATH`: sends a GET there with
+//!   `wasi:http/client.send` and answers with the upstream's status and
+//!   body; 502 with the error code when the host refuses or it fails;
 //! - anything else: `<GREETING> from wasmlayer! path=<path>`, like `hello`,
 //!   with `GREETING` from the route's env (default `Hello`).
 
 use wasip3::cli::environment;
 use wasip3::clocks::monotonic_clock;
-use wasip3::http::types::{ErrorCode, Fields, Request, Response};
+use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme};
 use wasip3::{wit_future, wit_stream};
 
 struct HelloP3;
@@ -38,6 +41,7 @@ impl wasip3::exports::http::handler::Guest for HelloP3 {
             }
             "loop" => spin(),
             "alloc" => alloc(query.parse().unwrap_or(1)),
+            "fetch" => fetch(query).await,
             "env" => match env(query) {
                 Some(value) => (200, format!("{value}\n")),
                 None => (404, format!("{query} is not set\n")),
@@ -69,6 +73,35 @@ fn respond(status: u16, body: String) -> Result<Response, ErrorCode> {
         contents.write_all(body.into_bytes()).await;
     });
     Ok(response)
+}
+
+/// GETs `url` (`http://authority/path`) through the host's HTTP client.
+async fn fetch(url: &str) -> (u16, String) {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return (400, "fetch needs an http:// URL\n".into());
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let (trailers, trailers_rx) = wit_future::new(|| Ok(None));
+    drop(trailers);
+    let (request, _sent) = Request::new(Fields::new(), None, trailers_rx, None);
+    if request.set_scheme(Some(&Scheme::Http)).is_err()
+        || request.set_authority(Some(authority)).is_err()
+        || request.set_path_with_query(Some(path)).is_err()
+    {
+        return (400, format!("cannot make a request for {url}\n"));
+    }
+    match wasip3::http::client::send(request).await {
+        Ok(response) => {
+            let status = response.get_status_code();
+            let (done, done_rx) = wit_future::new(|| Ok(()));
+            let (body, _trailers) = Response::consume_body(response, done_rx);
+            let bytes = body.collect().await;
+            drop(done);
+            (200, format!("upstream {status}: {}", String::from_utf8_lossy(&bytes)))
+        }
+        Err(code) => (502, format!("upstream failed: {code:?}\n")),
+    }
 }
 
 fn env(name: &str) -> Option<String> {
