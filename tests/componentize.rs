@@ -254,3 +254,29 @@ fn componentize_does_not_read_a_device_without_end() {
     assert_eq!(r.code, 126, "{r:?}");
     assert!(r.stderr.contains("unrecognised header"), "{r:?}");
 }
+
+#[test]
+fn a_preview1_import_of_a_missing_type_is_refused_not_a_panic() {
+    // 44 bytes: one function type, and a preview1 import naming type 5.
+    let mut module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0".to_vec();
+    let name = b"wasi_snapshot_preview1";
+    let mut import = vec![1, name.len() as u8];
+    import.extend_from_slice(name);
+    import.extend_from_slice(&[1, b'x', 0, 5]);
+    module.extend_from_slice(&[2, import.len() as u8]);
+    module.extend_from_slice(&import);
+    let dir = tempdir();
+    let input = dir.path().join("bad.wasm");
+    std::fs::write(&input, &module).unwrap();
+    let out = dir.path().join("out.wasm");
+    for extra in [&[][..], &["--adapter-memory", "grow"][..]] {
+        let r = componentize(&input, &out, extra);
+        assert_eq!(r.code, 126, "{r:?}");
+        assert!(
+            r.stderr.contains("invalid WebAssembly module") && r.stderr.contains("unknown type 5"),
+            "{r:?}"
+        );
+        assert!(!r.stderr.contains("panicked"), "{r:?}");
+        assert!(!out.exists());
+    }
+}

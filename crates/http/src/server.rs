@@ -531,6 +531,21 @@ async fn admin_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// The next SIGHUP; never, when it could not be handled (reload then goes
+/// on for file changes alone).
+async fn hangup(hup: &mut Option<tokio::signal::unix::Signal>) {
+    match hup {
+        Some(h) => {
+            if h.recv().await.is_none() {
+                // The signal stream ended: no more SIGHUPs will come.
+                *hup = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Reloads on SIGHUP or when a watched file changes: the new version is
 /// built in the background and swapped in whole; a broken one is rejected
 /// and the running version keeps serving.
@@ -541,14 +556,13 @@ async fn reload_loop(
     shared: Arc<Shared>,
     mut seen: Vec<(PathBuf, Option<SystemTime>)>,
 ) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot handle SIGHUP; reload on file change only");
-        return;
-    };
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::warn!("cannot handle SIGHUP ({e}); reload on file change only"))
+        .ok();
     let mut interval = tokio::time::interval(opts.watch_interval);
     loop {
         let why = tokio::select! {
-            _ = hup.recv() => "SIGHUP",
+            _ = hangup(&mut hup) => "SIGHUP",
             _ = interval.tick() => {
                 let now: Vec<_> = seen.iter().map(|(p, _)| (p.clone(), std::fs::metadata(p).and_then(|m| m.modified()).ok())).collect();
                 if now == seen {
@@ -596,5 +610,22 @@ async fn reload_loop(
                 eprintln!("reload rejected ({why}), still serving the previous version: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_sighup_the_reload_loop_waits_for_file_changes() {
+        // No SIGHUP handler: `hangup` never fires, so the loop's other
+        // branch (file changes) keeps running instead of the loop ending.
+        let mut none = None;
+        let waited = tokio::time::timeout(Duration::from_millis(50), hangup(&mut none)).await;
+        assert!(
+            waited.is_err(),
+            "hangup() must never resolve without a handler"
+        );
     }
 }
