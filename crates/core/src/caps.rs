@@ -379,11 +379,6 @@ impl Capabilities {
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.into_iter().collect()
     }
-
-    /// Whether `addr` may be connected or sent to.
-    pub fn net_allows(&self, addr: &SocketAddr) -> bool {
-        self.allow_net.iter().any(|p| p.matches(addr))
-    }
 }
 
 fn check_env_name(k: &str) -> Result<()> {

@@ -5,7 +5,7 @@
 //! The grant can only narrow what was requested: the host intersects it
 //! with the request (see docs/policy.md).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde_json::{json, Value as Json};
@@ -41,10 +41,6 @@ impl PolicyAdmission {
             .collect::<Vec<_>>()
             .join(", ");
         PolicyAdmission::new(policy, origin)
-    }
-
-    pub fn load_file(path: &Path) -> Result<PolicyAdmission, Error> {
-        PolicyAdmission::load(&[path.to_path_buf()])
     }
 
     pub fn new(policy: Policy, origin: String) -> Result<PolicyAdmission, Error> {
