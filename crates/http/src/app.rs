@@ -332,7 +332,7 @@ impl Drop for Record {
         let wall = self.start.elapsed();
         let i = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
         let mut line = serde_json::json!({
-            "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "ts_ms": now_ms(),
             "route": &*self.route,
             "method": self.method,
             "path": self.path,
@@ -372,6 +372,14 @@ impl Drop for Record {
         m.bytes_in.get_or_create(&route).inc_by(i.bytes_in);
         m.bytes_out.get_or_create(&route).inc_by(i.bytes_out);
     }
+}
+
+/// Milliseconds since the Unix epoch, for access-log lines.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A short plain-text response from the host.
@@ -514,10 +522,13 @@ pub async fn handle(
     request: http::Request<hyper::body::Incoming>,
     requests: &Requests,
 ) -> http::Response<Body> {
-    if let Handler::P3(service) = &route.handler {
-        return Box::pin(crate::p3::handle(route, service, request, requests)).await;
-    }
-    match Box::pin(start(route, request, requests)).await {
+    let pre = match &route.handler {
+        Handler::P2(pre) => pre,
+        Handler::P3(service) => {
+            return Box::pin(crate::p3::handle(route, service, request, requests)).await
+        }
+    };
+    match Box::pin(start(route, pre, request, requests)).await {
         Ok(running) => running.respond(&route.name).await,
         Err(response) => response,
     }
@@ -635,12 +646,10 @@ struct Running {
 
 async fn start(
     route: &Route,
+    pre: &ProxyPre<Host>,
     request: http::Request<hyper::body::Incoming>,
     requests: &Requests,
 ) -> Result<Running, http::Response<Body>> {
-    let Handler::P2(pre) = &route.handler else {
-        unreachable!("WASI 0.3 routes are served by p3::handle");
-    };
     let metrics = &requests.metrics;
     let Received {
         record,

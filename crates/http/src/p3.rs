@@ -296,7 +296,7 @@ impl WorkerState for Worker {
         }
         if self.concurrent > 1 {
             let line = serde_json::json!({
-                "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "ts_ms": crate::app::now_ms(),
                 "route": &*self.route,
                 "instance": self.id,
                 "requests": calls.served,
