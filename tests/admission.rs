@@ -139,3 +139,104 @@ fn sha256_hex(b: &[u8]) -> String {
         .map(|x| format!("{x:02x}"))
         .collect()
 }
+
+fn example_policy(name: &str) -> String {
+    s(&root().join("examples/policies").join(name))
+}
+
+#[test]
+fn an_embedders_admission_and_a_policy_both_apply_to_run() {
+    let adm = || -> Arc<dyn Admission> {
+        Arc::new(NoNetwork {
+            seen: Mutex::new(Vec::new()),
+        })
+    };
+    let bomb = s(&guest("hostile-p1.wasm"));
+    // The policy caps memory at 128 MiB, the embedder at 64 MiB: the
+    // narrower grant holds, whichever narrowed it.
+    let cap = format!("{}/policy.rego", example_policy("memory-cap"));
+    let code = cli(
+        adm(),
+        &["--policy", &cap, "--max-memory", "1GiB", &bomb, "membomb"],
+    );
+    assert_eq!(code, 137);
+    let r = run([
+        "run",
+        "--policy",
+        &cap,
+        "--max-memory",
+        "1GiB",
+        &bomb,
+        "membomb",
+    ]);
+    assert!(r.stderr.contains("128 MiB"), "{r:?}");
+    // The embedder denies what the policy would allow.
+    let t = tempdir();
+    let code = cli(
+        adm(),
+        &["--policy", &cap, "--dir", &s(t.path()), &bomb, "exit", "0"],
+    );
+    assert_eq!(code, 77);
+    // The policy denies what the embedder would allow.
+    let net = example_policy("network-allowlist");
+    let code = cli(
+        Arc::new(wasmlayer_core::GrantRequested),
+        &[
+            "--policy",
+            &format!("{net}/policy.rego"),
+            "--allow-net",
+            "127.0.0.1:9",
+            &bomb,
+            "exit",
+            "0",
+        ],
+    );
+    assert_eq!(code, 77);
+}
+
+#[test]
+fn an_embedders_admission_applies_to_serve_routes_under_a_manifest_policy() {
+    let t = tempdir();
+    let data = t.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let manifest = t.path().join("wasmlayer.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"policy = "{cap}/policy.rego"
+
+[server]
+listen = "127.0.0.1:0"
+
+[[route]]
+path = "/"
+component = "{hello}"
+dirs = ["{data}::/data"]
+"#,
+            cap = example_policy("memory-cap"),
+            hello = s(&guest("http-hello.wasm")),
+            data = s(&data),
+        ),
+    )
+    .unwrap();
+    // The memory-cap policy allows the route; the embedder's admission
+    // denies its read-write directory, so the server does not start.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let args = vec![
+        "wasmlayer".to_string(),
+        "serve".into(),
+        "--cache-dir".into(),
+        s(&shared_cache()),
+        s(&manifest),
+    ];
+    std::thread::spawn(move || {
+        let adm: Arc<dyn Admission> = Arc::new(NoNetwork {
+            seen: Mutex::new(Vec::new()),
+        });
+        let _ = tx.send(wasmlayer_cli::main_with(args, adm));
+    });
+    let code = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("serve started although the embedder's admission denies the route");
+    assert_eq!(code, 77);
+}

@@ -375,13 +375,12 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
 
 fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let caps = capabilities(&args)?;
-    let admission: Arc<dyn Admission> = if args.policy.is_empty() {
-        admission
-    } else {
-        Arc::new(wasmlayer_policy::admission::PolicyAdmission::load(
-            &args.policy,
-        )?)
+    // The embedder's admission, then the policy: both must allow.
+    let policy = match args.policy.is_empty() {
+        true => None,
+        false => Some(load_policy(&args.policy)?),
     };
+    let admission = wasmlayer_core::AllOf::compose(admission, policy);
     let limits = args.limits.to_limits()?;
     let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
     let loaded = rt.load(
@@ -484,10 +483,10 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
             parse_env_flag(&mut route.caps, e)?;
         }
         for a in &args.allow_http {
-            route.allow_http.push(
-                wasmlayer_http::manifest::parse_http_pattern(a)
-                    .map_err(|e| usage("--allow-http", e))?,
-            );
+            route
+                .caps
+                .allow_http
+                .push(NetPattern::parse_http(a).map_err(|e| usage("--allow-http", e))?);
         }
         let limits = args.limits.to_limits()?;
         route.limits.max_memory = limits.max_memory;
@@ -531,6 +530,7 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     };
     wasmlayer_http::serve(wasmlayer_http::ServeOptions {
         admission,
+        policy: Some(Arc::new(|paths: &[std::path::PathBuf]| load_policy(paths))),
         source,
         listen: args.listen,
         admin: args.admin,
@@ -540,6 +540,13 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         cache_dir: args.cache.cache_dir.clone(),
         cache: !args.cache.no_cache,
     })
+}
+
+/// A capability policy (package `wasmlayer.admission`) as an admission.
+fn load_policy(paths: &[std::path::PathBuf]) -> Result<Arc<dyn Admission>, Error> {
+    Ok(Arc::new(
+        wasmlayer_policy::admission::PolicyAdmission::load(paths)?,
+    ))
 }
 
 fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {

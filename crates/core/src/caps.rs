@@ -9,9 +9,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// A preopened host directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A preopened host directory. In a grant file it is a table
+/// (`{host, guest, read_only}`) or the `--dir` string `HOST[::GUEST[:ro|:rw]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DirGrant {
     /// Host directory (absolute once resolved).
     pub host: PathBuf,
@@ -52,6 +52,37 @@ impl DirGrant {
             guest,
             read_only: read_only || mode_ro,
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for DirGrant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            host: PathBuf,
+            guest: String,
+            #[serde(default)]
+            read_only: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Spec {
+            Text(String),
+            Table(Table),
+        }
+        match Spec::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a directory is \"HOST[::GUEST[:ro|:rw]]\" or a table {host, guest, read_only}",
+            )
+        })? {
+            Spec::Text(t) => DirGrant::parse(&t, false).map_err(serde::de::Error::custom),
+            Spec::Table(t) => Ok(DirGrant {
+                host: t.host,
+                guest: t.guest,
+                read_only: t.read_only,
+            }),
+        }
     }
 }
 
@@ -141,6 +172,23 @@ fn cidr_contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
             u128::from(n) & mask == u128::from(i) & mask
         }
         _ => false,
+    }
+}
+
+impl NetPattern {
+    /// Parses an outbound HTTP allowlist entry: `HOST[:PORT]`, where no
+    /// port means any port.
+    pub fn parse_http(spec: &str) -> std::result::Result<NetPattern, String> {
+        let has_port = if let Some(rest) = spec.strip_prefix('[') {
+            rest.contains("]:")
+        } else {
+            spec.contains(':')
+        };
+        if has_port {
+            spec.parse()
+        } else {
+            format!("{spec}:*").parse()
+        }
     }
 }
 
@@ -239,8 +287,12 @@ fn is_true(b: &bool) -> bool {
 
 /// What a guest may touch. The default value grants nothing from the host
 /// but the process's stdio.
+///
+/// One schema for every grant: the capability file of `run --caps`, a serve
+/// manifest's `[[route]]` and a policy's input all use these keys (see
+/// [`Capabilities::from_toml_str`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawCapabilities")]
 pub struct Capabilities {
     /// Preopened directories.
     #[serde(default, rename = "dir", skip_serializing_if = "Vec::is_empty")]
@@ -257,9 +309,67 @@ pub struct Capabilities {
     /// Outbound network allowlist (TCP connects, UDP sends, name lookup).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_net: Vec<NetPattern>,
+    /// Outbound HTTP allowlist (wasi:http requests), `HOST[:PORT]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_http: Vec<NetPattern>,
     /// Whether the guest inherits the host's stdin, stdout and stderr.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub inherit_stdio: bool,
+}
+
+/// The written form of [`Capabilities`]: directories as tables or strings
+/// under `dir`, and the shorthand lists `dirs` (read-write unless `:ro`)
+/// and `dirs_ro` (read-only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    #[serde(default)]
+    dir: Vec<DirGrant>,
+    #[serde(default)]
+    dirs: Vec<String>,
+    #[serde(default)]
+    dirs_ro: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    inherit_env: Vec<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    allow_net: Vec<NetPattern>,
+    #[serde(default)]
+    allow_http: Vec<String>,
+    #[serde(default = "yes")]
+    inherit_stdio: bool,
+}
+
+impl TryFrom<RawCapabilities> for Capabilities {
+    type Error = String;
+
+    fn try_from(raw: RawCapabilities) -> std::result::Result<Self, String> {
+        let mut dirs = raw.dir;
+        for (specs, read_only) in [(&raw.dirs, false), (&raw.dirs_ro, true)] {
+            for d in specs {
+                dirs.push(DirGrant::parse(d, read_only).map_err(|e| e.to_string())?);
+            }
+        }
+        for k in raw.env.keys().chain(&raw.inherit_env) {
+            check_env_name(k).map_err(|e| e.to_string())?;
+        }
+        Ok(Capabilities {
+            dirs,
+            env: raw.env,
+            inherit_env: raw.inherit_env,
+            args: raw.args,
+            allow_net: raw.allow_net,
+            allow_http: raw
+                .allow_http
+                .iter()
+                .map(|p| NetPattern::parse_http(p))
+                .collect::<std::result::Result<_, _>>()?,
+            inherit_stdio: raw.inherit_stdio,
+        })
+    }
 }
 
 impl Default for Capabilities {
@@ -270,6 +380,7 @@ impl Default for Capabilities {
             inherit_env: Vec::new(),
             args: Vec::new(),
             allow_net: Vec::new(),
+            allow_http: Vec::new(),
             inherit_stdio: true,
         }
     }
@@ -287,26 +398,33 @@ impl Capabilities {
         })?;
         let mut caps = Self::from_toml_str(&text)
             .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for d in &mut caps.dirs {
+        caps.rebase_dirs(path.parent().unwrap_or(Path::new(".")));
+        Ok(caps)
+    }
+
+    /// Parses capabilities from TOML text: `dir` (tables `{host, guest,
+    /// read_only}` or `HOST[::GUEST[:ro|:rw]]` strings), `dirs` and
+    /// `dirs_ro` (strings), `env`, `inherit_env`, `args`, `allow_net`,
+    /// `allow_http` (`HOST[:PORT]`) and `inherit_stdio`.
+    pub fn from_toml_str(text: &str) -> Result<Capabilities> {
+        toml::from_str(text)
+            .map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))
+    }
+
+    /// Parses the grant keys of a TOML table (those of
+    /// [`Capabilities::from_toml_str`]); any other key is an error.
+    pub fn from_toml_table(table: toml::Table) -> std::result::Result<Capabilities, String> {
+        Capabilities::deserialize(toml::Value::Table(table)).map_err(|e| e.message().to_string())
+    }
+
+    /// Makes relative host directories relative to `base` (the directory of
+    /// the file that granted them).
+    pub fn rebase_dirs(&mut self, base: &Path) {
+        for d in &mut self.dirs {
             if d.host.is_relative() {
                 d.host = base.join(&d.host);
             }
         }
-        Ok(caps)
-    }
-
-    /// Parses capabilities from TOML text.
-    pub fn from_toml_str(text: &str) -> Result<Capabilities> {
-        let caps: Capabilities = toml::from_str(text)
-            .map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))?;
-        for k in caps.env.keys() {
-            check_env_name(k)?;
-        }
-        for k in &caps.inherit_env {
-            check_env_name(k)?;
-        }
-        Ok(caps)
     }
 
     /// Adds everything `other` grants to `self` (a file's grant plus flags).
@@ -322,6 +440,11 @@ impl Capabilities {
         for p in other.allow_net {
             if !self.allow_net.contains(&p) {
                 self.allow_net.push(p);
+            }
+        }
+        for p in other.allow_http {
+            if !self.allow_http.contains(&p) {
+                self.allow_http.push(p);
             }
         }
         self.inherit_stdio &= other.inherit_stdio;
@@ -490,6 +613,23 @@ mod tests {
         let back = Capabilities::from_toml_str(&toml::to_string(&caps).unwrap()).unwrap();
         assert_eq!(back, caps);
         assert!(Capabilities::from_toml_str("bogus = 1").is_err());
+        // Directories as strings, in `dir` or the shorthand lists.
+        let caps = Capabilities::from_toml_str(
+            "dir = [\"/a::/a:ro\"]\ndirs = [\"/b::/b\"]\ndirs_ro = [\"/c::/c\"]\nallow_http = [\"api.example.com\", \"127.0.0.1:80\"]",
+        )
+        .unwrap();
+        let dirs: Vec<_> = caps
+            .dirs
+            .iter()
+            .map(|d| (d.guest.as_str(), d.read_only))
+            .collect();
+        assert_eq!(dirs, [("/a", true), ("/b", false), ("/c", true)]);
+        assert!(caps.allow_http[0].matches_authority("api.example.com", 8443));
+        assert!(!caps.allow_http[1].matches_authority("127.0.0.1", 81));
+        let back = Capabilities::from_toml_str(&toml::to_string(&caps).unwrap()).unwrap();
+        assert_eq!(back, caps);
+        assert!(Capabilities::from_toml_str("dir = [1]").is_err());
+        assert!(Capabilities::from_toml_str("env = { \"A=B\" = \"x\" }").is_err());
         assert!(Capabilities::from_toml_str("allow_net = [\"nope\"]").is_err());
     }
 }

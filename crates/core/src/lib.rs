@@ -14,7 +14,9 @@ pub mod memshift;
 pub mod run;
 pub mod runtime;
 
-pub use admission::{Admission, AdmissionContext, AdmissionRequest, Denied, Grant, GrantRequested};
+pub use admission::{
+    Admission, AdmissionContext, AdmissionRequest, AllOf, Denied, Grant, GrantRequested,
+};
 pub use artifact::{ArtifactFacts, ArtifactKind, Format};
 pub use caps::{Capabilities, DirGrant, NetPattern};
 pub use error::{Error, ErrorKind, Result};

@@ -1,7 +1,7 @@
 //! Running a guest: admission, a store with limits, a WASI context built
 //! from the grant, and the outcome classified into the one error type.
 
-use crate::admission::{AdmissionContext, AdmissionRequest, Grant};
+use crate::admission::{Admission, AdmissionContext, AdmissionRequest, Grant};
 use crate::caps::Capabilities;
 use crate::error::{Error, Frame, Result};
 use crate::limits::{Limits, MemoryLimitHit, MemoryLimiter};
@@ -67,16 +67,38 @@ impl Runtime {
         limits: &Limits,
         context: &AdmissionContext,
     ) -> Result<Grant> {
+        self.admit_also(loaded, caps, limits, context, None)
+    }
+
+    /// Puts the request through the admission hook, then through `also`
+    /// (a policy named by a manifest): both must allow, and the second
+    /// judges what the first granted.
+    pub fn admit_also(
+        &self,
+        loaded: &Loaded,
+        caps: &Capabilities,
+        limits: &Limits,
+        context: &AdmissionContext,
+        also: Option<&dyn Admission>,
+    ) -> Result<Grant> {
         let request = AdmissionRequest {
             artifact: &loaded.facts,
             requested: caps,
             limits,
             context,
         };
-        let grant = self
-            .admission
-            .admit(&request)
-            .map_err(|d| Error::Denied { reasons: d.reasons })?;
+        let denied = |d: crate::admission::Denied| Error::Denied { reasons: d.reasons };
+        let mut grant = self.admission.admit(&request).map_err(denied)?;
+        if let Some(also) = also {
+            grant = also
+                .admit(&AdmissionRequest {
+                    artifact: &loaded.facts,
+                    requested: &grant.capabilities,
+                    limits: &grant.limits,
+                    context,
+                })
+                .map_err(denied)?;
+        }
         tracing::debug!(?grant, "admission granted");
         Ok(grant)
     }

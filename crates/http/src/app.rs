@@ -119,43 +119,49 @@ pub struct App {
 }
 
 impl App {
-    /// Loads (from the compile cache or by compiling) every route's component.
-    pub fn build(runtime: &Runtime, manifest: &Manifest) -> Result<App> {
+    /// Loads (from the compile cache or by compiling) every route's
+    /// component, and puts each route's grants through admission: the
+    /// runtime's, then the manifest's policy when it names one (both must
+    /// allow; each can narrow).
+    pub fn build(
+        runtime: &Runtime,
+        manifest: &Manifest,
+        policy: Option<&crate::PolicyLoader>,
+    ) -> Result<App> {
         let mut routes = Vec::new();
         // A manifest's policy is read afresh with every build (and reload).
-        let policy = if manifest.policy.is_empty() {
-            None
-        } else {
-            Some(wasmlayer_policy::admission::PolicyAdmission::load(
-                &manifest.policy,
-            )?)
+        let policy = match (manifest.policy.is_empty(), policy) {
+            (true, _) => None,
+            (false, Some(load)) => Some(load(&manifest.policy)?),
+            (false, None) => {
+                return Err(Error::usage(
+                    "the manifest names a policy, and this server has no policy engine",
+                ))
+            }
         };
         for spec in &manifest.routes {
             let loaded = runtime.load(&spec.component, LoadOptions::default())?;
-            // Each route's grants go through admission, as `run`'s do.
             let context = wasmlayer_core::AdmissionContext {
                 command: "serve".into(),
                 route: Some(spec.path.clone()),
-                allow_http: Some(spec.allow_http.iter().map(|p| p.to_string()).collect()),
             };
-            let grant = match &policy {
-                None => runtime.admit(&loaded, &spec.caps, &spec.limits, &context)?,
-                Some(p) => {
-                    let request = wasmlayer_core::AdmissionRequest {
-                        artifact: &loaded.facts,
-                        requested: &spec.caps,
-                        limits: &spec.limits,
-                        context: &context,
-                    };
-                    wasmlayer_core::Admission::admit(p, &request).map_err(|d| Error::Denied {
-                        reasons: d
-                            .reasons
+            let grant = runtime
+                .admit_also(
+                    &loaded,
+                    &spec.caps,
+                    &spec.limits,
+                    &context,
+                    policy.as_deref(),
+                )
+                .map_err(|e| match e {
+                    Error::Denied { reasons } => Error::Denied {
+                        reasons: reasons
                             .into_iter()
                             .map(|r| format!("route {}: {r}", spec.path))
                             .collect(),
-                    })?
-                }
-            };
+                    },
+                    other => other,
+                })?;
             let mut spec = spec.clone();
             spec.caps = grant.capabilities;
             spec.limits = grant.limits;
@@ -203,7 +209,7 @@ impl App {
             };
             routes.push(Route {
                 name: spec.path.as_str().into(),
-                allow: Arc::new(spec.allow_http.clone()),
+                allow: Arc::new(spec.caps.allow_http.clone()),
                 spec,
                 handler,
             });

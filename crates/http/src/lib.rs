@@ -12,3 +12,14 @@ pub mod server;
 
 pub use manifest::{Manifest, RouteSpec, ServerSettings};
 pub use server::{serve, ServeOptions, Source};
+
+/// Makes the admission a manifest's `policy = [...]` names, from its files.
+/// The CLI gives one backed by the policy crate; this crate does not
+/// evaluate policies itself.
+pub type PolicyLoader = std::sync::Arc<
+    dyn Fn(
+            &[std::path::PathBuf],
+        ) -> wasmlayer_core::Result<std::sync::Arc<dyn wasmlayer_core::Admission>>
+        + Send
+        + Sync,
+>;

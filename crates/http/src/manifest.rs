@@ -11,11 +11,14 @@
 //! [[route]]
 //! path = "/hello"              # path prefix; the longest match wins
 //! component = "hello.wasm"     # relative to this file
+//! # Grants: the keys of a capability file (`run --caps`), one schema.
 //! env = { GREETING = "Hi" }
 //! inherit_env = ["HOME"]       # the host's values, when set
 //! dirs_ro = ["static::/static"]
 //! dirs = ["scratch::/tmp"]     # read-write (HOST::GUEST:ro is read-only)
+//! dir = [{ host = "data", guest = "/data", read_only = true }]
 //! allow_http = ["127.0.0.1:9000", "api.example.com"]
+//! # Limits and serving:
 //! max_memory = "32MiB"
 //! fuel = 100000000
 //! timeout = "2s"
@@ -25,10 +28,8 @@
 //! ```
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wasmlayer_core::caps::{DirGrant, NetPattern};
 use wasmlayer_core::limits::{parse_duration, parse_size};
 use wasmlayer_core::{Capabilities, Error, Limits, Result};
 
@@ -81,10 +82,9 @@ pub struct RouteSpec {
     /// Path prefix, starting with `/`.
     pub path: String,
     pub component: PathBuf,
+    /// The route's grants, outbound HTTP allowlist included.
     pub caps: Capabilities,
     pub limits: Limits,
-    /// Outbound HTTP allowlist.
-    pub allow_http: Vec<NetPattern>,
     pub max_body: u64,
     /// Requests one instance serves before it is dropped (WASI 0.3
     /// components only; 1: a fresh instance per request).
@@ -107,7 +107,6 @@ impl RouteSpec {
                 timeout: Some(DEFAULT_TIMEOUT),
                 ..Limits::default()
             },
-            allow_http: Vec::new(),
             max_body: DEFAULT_MAX_BODY,
             reuse: 1,
             concurrent_reuse: 1,
@@ -197,26 +196,18 @@ impl Manifest {
                 return Err(format!("route path `{}` appears twice", r.path));
             }
             let mut spec = RouteSpec::new(&r.path, base.join(&r.component));
-            spec.caps.env = r.env;
-            spec.caps.inherit_env = r.inherit_env;
-            let dirs = r
-                .dirs_ro
-                .iter()
-                .map(|d| (d, true))
-                .chain(r.dirs.iter().map(|d| (d, false)));
-            for (d, read_only) in dirs {
-                let mut grant = DirGrant::parse(d, read_only).map_err(|e| e.to_string())?;
-                if grant.host.is_relative() {
-                    grant.host = base.join(&grant.host);
-                }
-                spec.caps.dirs.push(grant);
+            if r.grants.contains_key("inherit_stdio") {
+                return Err(format!(
+                    "route `{}`: inherit_stdio does not apply to a route: its stdout and stderr go to the server's stderr, and it has no stdin",
+                    r.path
+                ));
             }
-            spec.caps.resolve_dirs().map_err(|e| e.to_string())?;
-            spec.allow_http = r
-                .allow_http
-                .iter()
-                .map(|p| parse_http_pattern(p))
-                .collect::<Result<_, _>>()?;
+            let mut caps = Capabilities::from_toml_table(r.grants)
+                .map_err(|e| format!("route `{}`: {e}", r.path))?;
+            caps.inherit_stdio = false;
+            caps.rebase_dirs(base);
+            caps.resolve_dirs().map_err(|e| e.to_string())?;
+            spec.caps = caps;
             if let Some(m) = &r.max_memory {
                 spec.limits.max_memory = Some(parse_size(m)?);
             }
@@ -273,21 +264,6 @@ pub fn sort_routes(routes: &mut [RouteSpec]) {
     routes.sort_by_key(|r| std::cmp::Reverse(r.path.trim_end_matches('/').len()));
 }
 
-/// `HOST[:PORT]` for outbound HTTP; no port means any port.
-pub fn parse_http_pattern(spec: &str) -> Result<NetPattern, String> {
-    let has_port = if let Some(rest) = spec.strip_prefix('[') {
-        rest.contains("]:")
-    } else {
-        spec.contains(':')
-    };
-    let full = if has_port {
-        spec.to_string()
-    } else {
-        format!("{spec}:*")
-    };
-    full.parse()
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
@@ -316,26 +292,18 @@ struct RawServer {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     path: String,
     component: PathBuf,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    #[serde(default)]
-    inherit_env: Vec<String>,
-    #[serde(default)]
-    dirs_ro: Vec<String>,
-    #[serde(default)]
-    dirs: Vec<String>,
-    #[serde(default)]
-    allow_http: Vec<String>,
     max_memory: Option<String>,
     fuel: Option<u64>,
     timeout: Option<String>,
     max_body: Option<String>,
     reuse: Option<u32>,
     concurrent_reuse: Option<u32>,
+    /// Every other key is a grant, parsed as a capability file is.
+    #[serde(flatten)]
+    grants: toml::Table,
 }
 
 /// A reuse count: at least 1 (the default).
@@ -365,6 +333,7 @@ mod tests {
             component = "a.wasm"
             inherit_env = ["HOME"]
             dirs = ["/tmp::/scratch", "/tmp::/ro:ro"]
+            dir = [{ host = "/tmp", guest = "/t", read_only = true }]
             [[route]]
             path = "/api/v1"
             component = "b.wasm"
@@ -389,14 +358,14 @@ mod tests {
             .iter()
             .map(|d| (d.guest.as_str(), d.read_only))
             .collect();
-        assert_eq!(dirs, [("/scratch", false), ("/ro", true)]);
+        assert_eq!(dirs, [("/t", true), ("/scratch", false), ("/ro", true)]);
         assert_eq!(m.routes[0].path, "/api/v1");
         assert_eq!(m.routes[0].component, Path::new("/srv/b.wasm"));
         assert_eq!(m.routes[0].limits.max_memory, Some(16 << 20));
         assert_eq!(m.routes[0].limits.timeout, Some(Duration::from_millis(250)));
         assert_eq!(m.routes[0].max_body, 1024);
-        assert!(m.routes[0].allow_http[1].matches_authority("example.com", 8080));
-        assert!(!m.routes[0].allow_http[0].matches_authority("127.0.0.1", 9001));
+        assert!(m.routes[0].caps.allow_http[1].matches_authority("example.com", 8080));
+        assert!(!m.routes[0].caps.allow_http[0].matches_authority("127.0.0.1", 9001));
         assert!(
             m.routes[0].matches("/api/v1/x")
                 && m.routes[0].matches("/api/v1")
@@ -412,6 +381,8 @@ mod tests {
             ("[[route]]\npath = \"x\"\ncomponent = \"a.wasm\"", "must start with"),
             ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"", "duration"),
             ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ncolour = 1", "unknown field"),
+            ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\nallow_http = [\"a b\"]", "bad host"),
+            ("[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"\ninherit_stdio = true", "inherit_stdio"),
             ("[[route]]\npath = \"/a\"\ncomponent = \"a.wasm\"\n[[route]]\npath = \"/a/\"\ncomponent = \"b.wasm\"", "twice"),
             ("[server]\npool_size = 0\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "pool_size"),
             ("[server]\nlisten = \"nowhere\"\n[[route]]\npath = \"/\"\ncomponent = \"a.wasm\"", "server.listen"),

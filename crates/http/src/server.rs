@@ -32,6 +32,10 @@ pub enum Source {
 pub struct ServeOptions {
     /// Decides each route's grants, as for `run`.
     pub admission: Arc<dyn wasmlayer_core::Admission>,
+    /// Loads the policy a manifest names (`policy = ...`), at start and on
+    /// every reload; it judges each route after `admission`. None: a
+    /// manifest that names a policy is refused.
+    pub policy: Option<crate::PolicyLoader>,
     pub source: Source,
     /// Overrides the manifest's `server.listen` (default 127.0.0.1:8080).
     pub listen: Option<SocketAddr>,
@@ -184,7 +188,7 @@ pub fn serve(opts: ServeOptions) -> Result<i32> {
     let mut settings = manifest.server.clone();
     fit_pool(&mut settings)?;
     let runtime = Arc::new(runtime(&settings, &opts)?);
-    let app = App::build(&runtime, &manifest)?;
+    let app = App::build(&runtime, &manifest, opts.policy.as_ref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -572,10 +576,11 @@ async fn reload_loop(
                 "a file changed"
             }
         };
-        let (source, runtime2) = (opts.source.clone(), runtime.clone());
+        let (source, runtime2, policy) =
+            (opts.source.clone(), runtime.clone(), opts.policy.clone());
         let built = tokio::task::spawn_blocking(move || {
             let manifest = load_manifest(&source)?;
-            let app = App::build(&runtime2, &manifest)?;
+            let app = App::build(&runtime2, &manifest, policy.as_ref())?;
             Ok::<_, Error>((manifest, app))
         })
         .await

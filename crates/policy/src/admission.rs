@@ -153,41 +153,10 @@ fn decision_of(policy: &mut Policy, input: &Json) -> Result<Json, Error> {
     Ok(Json::Object(out))
 }
 
-/// The input document a capability policy sees.
+/// The input document a capability policy sees: the serialised request
+/// (see [`AdmissionRequest`]).
 pub fn input_document(request: &AdmissionRequest<'_>) -> Json {
-    let a = request.artifact;
-    let caps = request.requested;
-    json!({
-        "artifact": {
-            "sha256": a.sha256,
-            "size": a.size,
-            "kind": a.kind.to_string(),
-            "imports": a.imports,
-            "capabilities": a.capabilities(),
-        },
-        "requested": requested_document(caps, request.limits),
-        "context": request.context,
-    })
-}
-
-fn requested_document(caps: &Capabilities, limits: &Limits) -> Json {
-    json!({
-        "dirs": caps.dirs.iter().map(|d| json!({
-            "host": d.host.display().to_string(),
-            "guest": d.guest,
-            "read_only": d.read_only,
-        })).collect::<Vec<_>>(),
-        "env": caps.env,
-        "inherit_env": caps.inherit_env,
-        "args": caps.args,
-        "allow_net": caps.allow_net.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        "inherit_stdio": caps.inherit_stdio,
-        "limits": {
-            "max_memory": limits.max_memory,
-            "fuel": limits.fuel,
-            "timeout_ms": limits.timeout.map(|t| t.as_millis() as u64),
-        },
-    })
+    serde_json::to_value(request).expect("an admission request serialises to JSON")
 }
 
 fn reasons(v: &Json) -> Vec<String> {
@@ -226,6 +195,7 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
             "env",
             "inherit_env",
             "allow_net",
+            "allow_http",
             "args",
             "max_memory",
             "fuel",
@@ -234,7 +204,7 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
         ]
         .contains(&key.as_str())
         {
-            return Err(format!("unknown key `{key}` (expected dirs, env, inherit_env, allow_net, args, max_memory, fuel, timeout, inherit_stdio)"));
+            return Err(format!("unknown key `{key}` (expected dirs, env, inherit_env, allow_net, allow_http, args, max_memory, fuel, timeout, inherit_stdio)"));
         }
     }
     if let Some(dirs) = grant.get("dirs") {
@@ -283,6 +253,15 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
     if let Some(nets) = grant.get("allow_net") {
         let nets = string_list(nets, "allow_net")?;
         caps.allow_net.retain(|n| nets.contains(&n.to_string()));
+    }
+    if let Some(hosts) = grant.get("allow_http") {
+        // Entries as the input shows them (`HOST:PORT`, `HOST:*`), or as
+        // written in a manifest (`HOST` for any port).
+        let hosts = string_list(hosts, "allow_http")?
+            .iter()
+            .map(|h| wasmlayer_core::NetPattern::parse_http(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        caps.allow_http.retain(|n| hosts.contains(n));
     }
     if let Some(args) = grant.get("args") {
         // Arguments are data, not authority: a grant may only clear them.
@@ -359,6 +338,10 @@ mod tests {
             .push("10.0.0.0/8:*".parse::<NetPattern>().unwrap());
         caps.env.insert("A".into(), "1".into());
         caps.env.insert("B".into(), "2".into());
+        caps.allow_http
+            .push(NetPattern::parse_http("api.example.com").unwrap());
+        caps.allow_http
+            .push(NetPattern::parse_http("127.0.0.1:9000").unwrap());
         let limits = Limits {
             max_memory: Some(512 << 20),
             ..Default::default()
@@ -368,6 +351,7 @@ mod tests {
             "dirs": [{"guest": "/a", "read_only": true}, {"guest": "/b", "read_only": false}, "/c"],
             "allow_net": ["127.0.0.1:80", "0.0.0.0/0:*"],
             "env": ["A"],
+            "allow_http": ["api.example.com", "127.0.0.1:9001"],
             "max_memory": "128MiB",
             "fuel": 1000,
         });
@@ -375,6 +359,7 @@ mod tests {
         assert_eq!(g.capabilities.dirs.len(), 2);
         assert!(g.capabilities.dirs.iter().all(|d| d.read_only));
         assert_eq!(g.capabilities.allow_net.len(), 1);
+        assert_eq!(g.capabilities.allow_http, caps.allow_http[..1]);
         assert_eq!(g.capabilities.env.keys().collect::<Vec<_>>(), vec!["A"]);
         assert_eq!(g.limits.max_memory, Some(128 << 20));
         assert_eq!(g.limits.fuel, Some(1000));

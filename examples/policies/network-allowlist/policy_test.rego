@@ -24,5 +24,8 @@ test_trusted_artifact_may_connect if {
 }
 
 test_outbound_http_of_a_route_counts if {
-	not admission.allow with input as object.union(request("ff", []), {"context": {"command": "serve", "allow_http": ["api.example.com:443"]}})
+	http := object.union(request("ff", []), {"requested": {"allow_http": ["api.example.com:443"]}, "context": {"command": "serve", "route": "/api"}})
+	not admission.allow with input as http
+	some msg in admission.reasons with input as http
+	contains(msg, "api.example.com:443")
 }
