@@ -3,14 +3,14 @@
 //! with the openssl CLI), driven by curl verifying against that CA.
 
 mod common;
+use common::server::{Serving, Spawned};
 use common::*;
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn k8s_policy() -> PathBuf {
@@ -134,11 +134,19 @@ impl Tls {
 
 /// A running `wasmlayer policy webhook`, killed on drop.
 struct Webhook {
-    child: Child,
+    process: Spawned,
     port: u16,
     ca: String,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serving for Webhook {
+    fn process(&self) -> &Spawned {
+        &self.process
+    }
+
+    fn process_mut(&mut self) -> &mut Spawned {
+        &mut self.process
+    }
 }
 
 impl Webhook {
@@ -165,65 +173,28 @@ impl Webhook {
     }
 
     fn start_with(mut cmd: Command, tls: &Tls, args: &[&str]) -> Webhook {
-        let mut child = cmd
-            .args(["policy", "webhook", "--listen", "127.0.0.1:0"])
+        cmd.args(["policy", "webhook", "--listen", "127.0.0.1:0"])
             .args([
                 "--tls-cert",
                 &tls.path("server.crt"),
                 "--tls-key",
                 &tls.path("server.key"),
             ])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wasmlayer policy webhook");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone());
-        collect(child.stderr.take().unwrap(), stderr.clone());
-        let mut hook = Webhook {
-            child,
-            port: 0,
-            ca: tls.path("ca.crt"),
-            stdout,
-            stderr,
-        };
-        let port = hook.wait_for(Duration::from_secs(60), |h| {
-            h.stderr.lock().unwrap().iter().find_map(|l| {
+            .args(args);
+        let mut process = Spawned::spawn(cmd, "webhook");
+        let port = process.started(|lines| {
+            lines.iter().find_map(|l| {
                 l.strip_prefix("webhook listening on https://127.0.0.1:")?
                     .trim()
                     .parse::<u16>()
                     .ok()
             })
         });
-        hook.port =
-            port.unwrap_or_else(|| panic!("webhook did not start:\n{}", hook.stderr_text()));
-        hook
-    }
-
-    fn wait_for<T>(
-        &mut self,
-        limit: Duration,
-        mut f: impl FnMut(&Webhook) -> Option<T>,
-    ) -> Option<T> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(v) = f(self) {
-                return Some(v);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the readers catch the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                panic!("webhook exited with {status}:\n{}", self.stderr_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        Webhook {
+            process,
+            port,
+            ca: tls.path("ca.crt"),
         }
-        None
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
     }
 
     fn url(&self, path: &str) -> String {
@@ -290,9 +261,8 @@ impl Webhook {
 
     /// Decision-log lines on stdout so far.
     fn decisions(&self) -> Vec<Json> {
-        self.stdout
-            .lock()
-            .unwrap()
+        self.process
+            .stdout()
             .iter()
             .map(|l| {
                 serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))
@@ -314,24 +284,11 @@ impl Webhook {
     }
 
     fn sigterm(&mut self) -> i32 {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < until, "webhook did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.signal(libc::SIGTERM);
+        let status = self
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("webhook did not stop on SIGTERM"));
+        status.code().unwrap_or(-1)
     }
 }
 
@@ -504,11 +461,7 @@ fn malformed_requests_get_400_and_no_decision() {
     let resp = hook.review(&review);
     assert_eq!(resp["allowed"], true, "{resp}");
     assert_eq!(resp["uid"], review["request"]["uid"], "{resp}");
-    assert!(
-        hook.child.try_wait().unwrap().is_none(),
-        "{}",
-        hook.stderr_text()
-    );
+    assert!(hook.exited().is_none(), "{}", hook.stderr_text());
 
     // Only the one real review was a decision.
     let log = hook.wait_decisions(1);
@@ -614,7 +567,7 @@ fn a_policy_error_fails_closed() {
         h.stderr_text().contains("policy error").then_some(())
     });
     assert!(logged.is_some(), "{}", hook.stderr_text());
-    assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
+    assert!(hook.exited().is_none(), "still serving");
 }
 
 #[test]
@@ -686,7 +639,7 @@ deny contains msg if {
         "{log:?}"
     );
     assert!(!hook.stderr_text().contains("memory allocation"));
-    assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
+    assert!(hook.exited().is_none(), "still serving");
 
     // "grow" ends in one allocation past the budget and its grace, so its
     // thread stays stopped for good (one so far). At four such threads no
@@ -720,7 +673,7 @@ deny contains msg if {
     let (code, body) = hook.curl(&[&hook.url("/healthz")], None);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("restart the process"), "{body}");
-    assert!(hook.child.try_wait().unwrap().is_none(), "still serving");
+    assert!(hook.exited().is_none(), "still serving");
 }
 
 #[test]

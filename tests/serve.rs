@@ -2,21 +2,30 @@
 //! components, driven by a real HTTP client.
 
 mod common;
+use common::server::{Serving, Spawned};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A running `wasmlayer serve`, killed on drop.
 struct Server {
-    child: Child,
+    process: Spawned,
     port: u16,
     admin: u16,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serving for Server {
+    fn process(&self) -> &Spawned {
+        &self.process
+    }
+
+    fn process_mut(&mut self) -> &mut Spawned {
+        &mut self.process
+    }
 }
 
 impl Server {
@@ -30,24 +39,8 @@ impl Server {
     fn start_with(args: &[&str]) -> Server {
         let mut cmd = wasmlayer();
         cmd.arg("serve").args(args);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wasmlayer serve");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone());
-        collect(child.stderr.take().unwrap(), stderr.clone());
-        let mut server = Server {
-            child,
-            port: 0,
-            admin: 0,
-            stdout,
-            stderr,
-        };
-        let found = server.wait_for(Duration::from_secs(60), |s| {
-            let lines = s.stderr.lock().unwrap();
+        let mut process = Spawned::spawn(cmd, "server");
+        let (port, admin) = process.started(|lines| {
             let port = |prefix: &str| {
                 lines.iter().find_map(|l| {
                     l.strip_prefix(prefix)?
@@ -64,44 +57,21 @@ impl Server {
                 _ => None,
             }
         });
-        let (port, admin) =
-            found.unwrap_or_else(|| panic!("server did not start:\n{}", server.stderr_text()));
-        server.port = port;
-        server.admin = admin;
-        server
-    }
-
-    fn wait_for<T>(
-        &mut self,
-        limit: Duration,
-        mut f: impl FnMut(&Server) -> Option<T>,
-    ) -> Option<T> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(v) = f(self) {
-                return Some(v);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited with {status}:\n{}", self.stderr_text());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        Server {
+            process,
+            port,
+            admin,
         }
-        None
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
     /// Access-log lines (JSON) written so far.
     fn access_log(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lock()
-            .unwrap()
+        self.process
+            .stdout()
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
@@ -113,17 +83,6 @@ impl Server {
 
     fn in_flight(&self) -> f64 {
         metric(&self.metrics(), "wasmlayer_instances_in_flight").unwrap_or(0.0)
-    }
-
-    fn signal(&self, sig: i32) {
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -515,7 +474,7 @@ fn an_instance_the_pool_cannot_make_gets_503_and_the_rest_go_on() {
             .is_some_and(|e| e.contains("no instance available")),
         "{record}"
     );
-    assert!(server.child.try_wait().unwrap().is_none(), "still serving");
+    assert!(server.exited().is_none(), "still serving");
     let m = server.metrics();
     assert!(m.contains(r#"status="503""#), "{m}");
 }
@@ -610,18 +569,9 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     server.signal(libc::SIGTERM);
     let (status, _, body) = slow.join().unwrap();
     assert_eq!((status, body.as_str()), (200, "slept 1000 ms\n"));
-    let until = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < until,
-            "did not exit after draining:\n{}",
-            server.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = server
+        .wait_exit(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("did not exit after draining:\n{}", server.stderr_text()));
     assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
     // The pipe may still hold the last lines after the exit.
     let until = Instant::now() + Duration::from_secs(5);

@@ -2,6 +2,7 @@
 //! `wasmlayer` binary on real guests built by scripts/build-guests.sh.
 #![allow(dead_code)]
 
+pub mod server;
 pub mod transform;
 
 use std::path::{Path, PathBuf};

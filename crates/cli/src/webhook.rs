@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use wasmlayer_core::Error;
-use wasmlayer_policy::webhook::{self, WebhookOptions};
 use wasmlayer_policy::Policy;
+use wasmlayer_webhook::{self as webhook, WebhookOptions};
 
 #[derive(Args, Debug)]
 pub(crate) struct WebhookArgs {

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use wasmlayer_core::runtime::{EngineOptions, PoolingOptions};
 use wasmlayer_core::{Error, Result, Runtime};
+use wasmlayer_server::{Stop, TokioTimer};
 use wasmtime_wasi_http::io::TokioIo;
 
 /// Where the app comes from.
@@ -69,32 +70,22 @@ impl Shared {
     }
 }
 
-/// hyper's timer for the header deadline, on Tokio.
-#[derive(Clone, Copy)]
-struct TokioTimer;
-
-struct TokioSleep(tokio::time::Sleep);
-
-impl std::future::Future for TokioSleep {
-    type Output = ();
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        // SAFETY: a projection to the only field, never moved out.
-        unsafe { self.map_unchecked_mut(|s| &mut s.0) }.poll(cx)
-    }
-}
-
-impl hyper::rt::Sleep for TokioSleep {}
-
-impl hyper::rt::Timer for TokioTimer {
-    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(TokioSleep(tokio::time::sleep(duration)))
+/// Draining, as `/readyz` and the log tell it.
+impl wasmlayer_server::Events for Shared {
+    fn stopping(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
-    fn sleep_until(&self, deadline: Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(TokioSleep(tokio::time::sleep_until(deadline.into())))
+    fn draining(&self, open: usize, timeout: Duration) {
+        eprintln!("draining {open} connection(s) (up to {timeout:?})");
+    }
+
+    fn drained(&self) {
+        eprintln!("drained; exiting");
+    }
+
+    fn deadline_passed(&self, open: usize) {
+        eprintln!("drain deadline passed with {open} connection(s) open; exiting");
     }
 }
 
@@ -280,63 +271,20 @@ async fn run(
         watched(&opts.source, &manifest),
     ));
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let shutdown = wasmlayer_server::shutdown_signal()
         .map_err(|e| Error::host(format!("cannot handle SIGTERM: {e}")))?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors, most likely: back off
-                        // instead of spinning, and keep serving open ones.
-                        tracing::warn!("cannot accept a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                connections.spawn(connection(stream, shared.clone(), stop_rx.clone()));
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
-
-    // Drain: no new connections, open ones finish their in-flight requests.
-    shared.draining.store(true, Ordering::SeqCst);
-    drop(listener);
-    let in_flight = connections.len();
-    eprintln!(
-        "draining {in_flight} connection(s) (up to {:?})",
-        opts.drain_timeout
-    );
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(opts.drain_timeout, async {
-        while connections.join_next().await.is_some() {}
-    })
+    wasmlayer_server::serve(
+        listener,
+        shutdown,
+        opts.drain_timeout,
+        &*shared,
+        |stream, stop| connection(stream, shared.clone(), stop),
+    )
     .await;
-    match drained {
-        Ok(()) => eprintln!("drained; exiting"),
-        Err(_) => {
-            eprintln!(
-                "drain deadline passed with {} connection(s) open; exiting",
-                connections.len()
-            );
-            connections.abort_all();
-        }
-    }
     Ok(0)
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, mut stop: Stop) {
     let conflicts = crate::framing::Conflicts::new();
     let service = {
         let shared = shared.clone();
@@ -359,7 +307,7 @@ async fn connection(
         .serve_connection(TokioIo::new(stream), service);
     let ended = tokio::select! {
         r = &mut conn => r,
-        _ = stop.changed() => {
+        () = stop.requested() => {
             std::pin::Pin::new(&mut conn).graceful_shutdown();
             (&mut conn).await
         }

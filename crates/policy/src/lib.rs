@@ -22,7 +22,6 @@ pub mod memory;
 pub mod native;
 pub mod wasm_build;
 pub mod wasm_host;
-pub mod webhook;
 
 pub use native::{NativePolicy, Sources};
 pub use wasm_host::{OpaWasmPolicy, WasmPolicySource};

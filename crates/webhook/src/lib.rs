@@ -1,4 +1,6 @@
 //! Kubernetes validating admission over HTTPS: `wasmlayer policy webhook`.
+//! Reviews are decided by a [`Policy`] of `wasmlayer-policy`; connections
+//! are accepted and drained by `wasmlayer-server`, and TLS is rustls's.
 //!
 //! The API server POSTs an `AdmissionReview` (`admission.k8s.io/v1`) and
 //! gets one back whose `response` says whether the object is allowed.
@@ -57,10 +59,9 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use wasmlayer_core::Error;
-
-use crate::Policy;
+use wasmlayer_policy::Policy;
+use wasmlayer_server::Stop;
 
 /// The package decisions are read from unless told otherwise.
 pub const DEFAULT_PACKAGE: &str = "data.kubernetes.admission";
@@ -116,7 +117,7 @@ impl Rules {
     /// Finds `deny`, `violation` and `allow` in `package`; an error when it
     /// has none of them.
     pub fn find(policy: &Policy, package: &str) -> Result<Rules, Error> {
-        let package = crate::native::normalize_entrypoint(package);
+        let package = wasmlayer_policy::native::normalize_entrypoint(package);
         let rule = |name: &str| {
             let path = format!("{package}.{name}");
             policy.has_entrypoint(&path).then_some(path)
@@ -281,14 +282,14 @@ pub fn decide_isolated(policy: &mut Policy, rules: &Rules, input: Arc<Json>) -> 
     let rules = rules.clone();
     policy
         .isolated(move |p| decide(p, &rules, &input))
-        .unwrap_or_else(|e| Decision::failed(crate::native::describe(&e)))
+        .unwrap_or_else(|e| Decision::failed(wasmlayer_policy::native::describe(&e)))
 }
 
 fn try_decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Result<Decision, String> {
     let mut eval = |rule: &str| -> Result<Option<Json>, String> {
         let set = policy
             .eval(Some(rule), Some(input))
-            .map_err(|e| crate::native::describe(&e))?;
+            .map_err(|e| wasmlayer_policy::native::describe(&e))?;
         Ok(set.get(0).and_then(|r| r.get("result")).cloned())
     };
     let mut reasons = Vec::new();
@@ -507,7 +508,7 @@ async fn run(
         .local_addr()
         .map_err(|e| Error::host(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let shutdown = wasmlayer_server::shutdown_signal()
         .map_err(|e| Error::host(format!("cannot handle SIGTERM: {e}")))?;
     eprintln!(
         "webhook policy: {} ({})",
@@ -516,49 +517,29 @@ async fn run(
     );
     eprintln!("webhook listening on https://{local}");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors, most likely: back off.
-                        tracing::warn!("cannot accept a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                connections.spawn(connection(stream, acceptor.clone(), state.clone(), stop_rx.clone()));
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
-
-    drop(listener);
-    eprintln!(
-        "webhook stopping: draining {} connection(s) (up to {:?})",
-        connections.len(),
-        opts.drain_timeout
-    );
-    let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(opts.drain_timeout, async {
-        while connections.join_next().await.is_some() {}
-    })
+    wasmlayer_server::serve(
+        listener,
+        shutdown,
+        opts.drain_timeout,
+        &Draining,
+        |stream, stop| connection(stream, acceptor.clone(), state.clone(), stop),
+    )
     .await;
-    if drained.is_err() {
-        eprintln!(
-            "webhook: drain deadline passed with {} connection(s) open",
-            connections.len()
-        );
-        connections.abort_all();
-    }
     eprintln!("webhook stopped");
     Ok(0)
+}
+
+/// The log lines of a drain.
+struct Draining;
+
+impl wasmlayer_server::Events for Draining {
+    fn draining(&self, open: usize, timeout: Duration) {
+        eprintln!("webhook stopping: draining {open} connection(s) (up to {timeout:?})");
+    }
+
+    fn deadline_passed(&self, open: usize) {
+        eprintln!("webhook: drain deadline passed with {open} connection(s) open");
+    }
 }
 
 /// A plain-HTTP client on the HTTPS port gets a readable answer instead
@@ -570,7 +551,7 @@ async fn connection(
     stream: TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     state: Arc<State>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Stop,
 ) {
     // A TLS connection starts with a handshake record (0x16).
     let mut first = [0u8; 1];
@@ -607,7 +588,7 @@ async fn connection(
                 tracing::debug!("connection ended: {e}");
             }
         }
-        _ = stop.changed() => {
+        () = stop.requested() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -640,7 +621,7 @@ async fn handle(
         // Evaluations stopped past their limits hold their threads; once
         // too many do, no more are started and the server asks to be
         // restarted (a liveness probe on /healthz does it).
-        if let Some(reason) = crate::memory::saturated() {
+        if let Some(reason) = wasmlayer_policy::memory::saturated() {
             return Ok(plain(503, reason));
         }
         return Ok(plain(200, "ok"));
