@@ -7,12 +7,15 @@ pub mod artifact;
 pub mod cache;
 pub mod caps;
 pub mod componentize;
+pub mod epoch;
 pub mod error;
+pub mod host;
 pub mod inspect;
 pub mod limits;
 pub mod memshift;
 pub mod run;
 pub mod runtime;
+pub mod wasi;
 
 pub use admission::{
     Admission, AdmissionContext, AdmissionRequest, AllOf, Denied, Grant, GrantRequested,
@@ -20,6 +23,10 @@ pub use admission::{
 pub use artifact::{ArtifactFacts, ArtifactKind, Format};
 pub use caps::{Capabilities, DirGrant, NetPattern};
 pub use error::{Error, ErrorKind, Result};
+pub use host::{
+    ComponentState, Extension, GuestState, Host, Imports, ModuleState, Setup, Stdio, StoreOptions,
+    Stream,
+};
 pub use limits::Limits;
 pub use run::{Invoke, RunOptions, RunOutcome};
 pub use runtime::{

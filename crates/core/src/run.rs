@@ -1,17 +1,17 @@
-//! Running a guest: admission, a store with limits, a WASI context built
-//! from the grant, and the outcome classified into the one error type.
+//! Running a guest: admission, a store with limits and a WASI context built
+//! from the grant (by [`crate::host::Host`]), and the outcome classified
+//! into the one error type.
 
 use crate::admission::{Admission, AdmissionContext, AdmissionRequest, Grant};
 use crate::caps::Capabilities;
 use crate::error::{Error, Frame, Result};
-use crate::limits::{Limits, MemoryLimitHit, MemoryLimiter};
+use crate::host::{ComponentState, GuestState, Host, ModuleState, Stdio, StoreOptions};
+use crate::limits::{Limits, MemoryLimitHit};
 use crate::runtime::{root_message, Compiled, Loaded, Runtime};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline, Val, ValType};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{I32Exit, ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Store, Trap, Val, ValType};
+use wasmtime_wasi::I32Exit;
 
 /// Calls an exported function of a core module instead of `_start`.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct Invoke {
 }
 
 /// What to run a loaded artifact with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct RunOptions {
     /// Requested capabilities (before admission).
     pub capabilities: Capabilities,
@@ -31,6 +31,9 @@ pub struct RunOptions {
     /// `argv[0]` as the guest sees it.
     pub program_name: String,
     pub context: AdmissionContext,
+    /// The guest's stdin, stdout and stderr: inherited by default (when
+    /// the grant has `inherit_stdio`), or files, pipes and FIFOs.
+    pub stdio: Stdio,
 }
 
 /// How a run ended when the guest itself ended it.
@@ -49,10 +52,6 @@ pub struct RunOutcome {
 /// Time a guest stuck in a host call gets after its deadline before the
 /// runner gives up on it.
 const TIMEOUT_GRACE: Duration = Duration::from_millis(250);
-
-/// How often the engine's epoch is bumped during the grace period, so that a
-/// store created after the first bump still sees one.
-const TIMEOUT_TICK: Duration = Duration::from_millis(10);
 
 /// Stack for the thread that runs a guest under a timeout: room for the
 /// guest's WebAssembly stack plus the host's own frames.
@@ -103,10 +102,39 @@ impl Runtime {
         Ok(grant)
     }
 
-    /// Admits and runs a loaded artifact to completion. Directories are
-    /// resolved to absolute paths before admission, so the admission judges
-    /// exactly what would be opened.
-    pub fn run(&self, loaded: &Loaded, mut opts: RunOptions) -> Result<RunOutcome> {
+    /// Admits and runs a loaded artifact to completion, on a thread of its
+    /// own when there is a timeout (a guest blocked in a host call past it
+    /// is left behind: the caller gets the timeout and may end the
+    /// process). Directories are resolved to absolute paths before
+    /// admission, so the admission judges exactly what would be opened.
+    pub fn run(&self, loaded: &Loaded, opts: RunOptions) -> Result<RunOutcome> {
+        let job = self.job(loaded, opts)?;
+        match job.grant.limits.timeout {
+            None => job.execute(),
+            Some(timeout) => run_with_timeout(job, timeout),
+        }
+    }
+
+    /// Like [`Runtime::run`], on the caller's Tokio runtime (which needs
+    /// its time driver): for hosts that already run one, such as a
+    /// containerd shim. File I/O goes to Tokio's blocking pool. A guest
+    /// past its timeout is interrupted at its next epoch check, or dropped
+    /// in the host call it waits in.
+    pub async fn run_async(&self, loaded: &Loaded, opts: RunOptions) -> Result<RunOutcome> {
+        let mut job = self.job(loaded, opts)?;
+        match job.grant.limits.timeout {
+            None => job.execute_async(false).await,
+            Some(timeout) => {
+                job.deadline = Instant::now().checked_add(timeout);
+                tokio::time::timeout(timeout + TIMEOUT_GRACE, job.execute_async(false))
+                    .await
+                    .unwrap_or(Err(Error::Timeout(timeout)))
+            }
+        }
+    }
+
+    /// Checks, admits and prepares a run.
+    fn job(&self, loaded: &Loaded, mut opts: RunOptions) -> Result<Job> {
         opts.limits.validate()?;
         opts.capabilities.resolve_dirs()?;
         let mut grant = self.admit(loaded, &opts.capabilities, &opts.limits, &opts.context)?;
@@ -118,28 +146,24 @@ impl Runtime {
                 "a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)",
             ));
         }
-        let job = Job {
-            engine: loaded.compiled.engine().clone(),
+        Ok(Job {
+            host: self.host.clone(),
             compiled: loaded.compiled.clone(),
             grant,
             invoke: opts.invoke,
             program_name: opts.program_name,
+            stdio: opts.stdio,
             deadline: None,
-        };
-        match job.grant.limits.timeout {
-            None => job.execute(),
-            Some(timeout) => run_with_timeout(job, timeout),
-        }
+        })
     }
 }
 
 /// Runs the guest on a thread of its own and waits for it until the
-/// deadline. The guest's store traps at its next epoch check once the
-/// deadline has passed (see [`new_store`]); a guest blocked in a host call
-/// is given [`TIMEOUT_GRACE`] and then left behind: the caller gets the
-/// timeout and may end the process.
+/// deadline. The guest's store traps at its first epoch tick past the
+/// deadline (see [`StoreOptions::deadline`]); a guest blocked in a host
+/// call is given [`TIMEOUT_GRACE`] and then left behind: the caller gets
+/// the timeout and may end the process.
 fn run_with_timeout(mut job: Job, timeout: Duration) -> Result<RunOutcome> {
-    let engine = job.engine.clone();
     // `Limits::validate` keeps the timeout small enough for an `Instant`.
     job.deadline = Instant::now().checked_add(timeout);
     let (tx, rx) = mpsc::channel();
@@ -150,135 +174,83 @@ fn run_with_timeout(mut job: Job, timeout: Duration) -> Result<RunOutcome> {
             let _ = tx.send(job.execute());
         })
         .map_err(|e| Error::host(format!("cannot start the guest thread: {e}")))?;
-    match rx.recv_timeout(timeout) {
+    match rx.recv_timeout(timeout + TIMEOUT_GRACE) {
         Ok(r) => r,
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Err(Error::host("the guest thread ended without a result"))
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            // Interrupt WebAssembly code at its next epoch check, and keep
-            // bumping the epoch: the guest's store may not have existed yet.
-            let give_up = Instant::now() + TIMEOUT_GRACE;
-            loop {
-                engine.increment_epoch();
-                let left = give_up.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    // Still blocked in a host call: report the timeout anyway.
-                    return Err(Error::Timeout(timeout));
-                }
-                match rx.recv_timeout(left.min(TIMEOUT_TICK)) {
-                    Ok(r) => return r,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(Error::host("the guest thread ended without a result"))
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                }
-            }
-        }
+        // Still blocked in a host call: report the timeout anyway.
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
     }
 }
 
 struct Job {
-    engine: Engine,
+    host: Host,
     compiled: Compiled,
     grant: Grant,
     invoke: Option<Invoke>,
     program_name: String,
+    stdio: Stdio,
     /// When the guest must have finished (runs with a timeout).
     deadline: Option<Instant>,
-}
-
-/// Store state for a core module.
-struct P1State {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
-}
-
-/// Store state for a component.
-struct P2State {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-    names: Arc<NameLookup>,
-}
-
-impl WasiView for P2State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
 }
 
 impl Job {
     /// Runs the guest on a current-thread Tokio runtime of its own: WASI's
     /// host calls are async, and a multi-threaded runtime would start worker
-    /// threads that a one-shot command never needs.
+    /// threads that a one-shot command never needs. One guest per thread
+    /// here: blocking file I/O in place is cheaper than handing it to a
+    /// thread pool.
     fn execute(self) -> Result<RunOutcome> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
             .map_err(|e| Error::host(format!("cannot start the I/O runtime: {e}")))?;
-        rt.block_on(self.execute_async())
+        rt.block_on(self.execute_async(true))
     }
 
-    async fn execute_async(self) -> Result<RunOutcome> {
-        let mut wasi = wasi_builder(&self.grant.capabilities, &self.program_name)?;
-        // One guest per thread here: blocking file I/O in place is cheaper
-        // than handing it to a thread pool.
-        wasi.allow_blocking_current_thread(true);
+    async fn execute_async(self, blocking: bool) -> Result<RunOutcome> {
         let limits = self.grant.limits.clone();
-        match &self.compiled {
+        let start_check = self.started_check();
+        let Job {
+            host,
+            compiled,
+            grant,
+            invoke,
+            program_name,
+            stdio,
+            deadline,
+        } = self;
+        let opts = StoreOptions {
+            program_name,
+            stdio,
+            deadline,
+            fuel_yield_interval: None,
+            blocking_current_thread: blocking,
+        };
+        match &compiled {
             Compiled::Module(module) => {
-                let state = P1State {
-                    wasi: wasi.build_p1(),
-                    limiter: MemoryLimiter::new(&limits),
-                };
-                let mut store = new_store(&self.engine, state, &limits, self.deadline, |s| {
-                    &mut s.limiter
-                })?;
-                let mut linker = wasmtime::Linker::new(&self.engine);
-                wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut P1State| &mut s.wasi)
-                    .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
-                let result = run_module(
-                    &mut store,
-                    &linker,
-                    module,
-                    self.invoke.as_ref(),
-                    self.started_check(),
-                )
-                .await;
-                finish(store, result, &limits, |s| &s.limiter)
+                let mut store = host.module_store(module.engine(), &grant, opts)?;
+                let linker = host.module_linker(module.engine())?;
+                let result =
+                    run_module(&mut store, &linker, module, invoke.as_ref(), start_check).await;
+                finish(store, result, &limits)
             }
             Compiled::Component(component) => {
-                if self.invoke.is_some() {
+                if invoke.is_some() {
                     return Err(Error::usage(
                         "--invoke calls exports of core modules; this artifact is a component",
                     ));
                 }
-                let state = P2State {
-                    wasi: wasi.build(),
-                    table: ResourceTable::new(),
-                    limiter: MemoryLimiter::new(&limits),
-                    names: Arc::new(NameLookup::for_patterns(&self.grant.capabilities.allow_net)),
-                };
-                let mut store = new_store(&self.engine, state, &limits, self.deadline, |s| {
-                    &mut s.limiter
-                })?;
-                let mut linker = wasmtime::component::Linker::new(&self.engine);
-                add_wasi_to_linker(&mut linker, &WasiImports::of(component))
-                    .map_err(|e| Error::host(format!("cannot link WASI: {e:#}")))?;
-                let result =
-                    run_component(&mut store, &linker, component, self.started_check()).await;
-                finish(store, result, &limits, |s| &s.limiter)
+                let mut store = host.component_store(component.engine(), &grant, opts)?;
+                let linker = host.component_linker(component)?;
+                let result = run_component(&mut store, &linker, component, start_check).await;
+                finish(store, result, &limits)
             }
         }
     }
-}
 
-impl Job {
     /// What the runner checks right before it calls the guest's entry point:
     /// setting up the store and instantiating take time of their own, and a
     /// deadline already past must not let the guest start.
@@ -305,44 +277,6 @@ impl StartCheck {
     }
 }
 
-fn new_store<T: Send + 'static>(
-    engine: &Engine,
-    state: T,
-    limits: &Limits,
-    deadline: Option<Instant>,
-    limiter: fn(&mut T) -> &mut MemoryLimiter,
-) -> Result<Store<T>> {
-    let mut store = Store::new(engine, state);
-    store.limiter(move |s| limiter(s) as &mut dyn wasmtime::ResourceLimiter);
-    if let Some(fuel) = limits.fuel {
-        store
-            .set_fuel(fuel)
-            .map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
-    } else if engine.get_consume_fuel() {
-        store
-            .set_fuel(u64::MAX)
-            .map_err(|e| Error::host(format!("cannot set fuel: {e}")))?;
-    }
-    match deadline {
-        // With a timeout the runner bumps the engine's epoch from the
-        // deadline on; each bump this store sees checks the clock, so bumps
-        // from before the store existed (or for another store of the same
-        // engine) cannot end or spare it wrongly.
-        Some(at) => {
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| {
-                if Instant::now() >= at {
-                    Err(Trap::Interrupt.into())
-                } else {
-                    Ok(UpdateDeadline::Continue(1))
-                }
-            });
-        }
-        None => store.set_epoch_deadline(u64::MAX / 2),
-    }
-    Ok(store)
-}
-
 /// Raw result of the guest: exit code and invoke results, or the error.
 type GuestResult = std::result::Result<(i32, Vec<String>), GuestError>;
 
@@ -360,8 +294,8 @@ impl From<Error> for GuestError {
 }
 
 async fn run_module(
-    store: &mut Store<P1State>,
-    linker: &wasmtime::Linker<P1State>,
+    store: &mut Store<ModuleState>,
+    linker: &wasmtime::Linker<ModuleState>,
     module: &wasmtime::Module,
     invoke: Option<&Invoke>,
     start_check: StartCheck,
@@ -433,65 +367,6 @@ async fn run_module(
     }
 }
 
-/// Which WASI releases a component imports from.
-#[derive(Debug, Clone, Copy)]
-struct WasiImports {
-    p2: bool,
-    p3: bool,
-}
-
-impl WasiImports {
-    fn of(component: &wasmtime::component::Component) -> WasiImports {
-        let mut found = WasiImports {
-            p2: false,
-            p3: false,
-        };
-        for (name, _) in component.component_type().imports(component.engine()) {
-            if name.starts_with("wasi:") {
-                found.p3 |= name.contains("@0.3");
-                found.p2 |= name.contains("@0.2");
-            }
-        }
-        found
-    }
-}
-
-/// WASI 0.2 and 0.3, each only when the component imports from it (a 0.3
-/// guest's standard library may still use 0.2 interfaces; linking a release
-/// it does not use would only cost start-up time), with name lookups of
-/// either going through the allowlist's names.
-fn add_wasi_to_linker(
-    linker: &mut wasmtime::component::Linker<P2State>,
-    imports: &WasiImports,
-) -> wasmtime::Result<()> {
-    fn lookup(s: &mut P2State) -> FilteredLookup<'_> {
-        let names = s.names.clone();
-        FilteredLookup {
-            inner: wasmtime_wasi::sockets::WasiSocketsView::sockets(s),
-            names,
-        }
-    }
-    if imports.p2 || !imports.p3 {
-        wasmtime_wasi::p2::add_to_linker_async(linker)?;
-        linker.allow_shadowing(true);
-        wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::add_to_linker::<
-            P2State,
-            FilteredLookupData,
-        >(linker, lookup)?;
-        linker.allow_shadowing(false);
-    }
-    if imports.p3 {
-        wasmtime_wasi::p3::add_to_linker(linker)?;
-        linker.allow_shadowing(true);
-        wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::add_to_linker::<
-            P2State,
-            FilteredLookupData,
-        >(linker, lookup)?;
-        linker.allow_shadowing(false);
-    }
-    Ok(())
-}
-
 /// Which WASI command world a component exports, from its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandWorld {
@@ -518,8 +393,8 @@ impl CommandWorld {
 }
 
 async fn run_component(
-    store: &mut Store<P2State>,
-    linker: &wasmtime::component::Linker<P2State>,
+    store: &mut Store<ComponentState>,
+    linker: &wasmtime::component::Linker<ComponentState>,
     component: &wasmtime::component::Component,
     start_check: StartCheck,
 ) -> GuestResult {
@@ -573,17 +448,16 @@ fn has_memory_limit_hit(e: &wasmtime::Error) -> bool {
         .any(|c| c.downcast_ref::<MemoryLimitHit>().is_some())
 }
 
-fn finish<T>(
-    store: Store<T>,
+fn finish<W>(
+    store: Store<GuestState<W>>,
     result: GuestResult,
     limits: &Limits,
-    limiter: fn(&T) -> &MemoryLimiter,
 ) -> Result<RunOutcome> {
     let fuel_consumed = match (limits.fuel, store.get_fuel()) {
         (Some(total), Ok(left)) => Some(total - left),
         _ => None,
     };
-    let l = limiter(store.data());
+    let l = store.data().limiter();
     let peak_memory = l.peak();
     let (exit_code, results) = match result {
         Ok(r) => r,
@@ -733,235 +607,5 @@ fn format_val(v: &Val) -> String {
         Val::F64(f) => f64::from_bits(*f).to_string(),
         Val::V128(v) => format!("{:#034x}", v.as_u128()),
         other => format!("{other:?}"),
-    }
-}
-
-/// Builds a WASI context that grants exactly `caps`.
-///
-/// Name lookups (`wasi:sockets/ip-name-lookup`) are switched on when a
-/// network pattern names a host; the runner's linker then resolves only the
-/// names the patterns give (see [`NameLookup`]).
-pub fn wasi_builder(caps: &Capabilities, program_name: &str) -> Result<WasiCtxBuilder> {
-    caps.check_dirs()?;
-    let mut b = WasiCtxBuilder::new();
-    b.arg(program_name);
-    b.args(&caps.args);
-    b.envs(&caps.resolved_env());
-    if caps.inherit_stdio {
-        b.inherit_stdio();
-    }
-    for d in &caps.dirs {
-        let perms = if d.read_only {
-            wasmtime_wasi::FsPerms::ReadOnly
-        } else {
-            wasmtime_wasi::FsPerms::ReadWrite
-        };
-        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
-            Error::usage(format!("cannot open directory {}: {e}", d.host.display()))
-        })?;
-    }
-    if !caps.allow_net.is_empty() {
-        let patterns = Arc::new(caps.allow_net.clone());
-        b.allow_tcp(true);
-        b.allow_udp(true);
-        b.allow_ip_name_lookup(caps.allow_net.iter().any(|p| p.needs_name_lookup()));
-        b.socket_addr_check(move |addr, use_| {
-            let patterns = patterns.clone();
-            Box::pin(async move { net_check(&patterns, addr, use_) })
-        });
-    }
-    Ok(b)
-}
-
-/// Outbound only: connects and sends to allowlisted addresses; binds only
-/// the implicit wildcard bind that an outbound socket needs; no listening.
-fn net_check(
-    patterns: &[crate::caps::NetPattern],
-    addr: std::net::SocketAddr,
-    use_: wasmtime_wasi::sockets::SocketAddrUse,
-) -> bool {
-    use wasmtime_wasi::sockets::SocketAddrUse as U;
-    let allowed = match use_ {
-        U::TcpConnect | U::UdpSend | U::UdpReceive => patterns.iter().any(|p| p.matches(&addr)),
-        U::TcpBind | U::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
-        _ => false,
-    };
-    if !allowed {
-        tracing::warn!(%addr, ?use_, "network access denied: not on the allowlist");
-    }
-    allowed
-}
-
-/// Which host names a guest may look up: the names the network allowlist
-/// gives, or any name when it has a `*` host. A lookup of any other name is
-/// refused before it reaches a resolver, so the guest cannot use DNS queries
-/// as a channel out of the sandbox. IP address literals need no resolver
-/// and are always answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameLookup {
-    Any,
-    Only(Vec<String>),
-}
-
-impl NameLookup {
-    pub fn for_patterns(patterns: &[crate::caps::NetPattern]) -> NameLookup {
-        use crate::caps::HostPattern;
-        let mut names = Vec::new();
-        for p in patterns {
-            match &p.host {
-                HostPattern::Any => return NameLookup::Any,
-                HostPattern::Name(n) => names.push(n.to_ascii_lowercase()),
-                HostPattern::Cidr(..) => {}
-            }
-        }
-        NameLookup::Only(names)
-    }
-
-    /// Whether `name`, as the guest asked for it, may be resolved.
-    pub fn allows(&self, name: &str) -> bool {
-        let literal = name.trim_start_matches('[').trim_end_matches(']');
-        if literal.parse::<std::net::IpAddr>().is_ok() {
-            return true;
-        }
-        match self {
-            NameLookup::Any => true,
-            NameLookup::Only(names) => {
-                let name = name.strip_suffix('.').unwrap_or(name);
-                names.iter().any(|n| n.eq_ignore_ascii_case(name))
-            }
-        }
-    }
-}
-
-/// `wasi:sockets/ip-name-lookup` for the runner: WASI's own implementation,
-/// behind the [`NameLookup`] filter.
-struct FilteredLookup<'a> {
-    inner: wasmtime_wasi::sockets::WasiSocketsCtxView<'a>,
-    names: Arc<NameLookup>,
-}
-
-struct FilteredLookupData;
-
-impl wasmtime::component::HasData for FilteredLookupData {
-    type Data<'a> = FilteredLookup<'a>;
-}
-
-mod lookup {
-    use super::FilteredLookup;
-    use wasmtime::component::Resource;
-    use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
-        Host, HostResolveAddressStream, ResolveAddressStream,
-    };
-    use wasmtime_wasi::p2::bindings::sockets::network::{self, ErrorCode, IpAddress, Network};
-    use wasmtime_wasi::p2::{DynPollable, SocketError};
-
-    impl Host for FilteredLookup<'_> {
-        fn resolve_addresses(
-            &mut self,
-            network: Resource<Network>,
-            name: String,
-        ) -> Result<Resource<ResolveAddressStream>, SocketError> {
-            if !self.names.allows(&name) {
-                tracing::warn!(
-                    name = %name,
-                    "name lookup denied: the name is not on the allowlist"
-                );
-                return Err(ErrorCode::AccessDenied.into());
-            }
-            self.inner.resolve_addresses(network, name)
-        }
-    }
-
-    // What ip-name-lookup needs of the network interface: its error codes.
-    impl network::Host for FilteredLookup<'_> {
-        fn convert_error_code(&mut self, error: SocketError) -> wasmtime::Result<ErrorCode> {
-            network::Host::convert_error_code(&mut self.inner, error)
-        }
-
-        fn network_error_code(
-            &mut self,
-            err: Resource<network::Error>,
-        ) -> wasmtime::Result<Option<ErrorCode>> {
-            network::Host::network_error_code(&mut self.inner, err)
-        }
-    }
-
-    impl network::HostNetwork for FilteredLookup<'_> {
-        fn drop(&mut self, this: Resource<Network>) -> wasmtime::Result<()> {
-            network::HostNetwork::drop(&mut self.inner, this)
-        }
-    }
-
-    impl HostResolveAddressStream for FilteredLookup<'_> {
-        fn resolve_next_address(
-            &mut self,
-            stream: Resource<ResolveAddressStream>,
-        ) -> Result<Option<IpAddress>, SocketError> {
-            self.inner.resolve_next_address(stream)
-        }
-
-        fn subscribe(
-            &mut self,
-            stream: Resource<ResolveAddressStream>,
-        ) -> wasmtime::Result<Resource<DynPollable>> {
-            HostResolveAddressStream::subscribe(&mut self.inner, stream)
-        }
-
-        async fn drop(&mut self, stream: Resource<ResolveAddressStream>) -> wasmtime::Result<()> {
-            HostResolveAddressStream::drop(&mut self.inner, stream).await
-        }
-    }
-
-    /// WASI 0.3's lookups: the same check, then WASI's own resolver.
-    mod p3 {
-        use super::super::{FilteredLookupData, P2State};
-        use super::FilteredLookup;
-        use wasmtime::component::Accessor;
-        use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::{
-            ErrorCode, Host, HostWithStore,
-        };
-        use wasmtime_wasi::p3::bindings::sockets::types::IpAddress;
-        use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
-
-        impl Host for FilteredLookup<'_> {}
-
-        impl HostWithStore<P2State> for FilteredLookupData {
-            async fn resolve_addresses(
-                store: &Accessor<P2State, Self>,
-                name: String,
-            ) -> wasmtime::Result<Result<Vec<IpAddress>, ErrorCode>> {
-                if !store.with(|mut view| view.get().names.allows(&name)) {
-                    return Ok(Err(ErrorCode::AccessDenied));
-                }
-                let wasi = store.with_getter::<WasiSockets>(|s: &mut P2State| s.sockets());
-                <WasiSockets as HostWithStore<P2State>>::resolve_addresses(&wasi, name).await
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn name_lookups_follow_the_allowlist() {
-        let pats = |ps: &[&str]| -> Vec<crate::caps::NetPattern> {
-            ps.iter().map(|p| p.parse().unwrap()).collect()
-        };
-        let only = NameLookup::for_patterns(&pats(&["10.0.0.0/8:*", "Api.Internal:443"]));
-        assert_eq!(only, NameLookup::Only(vec!["api.internal".into()]));
-        assert!(only.allows("api.internal"));
-        assert!(only.allows("API.internal."));
-        assert!(!only.allows("other.internal"));
-        assert!(!only.allows("api.internal.evil"));
-        assert!(!only.allows("x.api.internal"));
-        assert!(only.allows("127.0.0.1"));
-        assert!(only.allows("::1"));
-        assert!(only.allows("[::1]"));
-        let any = NameLookup::for_patterns(&pats(&["api.internal:443", "*:80"]));
-        assert_eq!(any, NameLookup::Any);
-        assert!(any.allows("anything.example"));
-        assert!(!NameLookup::for_patterns(&[]).allows("localhost"));
     }
 }

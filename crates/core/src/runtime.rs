@@ -5,6 +5,7 @@ use crate::admission::{Admission, GrantRequested};
 use crate::artifact::{detect, ArtifactFacts, ArtifactKind, Format};
 use crate::cache::{Cache, IndexEntry};
 use crate::error::{Error, Result};
+use crate::host::Host;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -151,6 +152,7 @@ pub struct RuntimeBuilder {
     cache_root: Option<PathBuf>,
     cache: bool,
     admission: Arc<dyn Admission>,
+    host: Host,
 }
 
 impl Default for RuntimeBuilder {
@@ -160,6 +162,7 @@ impl Default for RuntimeBuilder {
             cache_root: None,
             cache: true,
             admission: Arc::new(GrantRequested),
+            host: Host::new(),
         }
     }
 }
@@ -182,6 +185,13 @@ impl RuntimeBuilder {
 
     pub fn admission(mut self, admission: Arc<dyn Admission>) -> Self {
         self.admission = admission;
+        self
+    }
+
+    /// Adds a host capability to every guest this runtime runs (WASI is
+    /// always there).
+    pub fn extension(mut self, extension: impl crate::host::Extension) -> Self {
+        self.host = self.host.with(extension);
         self
     }
 
@@ -211,6 +221,7 @@ impl RuntimeBuilder {
             options: self.engine,
             cache,
             admission: self.admission,
+            host: self.host,
         })
     }
 }
@@ -243,6 +254,8 @@ pub struct Runtime {
     options: EngineOptions,
     cache: Option<Cache>,
     pub(crate) admission: Arc<dyn Admission>,
+    /// The extensions guests are run with.
+    pub(crate) host: Host,
 }
 
 impl Runtime {
@@ -261,6 +274,19 @@ impl Runtime {
 
     pub fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
+    }
+
+    /// The extensions this runtime's guests get (WASI, and what the
+    /// builder added); a host such as `serve` adds its own to a copy.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Loads an artifact held in memory (an OCI layer, a download): the
+    /// same detection, compile cache (by content) and admission facts as
+    /// [`Runtime::load`]. `name` stands for it in messages.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8], opts: LoadOptions) -> Result<Loaded> {
+        self.load_from(Path::new(name), bytes, None, opts)
     }
 
     /// Loads an artifact from disk: detects its kind, and compiles it or
@@ -297,8 +323,20 @@ impl Runtime {
         }
 
         let bytes = read_artifact(path)?;
-        let (format, kind) = detect(&bytes).map_err(|e| prefix(path, e))?;
-        let sha256 = hex(&sha2::Sha256::digest(&bytes));
+        self.load_from(path, &bytes, stat_key.as_ref(), opts)
+    }
+
+    /// Detects, then compiles or takes from the cache; `stat_key` is the
+    /// file's identity, remembered for the next load of the same file.
+    fn load_from(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        stat_key: Option<&String>,
+        opts: LoadOptions,
+    ) -> Result<Loaded> {
+        let (format, kind) = detect(bytes).map_err(|e| prefix(path, e))?;
+        let sha256 = hex(&sha2::Sha256::digest(bytes));
         if format == Format::Precompiled {
             if !opts.allow_precompiled {
                 return Err(Error::invalid(format!(
@@ -306,7 +344,7 @@ impl Runtime {
                     path.display()
                 )));
             }
-            let compiled = self.deserialize_precompiled(path, &bytes, kind.expect("detected"))?;
+            let compiled = self.deserialize_precompiled(path, bytes, kind.expect("detected"))?;
             return Ok(self.finish(
                 path,
                 compiled,
@@ -318,10 +356,10 @@ impl Runtime {
         }
 
         let wasm: std::borrow::Cow<[u8]> = match format {
-            Format::Wat => wat::parse_bytes(&bytes).map_err(|e| {
+            Format::Wat => wat::parse_bytes(bytes).map_err(|e| {
                 Error::invalid(format!("{}: invalid WebAssembly text: {e}", path.display()))
             })?,
-            _ => std::borrow::Cow::Borrowed(&bytes[..]),
+            _ => std::borrow::Cow::Borrowed(bytes),
         };
         let kind = match kind {
             Some(k) => k,
@@ -334,7 +372,7 @@ impl Runtime {
         if let Some(cache) = &self.cache {
             if let Some(compiled) = self.load_cached(cache, &sha256, kind) {
                 tracing::info!(path = %path.display(), %sha256, "cache hit (by content): nothing compiled");
-                if let Some(key) = &stat_key {
+                if let Some(key) = stat_key {
                     cache.write_index(
                         key,
                         &IndexEntry {
@@ -360,7 +398,7 @@ impl Runtime {
         tracing::info!(path = %path.display(), %sha256, elapsed_ms = start.elapsed().as_secs_f64() * 1e3, "compiled (cache miss)");
         if let Some(cache) = &self.cache {
             cache.store_object(&sha256, &self.serialize(&compiled)?);
-            if let Some(key) = &stat_key {
+            if let Some(key) = stat_key {
                 cache.write_index(
                     key,
                     &IndexEntry {

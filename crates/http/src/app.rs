@@ -11,45 +11,95 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmlayer_core::caps::NetPattern;
-use wasmlayer_core::limits::MemoryLimiter;
 use wasmlayer_core::runtime::Compiled;
-use wasmlayer_core::{Error, LoadOptions, Result, Runtime};
-use wasmtime::component::{Linker, ResourceTable};
+use wasmlayer_core::{
+    ComponentState, Error, Extension, Grant, Host, Imports, LoadOptions, Result, Runtime, Setup,
+    Stdio, StoreOptions, Stream,
+};
+use wasmtime::component::Linker;
 use wasmtime::Store;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks};
 
 /// The body type of every response.
 pub type Body = UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
 
-/// Per-request store data.
-pub struct Host {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    hooks: Hooks,
-    limiter: MemoryLimiter,
+/// wasi:http as a host extension: per store, its context and the hooks
+/// that hold outbound requests to the grant's `allow_http`; imports of
+/// 0.2 and 0.3, each when the component imports it.
+pub struct WasiHttp {
+    /// The route, named in logs.
+    pub route: Arc<str>,
 }
 
-impl WasiView for Host {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+/// wasi:http's state in a guest's store.
+struct HttpState {
+    ctx: WasiHttpCtx,
+    hooks: Hooks,
+}
+
+/// wasi:http's view of a store made by a host with [`WasiHttp`].
+pub(crate) fn http_view(guest: &mut ComponentState) -> WasiHttpCtxView<'_> {
+    let (state, table) = guest
+        .extension_and_table::<HttpState>()
+        .expect("a store made by a host with the WasiHttp extension has its state");
+    WasiHttpCtxView {
+        ctx: &mut state.ctx,
+        table,
+        hooks: &mut state.hooks,
     }
 }
 
-impl WasiHttpView for Host {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
+impl Extension for WasiHttp {
+    fn name(&self) -> &'static str {
+        "wasi:http"
+    }
+
+    fn prepare(&self, setup: &mut Setup<'_>) -> Result<()> {
+        let allow = Arc::new(setup.grant.capabilities.allow_http.clone());
+        setup.insert(HttpState {
+            ctx: WasiHttpCtx::new(),
+            hooks: Hooks {
+                route: self.route.clone(),
+                allow,
+            },
+        });
+        Ok(())
+    }
+
+    fn link_component(
+        &self,
+        linker: &mut Linker<ComponentState>,
+        imports: &Imports,
+    ) -> wasmtime::Result<()> {
+        use wasmtime_wasi_http::WasiHttp as Http;
+        let http = |version: &str| {
+            imports
+                .names()
+                .any(|n| n.starts_with("wasi:http/") && n.contains(version))
+        };
+        if http("@0.2") {
+            let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+            wasmtime_wasi_http::p2::bindings::http::outgoing_handler::add_to_linker::<_, Http>(
+                linker, http_view,
+            )?;
+            wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<_, Http>(
+                linker,
+                &options.into(),
+                http_view,
+            )?;
         }
+        if http("@0.3") {
+            wasmtime_wasi_http::p3::bindings::http::client::add_to_linker::<_, Http>(
+                linker, http_view,
+            )?;
+            wasmtime_wasi_http::p3::bindings::http::types::add_to_linker::<_, Http>(
+                linker, http_view,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -101,13 +151,16 @@ pub struct Route {
     pub spec: RouteSpec,
     pub name: Arc<str>,
     handler: Handler,
-    pub(crate) allow: Arc<Vec<NetPattern>>,
+    /// What the route's stores are made with: WASI and wasi:http.
+    pub(crate) host: Host,
+    /// The route's admitted grant.
+    pub(crate) grant: Grant,
 }
 
 /// How a route's component is called.
 enum Handler {
     /// `wasi:http/incoming-handler@0.2`: a fresh instance per request.
-    P2(ProxyPre<Host>),
+    P2(ProxyPre<ComponentState>),
     /// `wasi:http/handler@0.3`: instances that may serve several requests.
     P3(crate::p3::Service),
 }
@@ -163,8 +216,8 @@ impl App {
                     other => other,
                 })?;
             let mut spec = spec.clone();
-            spec.caps = grant.capabilities;
-            spec.limits = grant.limits;
+            spec.caps = grant.capabilities.clone();
+            spec.limits = grant.limits.clone();
             let component = match &loaded.compiled {
                 Compiled::Component(c) => c.clone(),
                 Compiled::Module(_) => {
@@ -174,8 +227,11 @@ impl App {
                     )))
                 }
             };
-            let mut linker = Linker::<Host>::new(component.engine());
-            add_to_linker(&mut linker).map_err(|e| Error::host(format!("{e:#}")))?;
+            let name: Arc<str> = spec.path.as_str().into();
+            let host = runtime.host().clone().with(WasiHttp {
+                route: name.clone(),
+            });
+            let linker = host.component_linker(&component)?;
             let not_http = |e: wasmtime::Error| {
                 let exports_http = component
                     .component_type()
@@ -208,10 +264,11 @@ impl App {
                 }
             };
             routes.push(Route {
-                name: spec.path.as_str().into(),
-                allow: Arc::new(spec.caps.allow_http.clone()),
+                name,
                 spec,
                 handler,
+                host,
+                grant,
             });
         }
         Ok(App { routes })
@@ -222,58 +279,37 @@ impl App {
     }
 }
 
-/// WASI 0.2 and 0.3 with wasi:http of both: a 0.3 component built by
-/// today's toolchains still uses 0.2 interfaces through its standard library.
-fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    wasmtime_wasi::p3::add_to_linker(linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(linker)?;
-    Ok(())
-}
-
-/// A fresh store with the route's grants and limits: WASI from the grant
-/// (the guest's stdout and stderr go to the server's stderr), outbound HTTP
-/// through the allowlist, the memory limit, and fuel that yields to other
-/// guests every [`FUEL_YIELD_INTERVAL`] units. Returns the fuel it starts with.
+/// A fresh store for one of the route's instances, with the route's grant
+/// and limits: WASI from the grant (the guest's stdout and stderr go to the
+/// server's stderr), outbound HTTP through the allowlist, the memory limit,
+/// and fuel that yields to other guests every [`FUEL_YIELD_INTERVAL`]
+/// units. Returns the fuel it starts with.
+///
+/// Guests take turns by fuel, not by epoch: a yield writes the fuel burnt
+/// so far back to the store, an epoch check does not. The deadline is a
+/// timer around the call.
 pub(crate) fn new_store(
+    host: &Host,
     engine: &wasmtime::Engine,
-    name: &Arc<str>,
-    spec: &RouteSpec,
-    allow: &Arc<Vec<NetPattern>>,
-) -> Result<(Store<Host>, u64)> {
-    let mut wasi = wasmlayer_core::run::wasi_builder(&spec.caps, name)?;
-    wasi.stdout(wasmtime_wasi::cli::stderr())
-        .stderr(wasmtime_wasi::cli::stderr());
-    let host = Host {
-        table: ResourceTable::new(),
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        hooks: Hooks {
-            route: name.clone(),
-            allow: allow.clone(),
+    name: &str,
+    grant: &Grant,
+) -> Result<(Store<ComponentState>, u64)> {
+    let store = host.component_store(
+        engine,
+        grant,
+        StoreOptions {
+            program_name: name.to_string(),
+            stdio: Stdio {
+                stdin: Stream::Null,
+                stdout: Stream::Stderr,
+                stderr: Stream::Stderr,
+            },
+            fuel_yield_interval: Some(FUEL_YIELD_INTERVAL),
+            ..Default::default()
         },
-        limiter: MemoryLimiter::new(&spec.limits),
-    };
-    let mut store = Store::new(engine, host);
-    store.limiter(|h| &mut h.limiter);
-    let fuel = spec.limits.fuel.unwrap_or(u64::MAX);
-    // Guests take turns by fuel, not by epoch: a yield writes the fuel
-    // burnt so far back to the store, an epoch check does not. The deadline
-    // is a timer around the call.
-    store
-        .set_fuel(fuel)
-        .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)))
-        .map_err(|e| Error::host(format!("cannot meter fuel: {e}")))?;
-    store.set_epoch_deadline(u64::MAX / 2);
+    )?;
+    let fuel = store.get_fuel().unwrap_or(u64::MAX);
     Ok((store, fuel))
-}
-
-impl Host {
-    /// The store's memory limiter (peak and whether the limit was hit).
-    pub(crate) fn limiter(&self) -> &MemoryLimiter {
-        &self.limiter
-    }
 }
 
 /// What one request did, written as one access-log line and into the
@@ -652,7 +688,7 @@ struct Running {
 
 async fn start(
     route: &Route,
-    pre: &ProxyPre<Host>,
+    pre: &ProxyPre<ComponentState>,
     request: http::Request<hyper::body::Incoming>,
     requests: &Requests,
 ) -> Result<Running, http::Response<Body>> {
@@ -667,7 +703,7 @@ async fn start(
     };
     let host_failure = |e: Error| failure(&record, &route.name, Failure::guest(e));
     let (mut store, fuel) =
-        new_store(pre.engine(), &route.name, &route.spec, &route.allow).map_err(host_failure)?;
+        new_store(&route.host, pre.engine(), &route.name, &route.grant).map_err(host_failure)?;
     let spec = &route.spec;
     let timeout = spec
         .limits
@@ -676,15 +712,13 @@ async fn start(
     let deadline = start + timeout;
 
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, request);
-    let (req, out) =
-        match req.and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(tx)?))) {
-            Ok(v) => v,
-            Err(e) => return Err(host_failure(Error::host(format!("{e:#}")))),
-        };
+    let req = http_view(store.data_mut()).new_incoming_request(Scheme::Http, request);
+    let (req, out) = match req
+        .and_then(|req| Ok((req, http_view(store.data_mut()).new_response_outparam(tx)?)))
+    {
+        Ok(v) => v,
+        Err(e) => return Err(host_failure(Error::host(format!("{e:#}")))),
+    };
 
     let pre = pre.clone();
     let limits = spec.limits.clone();
@@ -704,13 +738,13 @@ async fn start(
                 .call_handle(&mut store, req, out)
                 .await
                 .map_err(|e| {
-                    let hit = store.data().limiter.hit();
+                    let hit = store.data().limiter().hit();
                     Failure::guest(wasmlayer_core::run::classify(e, &limits, hit))
                 })
         };
         let result = tokio::time::timeout_at(deadline.into(), call).await;
         let consumed = fuel - store.get_fuel().unwrap_or(fuel);
-        let peak = store.data().limiter.peak();
+        let peak = store.data().limiter().peak();
         task_record.with(|i| {
             i.fuel = Some(consumed);
             i.memory = Some(peak);
@@ -740,9 +774,9 @@ async fn start(
 fn instantiate_failure(
     e: wasmtime::Error,
     limits: &wasmlayer_core::Limits,
-    store: &Store<Host>,
+    store: &Store<ComponentState>,
 ) -> Failure {
-    let hit = store.data().limiter.hit();
+    let hit = store.data().limiter().hit();
     if hit || e.downcast_ref::<wasmtime::Trap>().is_some() {
         return Failure::guest(wasmlayer_core::run::classify(e, limits, hit));
     }

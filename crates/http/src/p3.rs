@@ -23,7 +23,7 @@
 //!   requests it had in hand, each with the cause.
 
 use crate::app::{
-    at_capacity, failure, new_store, receive, Body, Counted, Failure, Host, Received, Record,
+    at_capacity, failure, http_view, new_store, receive, Body, Counted, Failure, Received, Record,
     Requests, Route,
 };
 use http_body_util::BodyExt;
@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use wasmlayer_core::{Error, Limits};
+use wasmlayer_core::{ComponentState, Error, Grant, Host, Limits};
 use wasmtime::component::TaskGroupId;
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::handler::{
@@ -42,7 +42,6 @@ use wasmtime_wasi_http::handler::{
     ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
-use wasmtime_wasi_http::WasiHttpView;
 
 /// How long an idle instance is kept for the next request of its route
 /// (it holds a slot of the pool meanwhile).
@@ -54,14 +53,14 @@ const CAUSE_WAIT: Duration = Duration::from_millis(500);
 
 /// A WASI 0.3 route's component, and the handler made for it on first use.
 pub struct Service {
-    pre: ServicePre<Host>,
+    pre: ServicePre<ComponentState>,
     handler: OnceLock<ProxyHandler<RouteState>>,
     /// Requests in hand at once: pool size × `concurrent_reuse`.
     admitted: OnceLock<Arc<Semaphore>>,
 }
 
 impl Service {
-    pub fn new(pre: ServicePre<Host>) -> Service {
+    pub fn new(pre: ServicePre<ComponentState>) -> Service {
         Service {
             pre,
             handler: OnceLock::new(),
@@ -113,26 +112,27 @@ impl Call {
 
 /// What the handler needs to make a route's instances.
 pub struct RouteState {
-    pre: ProxyPre<Host>,
+    pre: ProxyPre<ComponentState>,
     engine: wasmtime::Engine,
     name: Arc<str>,
     spec: crate::manifest::RouteSpec,
-    allow: Arc<Vec<wasmlayer_core::caps::NetPattern>>,
+    host: Host,
+    grant: Grant,
     pool: Arc<Semaphore>,
     metrics: Arc<crate::metrics::Metrics>,
     next_instance: AtomicU64,
 }
 
 impl HandlerState for RouteState {
-    type StoreData = Host;
+    type StoreData = ComponentState;
     type WorkerExpiration = Expiry;
     type WorkerState = Worker;
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiry, Worker>> {
+    async fn instantiate(&self) -> wasmtime::Result<Instance<ComponentState, Expiry, Worker>> {
         let Ok(permit) = self.pool.clone().try_acquire_owned() else {
             return Err(wasmtime::format_err!(AtCapacity));
         };
-        let (mut store, fuel) = new_store(&self.engine, &self.name, &self.spec, &self.allow)
+        let (mut store, fuel) = new_store(&self.host, &self.engine, &self.name, &self.grant)
             .map_err(|e| wasmtime::format_err!("{e}"))?;
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics.in_flight.inc();
@@ -145,7 +145,7 @@ impl HandlerState for RouteState {
         Ok(Instance {
             store,
             proxy,
-            view: |h: &mut Host| h.http(),
+            view: http_view,
             expiration: Expiry {
                 timeout,
                 sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
@@ -243,7 +243,7 @@ struct Calls {
 }
 
 impl WorkerState for Worker {
-    type StoreData = Host;
+    type StoreData = ComponentState;
     type RequestData = Arc<Call>;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
@@ -258,7 +258,7 @@ impl WorkerState for Worker {
 
     fn on_request_start(
         &self,
-        store: StoreContextMut<'_, Host>,
+        store: StoreContextMut<'_, ComponentState>,
         call: Arc<Call>,
         _group: TaskGroupId,
     ) -> Pin<Box<dyn Future<Output = ()> + 'static + Send + Sync>> {
@@ -284,7 +284,7 @@ impl WorkerState for Worker {
         Box::pin(tokio::time::sleep(self.timeout))
     }
 
-    fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
+    fn drop(&self, store: Store<ComponentState>, result: wasmtime::Result<()>) {
         let left = store.get_fuel().unwrap_or(0);
         let limiter = store.data().limiter();
         let (peak, hit) = (limiter.peak(), limiter.hit());
@@ -363,7 +363,8 @@ pub async fn handle(
                 engine: service.engine().clone(),
                 name: route.name.clone(),
                 spec: spec.clone(),
-                allow: route.allow.clone(),
+                host: route.host.clone(),
+                grant: route.grant.clone(),
                 pool: requests.pool.clone(),
                 metrics: metrics.clone(),
                 next_instance: AtomicU64::new(0),
