@@ -175,14 +175,14 @@ pub fn native(case: &PolicyCase) -> Vec<Outcome> {
 /// reused for all of them; with `set_data`, the data is given by the host.
 pub fn our_wasm_host(case: &PolicyCase, wasm: &[u8], set_data: bool) -> Vec<Outcome> {
     use wasmlayer_policy::{OpaWasmPolicy, WasmPolicySource};
-    let engine = wasmlayer_policy::policy_engine().unwrap();
+    let runtime = wasmlayer_policy::policy_runtime().unwrap();
     let source = WasmPolicySource::from_bytes(wasm).unwrap();
     let data = if set_data {
         case.data.clone()
     } else {
         Json::Null
     };
-    let policy = OpaWasmPolicy::new(&engine, &source, &data, &Default::default())
+    let policy = OpaWasmPolicy::new(runtime, &source, &data, &Default::default())
         .unwrap_or_else(|e| panic!("{}: our host cannot load the module: {e}", case.name));
     evaluate_all(case, wasmlayer_policy::Policy::Wasm(Box::new(policy)))
 }

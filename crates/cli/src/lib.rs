@@ -132,7 +132,6 @@ impl LimitArgs {
                 })
                 .transpose()
                 .map_err(|e: String| Error::usage(format!("--timeout: {e}")))?,
-            max_instances: None,
         })
     }
 }

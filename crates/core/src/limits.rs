@@ -20,10 +20,11 @@ pub struct Limits {
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
-    /// Maximum number of instances a guest may create (components create several).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_instances: Option<usize>,
 }
+
+/// Instances, memories and tables one store may create: components create
+/// several of each; memory is bounded by [`Limits::max_memory`].
+pub const MAX_INSTANCES_PER_STORE: usize = 10_000;
 
 /// Size of one table element, as counted against the memory limit.
 pub const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
@@ -226,7 +227,7 @@ impl MemoryLimiter {
     pub fn new(limits: &Limits) -> Self {
         MemoryLimiter {
             limit: limits.max_memory,
-            max_instances: limits.max_instances.unwrap_or(10_000),
+            max_instances: MAX_INSTANCES_PER_STORE,
             ..Default::default()
         }
     }

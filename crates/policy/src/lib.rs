@@ -4,6 +4,8 @@
 //! - [`wasm_host`]: a host for policies compiled to WebAssembly with OPA's
 //!   Wasm ABI, on Wasmtime.
 //! - [`builtins`]: the builtins a Wasm policy asks its host for.
+//! - [`document`]: what the first two share (data document, entrypoint
+//!   names, default timeout).
 //! - [`wasm_build`]: Rego compiled into a self-contained Wasm module that
 //!   exports OPA's Wasm ABI.
 //! - [`admission`]: capability grants decided by a policy.
@@ -18,6 +20,7 @@ use wasmlayer_core::{Error, Limits};
 
 pub mod admission;
 pub mod builtins;
+pub mod document;
 pub mod memory;
 pub mod native;
 pub mod wasm_build;
@@ -49,9 +52,8 @@ impl Policy {
             [] => Err(Error::usage("no policy given")),
             [one] if wasm_like(one) => {
                 let source = WasmPolicySource::read(one)?;
-                let engine = policy_engine()?;
                 let policy = OpaWasmPolicy::new(
-                    &engine,
+                    policy_runtime()?,
                     &source,
                     data.as_ref().unwrap_or(&Json::Null),
                     &Limits::default(),
@@ -136,32 +138,24 @@ impl Policy {
     }
 }
 
-/// The engine policies run on, one per process: Cranelift, no pooling, no
-/// fuel metering (it slows evaluation down); a thread advances its epoch
-/// every [`wasm_host::EPOCH_TICK`], which ends an evaluation past its
+/// The runtime policy modules are compiled and loaded with, one per
+/// process: Cranelift, no pooling, no fuel metering (it slows evaluation
+/// down), and the compile cache `run` uses. The process's epoch ticker
+/// (`wasmlayer_core::epoch`) advances the epoch of the engine a module runs
+/// on every [`wasm_host::EPOCH_TICK`], which ends an evaluation past its
 /// timeout.
-pub fn policy_engine() -> Result<wasmtime::Engine, Error> {
-    static ENGINE: std::sync::OnceLock<wasmtime::Engine> = std::sync::OnceLock::new();
-    if let Some(e) = ENGINE.get() {
-        return Ok(e.clone());
+pub fn policy_runtime() -> Result<&'static wasmlayer_core::Runtime, Error> {
+    static RUNTIME: std::sync::OnceLock<wasmlayer_core::Runtime> = std::sync::OnceLock::new();
+    if let Some(r) = RUNTIME.get() {
+        return Ok(r);
     }
-    let engine = wasmlayer_core::build_engine(&wasmlayer_core::EngineOptions {
-        fuel: false,
-        pooling: None,
-    })?;
-    let engine = ENGINE.get_or_init(|| {
-        let ticker = engine.clone();
-        std::thread::Builder::new()
-            .name("policy-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(wasm_host::EPOCH_TICK);
-                ticker.increment_epoch();
-            })
-            .map(|_| ())
-            .unwrap_or_else(|e| tracing::warn!("no epoch thread, so no policy timeouts: {e}"));
-        engine
-    });
-    Ok(engine.clone())
+    let runtime = wasmlayer_core::Runtime::builder()
+        .engine_options(wasmlayer_core::EngineOptions {
+            fuel: false,
+            pooling: None,
+        })
+        .build()?;
+    Ok(RUNTIME.get_or_init(|| runtime))
 }
 
 /// A YAML document as JSON.

@@ -7,6 +7,7 @@ use regorus::unstable::{Expr, Rule, RuleHead};
 use serde_json::Value as Json;
 use wasmlayer_core::Error;
 
+pub use crate::document::{normalize_entrypoint, slash_entrypoint};
 use crate::memory;
 
 /// Rego sources and the data document, as read from files.
@@ -79,33 +80,7 @@ impl Sources {
 
     /// Merges `value` (an object) into the data document.
     pub fn add_data(&mut self, value: Json, origin: &str) -> Result<(), Error> {
-        if !value.is_object() {
-            return Err(Error::policy(format!(
-                "{origin}: the data document must be a JSON object"
-            )));
-        }
-        merge(&mut self.data, value, origin, "data")
-    }
-}
-
-fn merge(into: &mut Json, value: Json, origin: &str, path: &str) -> Result<(), Error> {
-    match (into, value) {
-        (Json::Object(a), Json::Object(b)) => {
-            for (k, v) in b {
-                let sub = format!("{path}.{k}");
-                match a.get_mut(&k) {
-                    Some(existing) => merge(existing, v, origin, &sub)?,
-                    None => {
-                        a.insert(k, v);
-                    }
-                }
-            }
-            Ok(())
-        }
-        (into, value) if *into == value => Ok(()),
-        _ => Err(Error::policy(format!(
-            "{origin}: {path} conflicts with data already loaded"
-        ))),
+        crate::document::add_data(&mut self.data, value, origin)
     }
 }
 
@@ -177,7 +152,7 @@ impl NativePolicy {
         engine.set_gather_prints(true);
         // A runaway evaluation ends with an error, as on the Wasm host.
         engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-            limit: crate::wasm_host::DEFAULT_TIMEOUT,
+            limit: crate::document::DEFAULT_TIMEOUT,
             check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
         });
         crate::builtins::add_extensions(&mut engine).map_err(Error::host)?;
@@ -444,7 +419,7 @@ fn eval_error(e: anyhow::Error) -> Error {
     }
     let msg = format!("{e}");
     if msg.contains("exceeded time limit") {
-        Error::Timeout(crate::wasm_host::DEFAULT_TIMEOUT)
+        Error::Timeout(crate::document::DEFAULT_TIMEOUT)
     } else {
         Error::policy(msg)
     }
@@ -488,24 +463,6 @@ pub fn result_set(value: &regorus::Value) -> Json {
     }
     let v = serde_json::to_value(value).unwrap_or(Json::Null);
     serde_json::json!([{ "result": v }])
-}
-
-/// `pkg/rule`, `pkg.rule` and `data.pkg.rule` all become `data.pkg.rule`.
-pub fn normalize_entrypoint(entrypoint: &str) -> String {
-    let dotted = entrypoint.trim().trim_matches('/').replace('/', ".");
-    if dotted == "data" || dotted.starts_with("data.") {
-        dotted
-    } else if dotted.is_empty() {
-        "data".to_string()
-    } else {
-        format!("data.{dotted}")
-    }
-}
-
-/// `data.pkg.rule` → `pkg/rule`, the form OPA's Wasm modules name entrypoints by.
-pub fn slash_entrypoint(entrypoint: &str) -> String {
-    let path = normalize_entrypoint(entrypoint);
-    path.strip_prefix("data.").unwrap_or("").replace('.', "/")
 }
 
 fn complete_or_object(refr: &Expr) -> RuleKind {

@@ -21,10 +21,9 @@ use wasmtime::{
 
 use crate::builtins::{self, HostBuiltin};
 
-/// Wall-clock time one evaluation may take when the caller sets no limit.
-pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+pub use crate::document::DEFAULT_TIMEOUT;
 /// How often the policy engine's epoch advances: the granularity of timeouts.
-pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+pub const EPOCH_TICK: std::time::Duration = wasmlayer_core::epoch::TICK;
 /// Fuel for one evaluation, on an engine that meters fuel, when the caller
 /// sets no limit: about a billion instructions.
 pub const DEFAULT_FUEL: u64 = 1_000_000_000;
@@ -245,12 +244,7 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
             for key in dir.iter().rev() {
                 nested = serde_json::json!({ *key: nested });
             }
-            let mut sources = crate::native::Sources {
-                modules: vec![],
-                data,
-            };
-            sources.add_data(nested, &path).map_err(|e| e.to_string())?;
-            data = sources.data;
+            crate::document::add_data(&mut data, nested, &path).map_err(|e| e.to_string())?;
         }
     }
     let (_, wasm) = wasm.ok_or("the bundle holds no policy.wasm (was it built with `-t wasm`?)")?;
@@ -362,15 +356,20 @@ impl OpaWasmPolicy {
     /// Compiles, checks and instantiates a policy module with `data`
     /// (Null: none). `limits`: memory and fuel per evaluation (defaults
     /// [`DEFAULT_MAX_MEMORY`] and [`DEFAULT_TIMEOUT`], and [`DEFAULT_FUEL`]
-    /// on an engine that meters fuel). The timeout needs the engine's epoch
-    /// to advance every [`EPOCH_TICK`], as [`crate::policy_engine`]'s does.
+    /// on an engine that meters fuel). The module is compiled by `runtime`
+    /// (through its compile cache), and the process's epoch ticker drives
+    /// its engine, which ends an evaluation past its timeout.
     pub fn new(
-        engine: &Engine,
+        runtime: &wasmlayer_core::Runtime,
         source: &WasmPolicySource,
         data: &Json,
         limits: &Limits,
     ) -> Result<Self, Error> {
-        let module = compile(engine, &source.wasm)?;
+        let module = compile(runtime, &source.wasm)?;
+        let engine = &module.engine().clone();
+        if !wasmlayer_core::epoch::ticker().drive(engine) {
+            tracing::warn!("no epoch ticker, so no policy timeouts");
+        }
         let mut memory_type = None;
         for import in module.imports() {
             match (import.module(), import.name(), import.ty()) {
@@ -392,15 +391,7 @@ impl OpaWasmPolicy {
         limits.timeout.get_or_insert(DEFAULT_TIMEOUT);
         let mut data_doc = source.data.clone();
         if !data.is_null() {
-            let mut s = crate::native::Sources {
-                modules: vec![],
-                data: data_doc,
-            };
-            if s.data.is_null() {
-                s.data = Json::Object(Default::default());
-            }
-            s.add_data(data.clone(), "data")?;
-            data_doc = s.data;
+            crate::document::add_data(&mut data_doc, data.clone(), "data")?;
         }
         let linker = host_linker(engine)?;
         let mut policy = OpaWasmPolicy {
@@ -603,7 +594,7 @@ impl OpaWasmPolicy {
                 ))),
             };
         };
-        let slash = crate::native::slash_entrypoint(name);
+        let slash = crate::document::slash_entrypoint(name);
         if let Some(id) = self
             .entrypoints
             .get(&slash)
@@ -639,17 +630,16 @@ impl OpaWasmPolicy {
         if self.live.is_none() {
             self.instantiate()?;
         }
-        let result = self.eval_live(entrypoint, input);
-        if let Err(e) = &result {
-            if !matches!(e, Error::Policy(m) if m.starts_with("malformed input")) {
+        self.eval_live(entrypoint, input).map_err(|f| {
+            if !f.instance_intact {
                 // A trap may leave the instance in any state: start afresh next time.
                 self.live = None;
             }
-        }
-        result
+            f.error
+        })
     }
 
-    fn eval_live(&mut self, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Error> {
+    fn eval_live(&mut self, entrypoint: i32, input: Option<&[u8]>) -> Result<Json, Failed> {
         let mut live = self.live.take().expect("instantiated");
         let out = self.eval_in(&mut live, entrypoint, input);
         self.live = Some(live);
@@ -661,7 +651,7 @@ impl OpaWasmPolicy {
         live: &mut Live,
         entrypoint: i32,
         input: Option<&[u8]>,
-    ) -> Result<Json, Error> {
+    ) -> Result<Json, Failed> {
         let Live {
             store,
             abi,
@@ -712,9 +702,12 @@ impl OpaWasmPolicy {
                             .call(&mut *store, (addr, bytes.len() as i32))
                             .map_err(|e| self.fail(store, e, "input"))?;
                         if v == 0 {
-                            return Err(Error::policy(
-                                "malformed input: the policy module could not parse it",
-                            ));
+                            return Err(Failed {
+                                error: Error::policy(
+                                    "malformed input: the policy module could not parse it",
+                                ),
+                                instance_intact: true,
+                            });
                         }
                         Some(v)
                     }
@@ -748,9 +741,9 @@ impl OpaWasmPolicy {
             }
         };
         if result_addr == 0 {
-            return Err(Error::policy(
-                "evaluation failed: the policy module returned no result",
-            ));
+            return Err(
+                Error::policy("evaluation failed: the policy module returned no result").into(),
+            );
         }
         let text = read_cstr(store, &abi.memory, result_addr)
             .map_err(|e| Error::policy(format!("evaluation failed: {e}")))?;
@@ -763,44 +756,49 @@ impl OpaWasmPolicy {
             return Err(Error::policy(format!(
                 "evaluation failed: the policy module returned {}, not a result set",
                 truncate(&text)
-            )));
+            ))
+            .into());
         }
         Ok(value)
     }
 }
 
-/// Compiles a policy module, through the compile cache (the same
-/// content-addressed cache `run` uses) so that a second load compiles
-/// nothing. Without a usable cache directory it just compiles.
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Module, Error> {
-    use sha2::Digest;
-    let invalid =
-        |e: wasmtime::Error| Error::policy(format!("not a valid WebAssembly module: {}", root(&e)));
-    let cache = wasmlayer_core::cache::default_root().and_then(|root| {
-        wasmlayer_core::cache::Cache::open(&root, &wasmlayer_core::runtime::engine_id(engine))
-            .map_err(|e| tracing::debug!("no compile cache for policies: {e}"))
-            .ok()
-    });
-    let Some(cache) = cache else {
-        return Module::new(engine, wasm).map_err(invalid);
-    };
-    let key = format!("policy-{}", hex::encode(sha2::Sha256::digest(wasm)));
-    if let Some(path) = cache.verified_object(&key) {
-        // SAFETY: the file is in our private cache directory, keyed by this
-        // engine configuration, and passed the integrity check.
-        match unsafe { Module::deserialize_file(engine, &path) } {
-            Ok(m) => return Ok(m),
-            Err(e) => {
-                tracing::warn!("cache entry {key} rejected ({e}); recompiling");
-                cache.evict_object(&key);
-            }
+/// Compiles a policy module with the runtime, through its compile cache
+/// (the one `run` uses), so that a second load compiles nothing.
+fn compile(runtime: &wasmlayer_core::Runtime, wasm: &[u8]) -> Result<Module, Error> {
+    use wasmlayer_core::runtime::Compiled;
+    const NAME: &str = "policy module";
+    match runtime.load_bytes(NAME, wasm, Default::default()) {
+        Ok(loaded) => match loaded.compiled {
+            Compiled::Module(m) => Ok(m),
+            Compiled::Component(_) => Err(Error::policy(
+                "not an OPA policy module: it is a component, not a core module",
+            )),
+        },
+        Err(Error::InvalidArtifact(m)) => Err(Error::policy(format!(
+            "not a valid WebAssembly module: {}",
+            m.strip_prefix(NAME)
+                .map_or(&m[..], |m| m.trim_start_matches(": "))
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// An evaluation that failed, and whether its instance can serve the next
+/// one (input the module could not parse leaves it as it was; a trap may
+/// leave it in any state).
+struct Failed {
+    error: Error,
+    instance_intact: bool,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            instance_intact: false,
         }
     }
-    let module = Module::new(engine, wasm).map_err(invalid)?;
-    if let Ok(code) = module.serialize() {
-        cache.store_object(&key, &code);
-    }
-    Ok(module)
 }
 
 /// A host-side failure inside a host function (bad builtin call, say).
@@ -1112,10 +1110,10 @@ mod tests {
 
     #[test]
     fn one_instance_serves_many_evaluations_in_constant_memory() {
-        let engine = crate::policy_engine().unwrap();
+        let runtime = crate::policy_runtime().unwrap();
         for minor in [2, 1] {
             let mut p =
-                OpaWasmPolicy::new(&engine, &abi_module(minor), &Json::Null, &Limits::default())
+                OpaWasmPolicy::new(runtime, &abi_module(minor), &Json::Null, &Limits::default())
                     .unwrap();
             let input = serde_json::json!({"blob": "x".repeat(100_000)});
             let first = p.eval(Some("echo/input"), Some(&input)).unwrap();
