@@ -13,6 +13,12 @@ rm -rf target/test-cache
 if [ ! -d target/debug/deps ]; then
     echo "[test] building the tests: the first build takes about 10 minutes on 2 cores; cargo's progress follows"
 fi
+# The build without a compiler, serve or policy (crates/cli features), kept
+# apart from the full binary for tests/cache.rs.
+echo "[test] building wasmlayer without default features (runs precompiled code only)"
+cargo build -p wasmlayer-cli --no-default-features
+mkdir -p target/minimal
+cp target/debug/wasmlayer target/minimal/wasmlayer
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use std::path::Path;
+use std::process::Command;
 
 fn run_cached(cache: &Path, file: &Path, extra: &[&str]) -> Run {
     let mut v = vec![
@@ -491,4 +492,51 @@ fn damaged_precompiled_files_are_refused_not_run() {
     let r = run(["run", "--allow-precompiled", &s(&bad)]);
     assert_eq!(r.code, 126, "{r:?}");
     assert!(r.stderr.contains("without a wasmlayer checksum"), "{r:?}");
+}
+
+/// The build without a compiler (`cargo build -p wasmlayer-cli
+/// --no-default-features`, made by scripts/test.sh into target/minimal):
+/// it runs what the full build compiled, with the same grants and limits,
+/// and refuses to compile with a message that says what to do.
+#[test]
+fn a_build_without_a_compiler_runs_precompiled_code_only() {
+    let minimal = root().join("target/minimal/wasmlayer");
+    assert!(
+        minimal.exists(),
+        "{} is missing: scripts/test.sh builds it (cargo build -p wasmlayer-cli --no-default-features)",
+        minimal.display()
+    );
+    let t = tempdir();
+    let cwasm = t.path().join("hostile.cwasm");
+    let r = run(["compile", &s(&guest("hostile-p1.wasm")), "-o", &s(&cwasm)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let small = |args: &[&str]| {
+        let mut c = Command::new(&minimal);
+        c.args(args)
+            .env("XDG_CACHE_HOME", t.path().join("cache"))
+            .stdin(std::process::Stdio::null());
+        run_with(&mut c)
+    };
+    let r = small(&["run", "--allow-precompiled", &s(&cwasm), "exit", "7"]);
+    assert_eq!(r.code, 7, "{r:?}");
+    let r = small(&[
+        "run",
+        "--allow-precompiled",
+        "--max-memory",
+        "16MiB",
+        &s(&cwasm),
+        "membomb",
+    ]);
+    assert_eq!(r.code, 137, "{r:?}");
+    assert!(r.stderr.contains("16 MiB"), "{r:?}");
+    let r = small(&["run", &s(&guest("hostile-p1.wasm")), "exit", "0"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    r.no_panic();
+    assert!(r.stderr.contains("without a compiler"), "{r:?}");
+    assert!(r.stderr.contains("wasmlayer compile"), "{r:?}");
+    // Serve, policy and componentize are not in this build.
+    for cmd in ["serve", "policy", "componentize", "compile"] {
+        let r = small(&[cmd, "--help"]);
+        assert_eq!(r.code, 2, "{cmd}: {r:?}");
+    }
 }

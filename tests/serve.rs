@@ -1191,19 +1191,26 @@ fn wasi_p3_instances_are_reused_when_the_route_says_so() {
         "{:?}",
         started.elapsed()
     );
-    let instance = server
+    // Each instance writes its line once it is idle past 1s. Requests that
+    // arrive together may start a second instance that ends up serving
+    // none: the lines add up to the four requests.
+    let instances = server
         .wait_for(Duration::from_secs(10), |s| {
-            s.access_log()
+            let lines: Vec<serde_json::Value> = s
+                .access_log()
                 .into_iter()
-                .find(|r| r["requests"].as_u64().is_some())
+                .filter(|r| r["requests"].as_u64().is_some())
+                .collect();
+            let served: u64 = lines.iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+            (served == 4).then_some(lines)
         })
-        .expect("the instance's line once it is idle past 1s");
-    assert!(instance["fuel"].as_u64().unwrap() > 0, "{instance}");
+        .expect("instance lines for the four requests");
+    for instance in &instances {
+        assert!(instance["fuel"].as_u64().unwrap() > 0, "{instance}");
+    }
     let sleeps = records_of(&server, "/sleep?600");
     assert_eq!(sleeps.len(), 4, "{sleeps:?}");
     assert!(sleeps.iter().all(|r| r["fuel"].is_null()), "{sleeps:?}");
-    let total: u64 = instance["requests"].as_u64().unwrap();
-    assert!((1..=4).contains(&total), "{instance}");
     drop(server);
 
     // Reuse is for WASI 0.3: a 0.2 component serves one request per instance.

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmlayer_core::caps::parse_env_flag;
 use wasmlayer_core::limits::{check_timeout, parse_duration, parse_size};
+#[cfg(feature = "policy")]
 mod policy;
+#[cfg(feature = "webhook")]
 mod webhook;
 
 use wasmlayer_core::{
@@ -35,14 +37,18 @@ enum Command {
     /// Run a WASI p1 module, a WASI p2 or p3 component or a precompiled artifact.
     Run(Box<RunArgs>),
     /// Compile ahead of time into a precompiled artifact (.cwasm).
+    #[cfg(feature = "compiler")]
     Compile(CompileArgs),
     /// Show an artifact's kind, imports, exports and the capabilities it could use.
     Inspect(InspectArgs),
     /// Wrap a WASI p1 core module into a WASI p2 component (preview1 adapter).
+    #[cfg(feature = "componentize")]
     Componentize(ComponentizeArgs),
     /// Serve a wasi:http component, or the routes of an app manifest (.toml).
+    #[cfg(feature = "serve")]
     Serve(Box<ServeArgs>),
     /// Evaluate, test and build Rego policies; serve Kubernetes admission.
+    #[cfg(feature = "policy")]
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
 }
@@ -72,6 +78,7 @@ struct RunArgs {
     #[arg(long = "allow-net", value_name = "HOST:PORT")]
     allow_net: Vec<String>,
     /// Let a policy (Rego, .wasm or bundle; package `wasmlayer.admission`) allow, deny or narrow the grants.
+    #[cfg(feature = "policy")]
     #[arg(long, value_name = "POLICY")]
     policy: Vec<PathBuf>,
     /// Grant the capabilities listed in a TOML file (merged with the flags).
@@ -109,6 +116,7 @@ struct LimitArgs {
 }
 
 impl LimitArgs {
+    #[cfg(feature = "serve")]
     fn given(&self) -> bool {
         self.max_memory.is_some() || self.fuel.is_some() || self.timeout.is_some()
     }
@@ -136,6 +144,7 @@ impl LimitArgs {
     }
 }
 
+#[cfg(feature = "compiler")]
 #[derive(Args, Debug)]
 struct CompileArgs {
     /// The module or component to compile.
@@ -148,6 +157,7 @@ struct CompileArgs {
     fuel: bool,
 }
 
+#[cfg(feature = "serve")]
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// A wasi:http proxy component, or an app manifest (wasmlayer.toml).
@@ -199,6 +209,7 @@ struct ServeArgs {
     cache: CacheArgs,
 }
 
+#[cfg(feature = "componentize")]
 #[derive(Args, Debug)]
 struct ComponentizeArgs {
     /// The WASI p1 core module (.wasm or .wat).
@@ -210,7 +221,7 @@ struct ComponentizeArgs {
     /// gives the adapter the bottom of memory (works for Go and any runtime that
     /// owns all memory); `grow` lets the adapter grow memory for itself.
     #[arg(long, value_name = "reserved|grow", default_value = "reserved")]
-    adapter_memory: wasmlayer_core::componentize::AdapterMemory,
+    adapter_memory: wasmlayer_componentize::AdapterMemory,
 }
 
 #[derive(Args, Debug)]
@@ -336,10 +347,14 @@ fn runtime(cache: &CacheArgs, fuel: bool, admission: Arc<dyn Admission>) -> Resu
 fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     match command {
         Command::Run(args) => run(*args, admission),
+        #[cfg(feature = "compiler")]
         Command::Compile(args) => compile(args),
         Command::Inspect(args) => inspect(args),
+        #[cfg(feature = "componentize")]
         Command::Componentize(args) => componentize(args),
+        #[cfg(feature = "serve")]
         Command::Serve(args) => serve(*args, admission),
+        #[cfg(feature = "policy")]
         Command::Policy(cmd) => policy::dispatch(cmd),
     }
 }
@@ -375,11 +390,11 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
 fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     let caps = capabilities(&args)?;
     // The embedder's admission, then the policy: both must allow.
-    let policy = match args.policy.is_empty() {
-        true => None,
-        false => Some(load_policy(&args.policy)?),
+    #[cfg(feature = "policy")]
+    let admission = match args.policy.is_empty() {
+        true => admission,
+        false => wasmlayer_core::AllOf::compose(admission, Some(load_policy(&args.policy)?)),
     };
-    let admission = wasmlayer_core::AllOf::compose(admission, policy);
     let limits = args.limits.to_limits()?;
     let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
     let loaded = rt.load(
@@ -428,6 +443,7 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     Ok(outcome.exit_code)
 }
 
+#[cfg(feature = "compiler")]
 fn compile(args: CompileArgs) -> Result<i32, Error> {
     let rt = runtime(
         &CacheArgs {
@@ -450,6 +466,7 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+#[cfg(feature = "serve")]
 fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     use wasmlayer_http::{Manifest, RouteSpec, ServerSettings, Source};
     let usage = |flag: &str, e: String| Error::usage(format!("{flag}: {e}"));
@@ -530,7 +547,10 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     };
     wasmlayer_http::serve(wasmlayer_http::ServeOptions {
         admission,
+        #[cfg(feature = "policy")]
         policy: Some(Arc::new(|paths: &[std::path::PathBuf]| load_policy(paths))),
+        #[cfg(not(feature = "policy"))]
+        policy: None,
         source,
         listen: args.listen,
         admin: args.admin,
@@ -543,15 +563,17 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
 }
 
 /// A capability policy (package `wasmlayer.admission`) as an admission.
+#[cfg(feature = "policy")]
 fn load_policy(paths: &[std::path::PathBuf]) -> Result<Arc<dyn Admission>, Error> {
     Ok(Arc::new(
         wasmlayer_policy::admission::PolicyAdmission::load(paths)?,
     ))
 }
 
+#[cfg(feature = "componentize")]
 fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
     let bytes = wasmlayer_core::runtime::read_artifact(&args.file)?;
-    let out = wasmlayer_core::componentize::componentize(&bytes, args.adapter_memory)?;
+    let out = wasmlayer_componentize::componentize(&bytes, args.adapter_memory)?;
     write_file_atomic(&args.output, &out.component)?;
     eprintln!(
         "componentized {} ({} bytes) to {} ({} bytes, {} adapter, adapter memory: {})",
@@ -565,6 +587,7 @@ fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+#[cfg(any(feature = "compiler", feature = "componentize"))]
 fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     std::fs::write(&tmp, bytes)

@@ -19,6 +19,7 @@ pub(crate) enum PolicyCommand {
     /// Measure evaluation latency: evaluate the same input many times, print p50/p99.
     Bench(BenchArgs),
     /// Serve Kubernetes validating admission (AdmissionReview v1) over HTTPS.
+    #[cfg(feature = "webhook")]
     Webhook(crate::webhook::WebhookArgs),
 }
 
@@ -109,6 +110,7 @@ pub(crate) fn dispatch(cmd: PolicyCommand) -> Result<i32, Error> {
         PolicyCommand::Test(a) => test(a),
         PolicyCommand::Build(a) => build(a),
         PolicyCommand::Bench(a) => bench(a),
+        #[cfg(feature = "webhook")]
         PolicyCommand::Webhook(a) => crate::webhook::run(a),
     }
 }

@@ -6,13 +6,11 @@ pub mod admission;
 pub mod artifact;
 pub mod cache;
 pub mod caps;
-pub mod componentize;
 pub mod epoch;
 pub mod error;
 pub mod host;
 pub mod inspect;
 pub mod limits;
-pub mod memshift;
 pub mod run;
 pub mod runtime;
 pub mod wasi;
@@ -29,7 +27,8 @@ pub use host::{
 };
 pub use limits::Limits;
 pub use run::{Invoke, RunOptions, RunOutcome};
+#[cfg(feature = "compiler")]
+pub use runtime::build_engine;
 pub use runtime::{
-    build_engine, CacheOutcome, Compiled, EngineOptions, LoadOptions, Loaded, PoolingOptions,
-    Runtime,
+    CacheOutcome, Compiled, EngineOptions, LoadOptions, Loaded, PoolingOptions, Runtime,
 };

@@ -9,6 +9,7 @@ use crate::host::Host;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "compiler")]
 use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, Module};
@@ -57,6 +58,7 @@ impl Default for PoolingOptions {
 
 /// Builds an engine that compiles and runs code. This (through
 /// [`engine_config`]) is the only place a `wasmtime::Config` is made.
+#[cfg(feature = "compiler")]
 pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
     Engine::new(&engine_config(opts, true))
         .map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))
@@ -66,7 +68,10 @@ pub fn build_engine(opts: &EngineOptions) -> Result<Engine> {
 /// loads precompiled code, which is much cheaper to create.
 fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
     let mut config = Config::new();
+    #[cfg(feature = "compiler")]
     config.enable_compiler(compiler);
+    #[cfg(not(feature = "compiler"))]
+    let _ = compiler;
     config.epoch_interruption(true);
     config.consume_fuel(opts.fuel);
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
@@ -201,9 +206,11 @@ impl RuntimeBuilder {
         // configuration otherwise, is made on the first cache miss.
         let engine = Engine::new(&engine_config(&self.engine, false))
             .map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))?;
-        let cache = if self.cache {
+        // Without a compiler there is nothing to cache: precompiled code is
+        // loaded as given.
+        let cache = if self.cache && cfg!(feature = "compiler") {
             match self.cache_root.or_else(crate::cache::default_root) {
-                Some(root) => match Cache::open(&root, &engine_id(&engine)) {
+                Some(root) => match open_cache(&root, &engine) {
                     Ok(c) => Some(c),
                     Err(e) => {
                         tracing::warn!("compile cache disabled: {e}");
@@ -217,6 +224,7 @@ impl RuntimeBuilder {
         };
         Ok(Runtime {
             engine,
+            #[cfg(feature = "compiler")]
             compiler: std::sync::OnceLock::new(),
             options: self.engine,
             cache,
@@ -228,6 +236,7 @@ impl RuntimeBuilder {
 
 /// Identifies an engine configuration for the cache: Wasmtime version and
 /// every setting that affects compiled code.
+#[cfg(feature = "compiler")]
 pub fn engine_id(engine: &Engine) -> String {
     use std::hash::Hash;
     struct B3(blake3::Hasher);
@@ -245,11 +254,22 @@ pub fn engine_id(engine: &Engine) -> String {
     h.0.finalize().to_hex()[..24].to_string()
 }
 
+#[cfg(feature = "compiler")]
+fn open_cache(root: &Path, engine: &Engine) -> std::result::Result<Cache, String> {
+    Cache::open(root, &engine_id(engine))
+}
+
+#[cfg(not(feature = "compiler"))]
+fn open_cache(_root: &Path, _engine: &Engine) -> std::result::Result<Cache, String> {
+    Err("this build has no compiler".into())
+}
+
 /// One per process: the engine, the compile cache and the admission.
 pub struct Runtime {
     /// Loads and runs code; has no compiler.
     pub(crate) engine: Engine,
     /// Compiles code; created on first use.
+    #[cfg(feature = "compiler")]
     compiler: std::sync::OnceLock<Engine>,
     options: EngineOptions,
     cache: Option<Cache>,
@@ -356,9 +376,7 @@ impl Runtime {
         }
 
         let wasm: std::borrow::Cow<[u8]> = match format {
-            Format::Wat => wat::parse_bytes(bytes).map_err(|e| {
-                Error::invalid(format!("{}: invalid WebAssembly text: {e}", path.display()))
-            })?,
+            Format::Wat => parse_wat(path, bytes)?,
             _ => std::borrow::Cow::Borrowed(bytes),
         };
         let kind = match kind {
@@ -393,22 +411,7 @@ impl Runtime {
             }
         }
 
-        let start = Instant::now();
-        let compiled = self.compile(&wasm, kind).map_err(|e| prefix(path, e))?;
-        tracing::info!(path = %path.display(), %sha256, elapsed_ms = start.elapsed().as_secs_f64() * 1e3, "compiled (cache miss)");
-        if let Some(cache) = &self.cache {
-            cache.store_object(&sha256, &self.serialize(&compiled)?);
-            if let Some(key) = stat_key {
-                cache.write_index(
-                    key,
-                    &IndexEntry {
-                        sha256: sha256.clone(),
-                        kind,
-                        format,
-                    },
-                );
-            }
-        }
+        let compiled = self.compile_and_store(path, &wasm, kind, &sha256, format, stat_key)?;
         Ok(self.finish(
             path,
             compiled,
@@ -419,9 +422,53 @@ impl Runtime {
         ))
     }
 
+    /// Compiles on a cache miss, and stores the code in the cache.
+    #[cfg(feature = "compiler")]
+    fn compile_and_store(
+        &self,
+        path: &Path,
+        wasm: &[u8],
+        kind: ArtifactKind,
+        sha256: &str,
+        format: Format,
+        stat_key: Option<&String>,
+    ) -> Result<Compiled> {
+        let start = Instant::now();
+        let compiled = self.compile(wasm, kind).map_err(|e| prefix(path, e))?;
+        tracing::info!(path = %path.display(), %sha256, elapsed_ms = start.elapsed().as_secs_f64() * 1e3, "compiled (cache miss)");
+        if let Some(cache) = &self.cache {
+            cache.store_object(sha256, &self.serialize(&compiled)?);
+            if let Some(key) = stat_key {
+                cache.write_index(
+                    key,
+                    &IndexEntry {
+                        sha256: sha256.to_string(),
+                        kind,
+                        format,
+                    },
+                );
+            }
+        }
+        Ok(compiled)
+    }
+
+    #[cfg(not(feature = "compiler"))]
+    fn compile_and_store(
+        &self,
+        path: &Path,
+        _wasm: &[u8],
+        _kind: ArtifactKind,
+        _sha256: &str,
+        _format: Format,
+        _stat_key: Option<&String>,
+    ) -> Result<Compiled> {
+        Err(no_compiler(&path.display().to_string()))
+    }
+
     /// Compiles WebAssembly bytes (binary) of the given kind. The result
     /// belongs to the compiling engine, which has the same configuration as
     /// the loading one, so it runs exactly like code taken from the cache.
+    #[cfg(feature = "compiler")]
     pub fn compile(&self, wasm: &[u8], kind: ArtifactKind) -> Result<Compiled> {
         let compiler = self.compiler()?;
         match kind {
@@ -431,6 +478,13 @@ impl Runtime {
         .map_err(|e| Error::invalid(format!("invalid WebAssembly {kind}: {}", root_message(&e))))
     }
 
+    /// A build without the `compiler` feature compiles nothing.
+    #[cfg(not(feature = "compiler"))]
+    pub fn compile(&self, _wasm: &[u8], _kind: ArtifactKind) -> Result<Compiled> {
+        Err(no_compiler("WebAssembly that is not in the compile cache"))
+    }
+
+    #[cfg(feature = "compiler")]
     fn compiler(&self) -> Result<&Engine> {
         if let Some(e) = self.compiler.get() {
             return Ok(e);
@@ -442,6 +496,7 @@ impl Runtime {
     /// The `.cwasm` format of `wasmlayer compile`: the serialised code
     /// followed by the same integrity trailer as cache entries, so that a
     /// damaged file is refused instead of mapped as code.
+    #[cfg(feature = "compiler")]
     pub fn to_precompiled(&self, compiled: &Compiled) -> Result<Vec<u8>> {
         let mut code = self.serialize(compiled)?;
         crate::cache::append_trailer(&mut code);
@@ -449,6 +504,7 @@ impl Runtime {
     }
 
     /// Serialises compiled code (without a trailer; see [`Runtime::to_precompiled`]).
+    #[cfg(feature = "compiler")]
     pub fn serialize(&self, compiled: &Compiled) -> Result<Vec<u8>> {
         match compiled {
             Compiled::Module(m) => m.serialize(),
@@ -620,6 +676,29 @@ pub fn read_artifact(path: &Path) -> Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// WebAssembly text, as binary.
+#[cfg(feature = "compiler")]
+fn parse_wat<'a>(path: &Path, text: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    wat::parse_bytes(text)
+        .map_err(|e| Error::invalid(format!("{}: invalid WebAssembly text: {e}", path.display())))
+}
+
+#[cfg(not(feature = "compiler"))]
+fn parse_wat<'a>(path: &Path, _text: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>> {
+    Err(no_compiler(&format!(
+        "{} (WebAssembly text)",
+        path.display()
+    )))
+}
+
+/// What a build without the compiler says when asked to compile.
+#[cfg(not(feature = "compiler"))]
+fn no_compiler(what: &str) -> Error {
+    Error::usage(format!(
+        "{what} needs compiling, and this wasmlayer is built without a compiler: compile it ahead of time with `wasmlayer compile` (a full build, same version and settings) and run the .cwasm with --allow-precompiled"
+    ))
 }
 
 fn prefix(path: &Path, e: Error) -> Error {

@@ -7,12 +7,14 @@
 //! adapter and becomes a `wasi:cli/command` component; any other module gets
 //! the reactor adapter.
 
-use crate::artifact::{detect, Format};
-use crate::error::{Error, Result};
+pub mod memshift;
+
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
     WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
+use wasmlayer_core::artifact::{detect, Format};
+use wasmlayer_core::{Error, Result};
 use wasmparser::{Parser, Payload, TypeRef};
 
 /// Which preview1 adapter a module was wrapped with.
@@ -256,13 +258,13 @@ mod tests {
         )
         .unwrap();
         let e = componentize(&bad, AdapterMemory::Reserved).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidArtifact);
+        assert_eq!(e.kind(), wasmlayer_core::ErrorKind::InvalidArtifact);
         assert!(e.to_string().contains("invalid WebAssembly module"), "{e}");
         let full =
             wat::parse_str(r#"(module (memory (export "memory") 65536) (func (export "_start")))"#)
                 .unwrap();
         let e = componentize(&full, AdapterMemory::Reserved).unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::InvalidArtifact, "{e}");
+        assert_eq!(e.kind(), wasmlayer_core::ErrorKind::InvalidArtifact, "{e}");
         assert!(e.to_string().contains("65536 pages"), "{e}");
     }
 

@@ -26,7 +26,6 @@
 //! The result is an ordinary core module that still imports preview1 and
 //! exports the same names; it only makes sense together with the adapter.
 
-use crate::error::{Error, Result};
 use std::collections::HashMap;
 use wasm_encoder::reencode::Reencode;
 use wasm_encoder::{
@@ -34,6 +33,7 @@ use wasm_encoder::{
     FunctionSection, GlobalSection, ImportSection, Instruction, MemArg, MemorySection, MemoryType,
     Module, TableSection, TypeSection, ValType,
 };
+use wasmlayer_core::{Error, Result};
 use wasmparser::{DataKind, ExternalKind, FunctionBody, Operator, Parser, Payload, TypeRef};
 
 const PAGE: u32 = 65536;
@@ -385,7 +385,7 @@ pub fn shift(module: &[u8]) -> Result<Vec<u8>> {
                         return Err(unsupported(format!(
                             "its memory starts at {} pages ({}), and the {extra} pages reserved for the adapter would take it past the {MAX_PAGES}-page (4 GiB) limit of a 32-bit memory",
                             m.initial,
-                            crate::limits::format_size(m.initial.saturating_mul(u64::from(PAGE))),
+                            wasmlayer_core::limits::format_size(m.initial.saturating_mul(u64::from(PAGE))),
                         )));
                     }
                     mems.memory(MemoryType {
