@@ -927,3 +927,60 @@ fn bundle_bombs_are_refused_early() {
     assert!(r.stderr.contains("200 times its compressed size"), "{r:?}");
     assert!(took.as_secs() < 10, "took {took:?}");
 }
+
+/// A policy module is compiled into the runtime's one compile cache, under
+/// the module's SHA-256 like any other WebAssembly, and a second load takes
+/// it from there.
+#[test]
+fn policy_modules_share_the_runtimes_compile_cache() {
+    let t = tempdir();
+    let m = abi_module(t.path(), "abi.wasm", 2, "{}", "");
+    let sha = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(std::fs::read(&m).unwrap());
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let cache = t.path().join("xdg");
+    let input = write(t.path(), "input.json", "[1]");
+    let eval_in_cache = |verbose: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wasmlayer"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("XDG_CACHE_HOME", &cache)
+            .stdin(std::process::Stdio::null());
+        if verbose {
+            c.arg("-v");
+        }
+        c.args(["policy", "eval", "--compact", "-e", "echo/input", "-i"])
+            .arg(&input)
+            .arg(&m);
+        run_with(&mut c)
+    };
+    let r = eval_in_cache(false);
+    assert_eq!(r.code, 0, "{r:?}");
+    let objects: Vec<String> = walk(&cache)
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("objects")))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(objects, [format!("{sha}.cwasm")], "{objects:?}");
+    let r = eval_in_cache(true);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("nothing compiled"), "{r:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -260,7 +260,7 @@ fn over_limit(used: usize) {
             if first {
                 // Let the evaluation's own wall-clock limit run out, then go
                 // on with the grace so that the interpreter ends it.
-                let deadline = started.get() + crate::wasm_host::DEFAULT_TIMEOUT + PAST_DEADLINE;
+                let deadline = started.get() + crate::document::DEFAULT_TIMEOUT + PAST_DEADLINE;
                 loop {
                     let now = Instant::now();
                     if now >= deadline {
@@ -460,7 +460,7 @@ impl From<Stopped> for wasmlayer_core::Error {
     fn from(s: Stopped) -> Self {
         match s {
             Stopped::Exceeded(e) => e.into(),
-            Stopped::TimedOut => wasmlayer_core::Error::Timeout(crate::wasm_host::DEFAULT_TIMEOUT),
+            Stopped::TimedOut => wasmlayer_core::Error::Timeout(crate::document::DEFAULT_TIMEOUT),
             Stopped::Panicked => wasmlayer_core::Error::host(
                 "the policy evaluation failed unexpectedly (it panicked)",
             ),

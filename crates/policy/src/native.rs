@@ -649,7 +649,11 @@ mod tests {
             r.map(|_| ()).map_err(|e| e.to_string())
         });
         assert!(matches!(r, Err(memory::Stopped::Exceeded(_))), "{r:?}");
-        assert!(start.elapsed() < Duration::from_secs(1), "reported at once");
+        // Reported while the worker still sleeps, not when it ends.
+        assert!(
+            !ended.load(std::sync::atomic::Ordering::SeqCst),
+            "reported only once the worker ended"
+        );
         // The worker sleeps until the evaluation's wall-clock limit is
         // past, then its timer ends it.
         while !ended.load(std::sync::atomic::Ordering::SeqCst) {

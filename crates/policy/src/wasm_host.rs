@@ -1133,4 +1133,33 @@ mod tests {
             assert_eq!(p.eval(Some("echo/input"), Some(&input)).unwrap(), first);
         }
     }
+
+    #[test]
+    fn input_the_module_cannot_parse_keeps_the_instance() {
+        let runtime = crate::policy_runtime().unwrap();
+        // ABI 1.1: the input goes through opa_json_parse, which refuses it.
+        let mut p =
+            OpaWasmPolicy::new(runtime, &abi_module(1), &Json::Null, &Limits::default()).unwrap();
+        let id = p.entrypoint_id(Some("echo/input")).unwrap();
+        assert_eq!(
+            p.eval_raw(id, Some(b"[1]")).unwrap()[0]["result"],
+            serde_json::json!([1])
+        );
+        let e = p.eval_raw(id, Some(b"!not json")).unwrap_err();
+        assert!(
+            matches!(&e, Error::Policy(m) if m.starts_with("malformed input")),
+            "{e}"
+        );
+        assert!(
+            p.live.is_some(),
+            "the instance is kept after input it could not parse"
+        );
+        assert_eq!(
+            p.eval_raw(id, Some(b"[2]")).unwrap()[0]["result"],
+            serde_json::json!([2])
+        );
+        // A trap is another matter: the instance is dropped.
+        assert!(p.eval(Some("bad/abort"), None).is_err());
+        assert!(p.live.is_none());
+    }
 }
