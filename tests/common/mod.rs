@@ -2,6 +2,7 @@
 //! `wasmlayer` binary on real guests built by scripts/build-guests.sh.
 #![allow(dead_code)]
 
+pub mod registry;
 pub mod server;
 pub mod transform;
 

@@ -47,6 +47,10 @@ enum Command {
     /// Serve a wasi:http component, or the routes of an app manifest (.toml).
     #[cfg(feature = "serve")]
     Serve(Box<ServeArgs>),
+    /// Push and pull WebAssembly as OCI artifacts (CNCF Wasm artifact format).
+    #[cfg(feature = "oci")]
+    #[command(subcommand)]
+    Oci(OciCommand),
     /// Evaluate, test and build Rego policies; serve Kubernetes admission.
     #[cfg(feature = "policy")]
     #[command(subcommand)]
@@ -92,9 +96,13 @@ struct RunArgs {
     /// Allow loading precompiled code (.cwasm). Only for files from a trusted source.
     #[arg(long)]
     allow_precompiled: bool,
+    /// An OCI reference's registry speaks plain HTTP (a registry on loopback).
+    #[cfg(feature = "oci")]
+    #[arg(long)]
+    insecure: bool,
     #[command(flatten)]
     cache: CacheArgs,
-    /// The artifact: .wasm (module or component), .wat, or .cwasm with --allow-precompiled.
+    /// The artifact: .wasm (module or component), .wat, .cwasm with --allow-precompiled, or an OCI reference (REGISTRY/REPO:TAG, pulled once into the local store).
     file: PathBuf,
     /// Arguments passed to the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -207,6 +215,79 @@ struct ServeArgs {
     max_body: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[cfg(feature = "oci")]
+#[derive(Subcommand, Debug)]
+enum OciCommand {
+    /// Push a module or component as a Wasm artifact (credentials: the Docker config file).
+    Push {
+        /// The .wasm file.
+        file: PathBuf,
+        /// Where to: REGISTRY/REPOSITORY:TAG.
+        reference: String,
+        /// The registry speaks plain HTTP (a registry on loopback).
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Pull a Wasm artifact into the local store (checked against its digests); -o also writes it to a file.
+    Pull {
+        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        /// Also write the module or component here.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The registry speaks plain HTTP (a registry on loopback).
+        #[arg(long)]
+        insecure: bool,
+    },
+}
+
+#[cfg(feature = "oci")]
+fn oci(cmd: OciCommand) -> Result<i32, Error> {
+    match cmd {
+        OciCommand::Push {
+            file,
+            reference,
+            insecure,
+        } => {
+            let bytes = wasmlayer_core::runtime::read_artifact(&file)?;
+            let pushed =
+                wasmlayer_oci::push(&bytes, &reference, wasmlayer_oci::Options { insecure })?;
+            eprintln!(
+                "pushed {} ({} bytes) to {reference}",
+                file.display(),
+                bytes.len()
+            );
+            println!("{}", pushed.digest);
+        }
+        OciCommand::Pull {
+            reference,
+            output,
+            insecure,
+        } => {
+            let store = wasmlayer_oci::Store::default_location()?;
+            let pulled =
+                wasmlayer_oci::pull(&reference, &store, wasmlayer_oci::Options { insecure })?;
+            if let Some(out) = &output {
+                let bytes = store.blob(&pulled.layer).ok_or_else(|| {
+                    Error::host(format!(
+                        "{}: stored layer unreadable",
+                        pulled.path.display()
+                    ))
+                })?;
+                write_file_atomic(out, &bytes)?;
+            }
+            eprintln!(
+                "pulled {reference} ({} bytes, layer {}) into {}",
+                pulled.size,
+                pulled.layer,
+                pulled.path.display()
+            );
+            println!("{}", pulled.manifest);
+        }
+    }
+    Ok(0)
 }
 
 #[cfg(feature = "componentize")]
@@ -356,6 +437,8 @@ fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Erro
         Command::Serve(args) => serve(*args, admission),
         #[cfg(feature = "policy")]
         Command::Policy(cmd) => policy::dispatch(cmd),
+        #[cfg(feature = "oci")]
+        Command::Oci(cmd) => oci(cmd),
     }
 }
 
@@ -397,12 +480,31 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     };
     let limits = args.limits.to_limits()?;
     let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
-    let loaded = rt.load(
-        &args.file,
-        LoadOptions {
-            allow_precompiled: args.allow_precompiled,
-        },
-    )?;
+    let load = LoadOptions {
+        allow_precompiled: args.allow_precompiled,
+    };
+    #[cfg(feature = "oci")]
+    let text = args.file.to_string_lossy();
+    #[cfg(feature = "oci")]
+    let loaded = if wasmlayer_oci::looks_like_reference(&text) {
+        let store = wasmlayer_oci::Store::default_location()?;
+        let pulled = wasmlayer_oci::resolve(
+            &text,
+            &store,
+            wasmlayer_oci::Options {
+                insecure: args.insecure,
+            },
+        )?;
+        // The stored layer, loaded like a file: the compile cache knows it
+        // by its identity from the second run on.
+        let mut loaded = rt.load(&pulled.path, LoadOptions::default())?;
+        loaded.path = PathBuf::from(text.as_ref());
+        loaded
+    } else {
+        rt.load(&args.file, load)?
+    };
+    #[cfg(not(feature = "oci"))]
+    let loaded = rt.load(&args.file, load)?;
     tracing::debug!(kind = %loaded.facts.kind, cache = ?loaded.cache, "loaded");
     let program_name = args
         .file
@@ -587,7 +689,7 @@ fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-#[cfg(any(feature = "compiler", feature = "componentize"))]
+#[cfg(any(feature = "compiler", feature = "componentize", feature = "oci"))]
 fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     std::fs::write(&tmp, bytes)

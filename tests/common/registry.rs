@@ -1,0 +1,119 @@
+//! A real OCI registry for the tests: Debian's `docker-registry` (the CNCF
+//! distribution registry), started on a free loopback port with its storage
+//! in a temporary directory, and stopped on drop.
+
+use super::server::Spawned;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Registry {
+    _process: Spawned,
+    pub addr: String,
+    /// Where it keeps blobs and manifests.
+    pub storage: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let bin = ["/usr/bin/docker-registry", "/usr/bin/registry"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect(
+                "docker-registry is missing: scripts/setup.sh installs Debian's docker-registry",
+            );
+        let dir = super::tempdir();
+        let storage = dir.path().join("storage");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve").arg(&config);
+        let process = Spawned::spawn(cmd, "registry");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = ureq::get(&format!("http://{addr}/v2/"))
+                .call()
+                .is_ok_and(|r| r.status() == 200);
+            if up {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not come up on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            _process: process,
+            addr,
+            storage,
+            _dir: dir,
+        }
+    }
+
+    /// The file the registry serves a blob from.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Uploads a blob (monolithic) to repository `repo`.
+    pub fn put_blob(&self, repo: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let r = ureq::post(&format!("http://{}/v2/{repo}/blobs/uploads/", self.addr))
+            .send_empty()
+            .unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("http://{}{location}", self.addr)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        ureq::put(&format!("{url}{sep}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .send(bytes)
+            .unwrap();
+        digest
+    }
+
+    /// Uploads an image manifest under `repo:tag`.
+    pub fn put_manifest(&self, repo: &str, tag: &str, manifest: &serde_json::Value) {
+        ureq::put(&format!("http://{}/v2/{repo}/manifests/{tag}", self.addr))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .send(serde_json::to_vec(manifest).unwrap().as_slice())
+            .unwrap();
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
