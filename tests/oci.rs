@@ -180,3 +180,55 @@ fn bad_references_registries_and_artifacts_are_clear_errors() {
     let r = wl(&fresh, &["run", "--insecure", &reference]);
     assert_eq!(r.code, 126, "{r:?}");
 }
+
+#[test]
+fn credentials_come_from_the_docker_config_file() {
+    let reg = Registry::start_with_auth("ci", "s3cret");
+    let t = tempdir();
+    let cache = t.path().join("cache");
+    let hello = s(&guest("hello-p1.wasm"));
+    let reference = format!("{}/private/hello:1", reg.addr);
+    // No credentials: refused, with what to do.
+    let r = wl(&cache, &["oci", "push", "--insecure", &hello, &reference]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("Docker config"), "{r:?}");
+    // The usual file, in the usual place ($HOME/.docker/config.json).
+    let docker = cache.join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let token = {
+        use std::io::Write;
+        let mut enc = Vec::new();
+        write!(enc, "ci:s3cret").unwrap();
+        base64(&enc)
+    };
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{}": {{"auth": "{token}"}}}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let r = wl(&cache, &["oci", "push", "--insecure", &hello, &reference]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = wl(&cache, &["oci", "pull", "--insecure", &reference]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

@@ -26,6 +26,16 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that wants HTTP basic credentials `user:password`
+    /// (htpasswd with bcrypt, hashed by Python's crypt).
+    pub fn start_with_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>) -> Registry {
         let bin = ["/usr/bin/docker-registry", "/usr/bin/registry"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -37,22 +47,45 @@ impl Registry {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = auth {
+            let hash = Command::new("python3")
+                .args([
+                    "-W",
+                    "ignore",
+                    "-c",
+                    "import crypt, sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                    password,
+                ])
+                .output()
+                .unwrap();
+            assert!(hash.status.success(), "bcrypt with python3");
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(
+                &htpasswd,
+                format!("{user}:{}", String::from_utf8(hash.stdout).unwrap()),
+            )
+            .unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let mut cmd = Command::new(bin);
         cmd.arg("serve").arg(&config);
         let process = Spawned::spawn(cmd, "registry");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let up = ureq::get(&format!("http://{addr}/v2/"))
-                .call()
-                .is_ok_and(|r| r.status() == 200);
+            // Up once it answers at all (401 with credentials required).
+            let up = match ureq::get(&format!("http://{addr}/v2/")).call() {
+                Ok(_) => true,
+                Err(ureq::Error::StatusCode(401)) => true,
+                Err(_) => false,
+            };
             if up {
                 break;
             }

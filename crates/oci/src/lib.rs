@@ -137,7 +137,11 @@ fn registry_error(reference: &Reference, e: oci_client::errors::OciDistributionE
         {
             Error::host(format!("{reference}: not found in the registry {registry}"))
         }
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Error::host(format!(
+        E::AuthenticationFailure(_)
+        | E::UnauthorizedError { .. }
+        | E::ServerError {
+            code: 401 | 403, ..
+        } => Error::host(format!(
             "{reference}: the registry {registry} refused the credentials ({e}); set them in the Docker config file"
         )),
         _ => Error::host(format!("{reference}: registry {registry}: {e}")),
