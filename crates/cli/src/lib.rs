@@ -6,6 +6,8 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+#[cfg(any(feature = "compiler", feature = "componentize", feature = "oci"))]
+use wasmlayer_core::cache::write_file_atomic;
 use wasmlayer_core::caps::parse_env_flag;
 use wasmlayer_core::limits::{check_timeout, parse_duration, parse_size};
 #[cfg(feature = "policy")]
@@ -687,17 +689,6 @@ fn componentize(args: ComponentizeArgs) -> Result<i32, Error> {
         out.memory.as_str()
     );
     Ok(0)
-}
-
-#[cfg(any(feature = "compiler", feature = "componentize", feature = "oci"))]
-fn write_file_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::host(format!("cannot write {}: {e}", path.display()))
-        })
 }
 
 fn inspect(args: InspectArgs) -> Result<i32, Error> {

@@ -307,6 +307,19 @@ impl Mode0600 for fs::OpenOptions {
     }
 }
 
+/// Writes `bytes` to `path` whole or not at all: into a temporary file
+/// beside it, then renamed over it (for outputs: `.cwasm`, components,
+/// pulled artifacts).
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&tmp, bytes)
+        .and_then(|_| fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            crate::Error::host(format!("cannot write {}: {e}", path.display()))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

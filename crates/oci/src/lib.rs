@@ -261,13 +261,7 @@ impl Store {
     fn put(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let dir = path.parent().expect("a store path has a parent");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                Error::host(format!("cannot write {}: {e}", path.display()))
-            })
+        wasmlayer_core::cache::write_file_atomic(path, bytes)
     }
 
     /// What `reference` pulled before, if its layer is still stored intact.
