@@ -323,7 +323,7 @@ impl Host {
             wasi: &mut wasi,
             state: Vec::new(),
         };
-        for e in &self.extensions[1..] {
+        for e in &self.extensions {
             e.prepare(&mut setup)?;
         }
         let extensions = setup.state;

@@ -206,21 +206,9 @@ impl RuntimeBuilder {
         // configuration otherwise, is made on the first cache miss.
         let engine = Engine::new(&engine_config(&self.engine, false))
             .map_err(|e| Error::host(format!("cannot create the engine: {e:#}")))?;
-        // Without a compiler there is nothing to cache: precompiled code is
-        // loaded as given.
-        let cache = if self.cache && cfg!(feature = "compiler") {
-            match self.cache_root.or_else(crate::cache::default_root) {
-                Some(root) => match open_cache(&root, &engine) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::warn!("compile cache disabled: {e}");
-                        None
-                    }
-                },
-                None => None,
-            }
-        } else {
-            None
+        let cache = match self.cache {
+            true => open_cache(self.cache_root, &engine),
+            false => None,
         };
         Ok(Runtime {
             engine,
@@ -254,14 +242,21 @@ pub fn engine_id(engine: &Engine) -> String {
     h.0.finalize().to_hex()[..24].to_string()
 }
 
+/// The compile cache under `root` (or the default root) for `engine`'s
+/// configuration; none, with a warning, when it cannot be opened.
 #[cfg(feature = "compiler")]
-fn open_cache(root: &Path, engine: &Engine) -> std::result::Result<Cache, String> {
-    Cache::open(root, &engine_id(engine))
+fn open_cache(root: Option<PathBuf>, engine: &Engine) -> Option<Cache> {
+    let root = root.or_else(crate::cache::default_root)?;
+    Cache::open(&root, &engine_id(engine))
+        .map_err(|e| tracing::warn!("compile cache disabled: {e}"))
+        .ok()
 }
 
+/// Without a compiler there is nothing to cache: precompiled code is
+/// loaded as given.
 #[cfg(not(feature = "compiler"))]
-fn open_cache(_root: &Path, _engine: &Engine) -> std::result::Result<Cache, String> {
-    Err("this build has no compiler".into())
+fn open_cache(_root: Option<PathBuf>, _engine: &Engine) -> Option<Cache> {
+    None
 }
 
 /// One per process: the engine, the compile cache and the admission.

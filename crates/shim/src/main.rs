@@ -44,7 +44,7 @@ impl Shim for WasmlayerShim {
 
     #[allow(refining_impl_trait)]
     async fn compiler() -> Option<WasmlayerCompiler> {
-        match runtime(true) {
+        match runtime() {
             Ok(runtime) => Some(WasmlayerCompiler(Arc::new(runtime))),
             Err(e) => {
                 log::warn!("no precompilation: {e}");
@@ -54,12 +54,12 @@ impl Shim for WasmlayerShim {
     }
 }
 
-/// The runtime of a container: the same engine configuration as `run`
-/// (fuel metering off unless asked, no pooling). In the container there is
-/// no compile cache to share, so none is opened there: Wasm layers come
-/// compiled (see [`WasmlayerCompiler`]).
-fn runtime(cache: bool) -> Result<Runtime, Error> {
-    Runtime::builder().cache(cache).build()
+/// The runtime of the shim and its containers: the same engine
+/// configuration as `run` (no fuel metering, no pooling), without a compile
+/// cache of its own: containerd keeps what [`WasmlayerCompiler`] compiles
+/// next to the image, and the container has no cache to share.
+fn runtime() -> Result<Runtime, Error> {
+    Runtime::builder().cache(false).build()
 }
 
 /// Compiles Wasm layers once per image, in the shim process; containerd
@@ -137,7 +137,7 @@ fn try_run(
     args: &[String],
     envs: &[String],
 ) -> Result<i32, Error> {
-    let runtime = runtime(false)?;
+    let runtime = runtime()?;
     let loaded = runtime.load_bytes(
         name,
         bytes,
