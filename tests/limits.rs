@@ -27,8 +27,9 @@ fn memory_limit_counts_initial_memory_and_tables() {
     ]);
     assert_eq!(r.code, 137, "{r:?}");
     assert!(
-        r.stderr
-            .contains("error: guest exceeded its memory limit (512 MiB)"),
+        r.stderr.contains(
+            "error: guest needs 1 GiB of memory to start, above its memory limit (512 MiB)"
+        ),
         "{r:?}"
     );
     let r = run([
@@ -257,4 +258,18 @@ fn wasi_p3_commands_have_the_same_limits_and_exit_codes() {
     // The guest's own exit code, through wasi:cli/exit@0.3.
     let r = run(["run", &g, "--exit", "7"]);
     assert_eq!(r.code, 7, "{r:?}");
+}
+
+#[test]
+fn a_limit_below_the_initial_memory_is_named_as_such() {
+    // A Rust guest declares over 1 MiB of memory before any code runs.
+    for g in ["hello-p1.wasm", "hello-p2.wasm"] {
+        let r = run(["run", "--max-memory", "64KiB", &s(&guest(g))]);
+        assert_eq!(r.code, 137, "{g}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("of memory to start, above its memory limit (64 KiB)"),
+            "{g}: {r:?}"
+        );
+    }
 }

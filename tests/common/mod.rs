@@ -113,20 +113,3 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
-
-/// Gathers the lines a child process writes to `stream`, on a thread of its
-/// own, into `lines`.
-pub fn collect(
-    stream: impl std::io::Read + Send + 'static,
-    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    use std::io::BufRead;
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stream)
-            .lines()
-            .map_while(Result::ok)
-        {
-            lines.lock().unwrap().push(line);
-        }
-    });
-}

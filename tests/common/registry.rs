@@ -42,7 +42,10 @@ impl Registry {
             .expect(
                 "docker-registry is missing: scripts/setup.sh installs Debian's docker-registry",
             );
-        let dir = super::tempdir();
+        let dir = tempfile::Builder::new()
+            .prefix("wasmlayer-registry")
+            .tempdir()
+            .unwrap();
         let storage = dir.path().join("storage");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");

@@ -2,7 +2,6 @@
 //! the process with its output gathered line by line, waited on and
 //! signalled, and killed on drop.
 
-use super::collect;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -134,4 +133,21 @@ pub trait Serving: Sized {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Gathers the lines a child process writes to `stream`, on a thread of its
+/// own, into `lines`.
+pub fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.lock().unwrap().push(line);
+        }
+    });
 }

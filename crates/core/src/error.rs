@@ -103,6 +103,12 @@ pub enum Error {
     Timeout(std::time::Duration),
     #[error("guest exceeded its memory limit ({})", crate::limits::format_size(*.0))]
     MemoryLimit(u64),
+    #[error(
+        "guest needs {} of memory to start, above its memory limit ({})",
+        crate::limits::format_size(*.needed),
+        crate::limits::format_size(*.limit)
+    )]
+    MemoryBelowInitial { needed: u64, limit: u64 },
     #[error("guest exhausted its fuel ({0} units)")]
     FuelExhausted(u64),
     #[error("guest trapped: {kind}")]
@@ -123,7 +129,7 @@ impl Error {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Denied { .. } => ErrorKind::Denied,
             Error::Timeout(_) => ErrorKind::Timeout,
-            Error::MemoryLimit(_) => ErrorKind::MemoryLimit,
+            Error::MemoryLimit(_) | Error::MemoryBelowInitial { .. } => ErrorKind::MemoryLimit,
             Error::FuelExhausted(_) => ErrorKind::FuelExhausted,
             Error::Trap { .. } => ErrorKind::Trap,
             Error::NotFound { .. } => ErrorKind::NotFound,

@@ -247,7 +247,10 @@ impl MemoryLimiter {
         if let Some(limit) = self.limit {
             if next > limit {
                 self.hit = true;
-                return Err(wasmtime::Error::new(MemoryLimitHit(limit)));
+                return Err(wasmtime::Error::new(MemoryLimitHit {
+                    limit,
+                    wanted: next,
+                }));
             }
         }
         self.used = next;
@@ -258,14 +261,19 @@ impl MemoryLimiter {
 
 /// The error a refused growth traps with.
 #[derive(Debug)]
-pub struct MemoryLimitHit(pub u64);
+pub struct MemoryLimitHit {
+    /// The limit.
+    pub limit: u64,
+    /// The bytes of memories and tables the growth would have made.
+    pub wanted: u64,
+}
 
 impl std::fmt::Display for MemoryLimitHit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "guest exceeded its memory limit ({})",
-            format_size(self.0)
+            format_size(self.limit)
         )
     }
 }

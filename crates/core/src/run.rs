@@ -434,7 +434,15 @@ async fn run_component(
 /// Instantiation errors are the artifact's fault unless a limit or trap
 /// (e.g. in a start function) caused them.
 fn instantiate_error(e: wasmtime::Error) -> GuestError {
-    if e.downcast_ref::<Trap>().is_some() || has_memory_limit_hit(&e) {
+    // Memories and tables are made before any guest code runs: a refusal
+    // then means the limit is below what the module declares.
+    if let Some(hit) = e.chain().find_map(|c| c.downcast_ref::<MemoryLimitHit>()) {
+        return GuestError::Host(Error::MemoryBelowInitial {
+            needed: hit.wanted,
+            limit: hit.limit,
+        });
+    }
+    if e.downcast_ref::<Trap>().is_some() {
         return GuestError::Wasm(e);
     }
     GuestError::Host(Error::invalid(format!(

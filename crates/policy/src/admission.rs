@@ -17,6 +17,14 @@ use crate::Policy;
 /// The package a capability policy decides in.
 pub const PACKAGE: &str = "data.wasmlayer.admission";
 
+fn origin(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An [`Admission`] backed by a Rego policy (source, Wasm module or bundle).
 pub struct PolicyAdmission {
     policy: Mutex<Policy>,
@@ -34,13 +42,16 @@ impl std::fmt::Debug for PolicyAdmission {
 impl PolicyAdmission {
     /// Loads a policy that must define the package `wasmlayer.admission`.
     pub fn load(paths: &[PathBuf]) -> Result<PolicyAdmission, Error> {
-        let policy = Policy::load(paths, None)?;
-        let origin = paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        PolicyAdmission::new(policy, origin)
+        PolicyAdmission::new(Policy::load(paths, None)?, origin(paths))
+    }
+
+    /// Builds the admission from a policy read earlier (see
+    /// [`crate::PolicySource`]); `paths` name it in errors.
+    pub fn from_source(
+        source: &crate::PolicySource,
+        paths: &[PathBuf],
+    ) -> Result<PolicyAdmission, Error> {
+        PolicyAdmission::new(Policy::from_source(source)?, origin(paths))
     }
 
     pub fn new(policy: Policy, origin: String) -> Result<PolicyAdmission, Error> {

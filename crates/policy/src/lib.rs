@@ -41,39 +41,26 @@ impl Policy {
     /// a single `.wasm` (or `.wat`) module or OPA bundle (`.tar.gz`). `data` is merged
     /// into the data document.
     pub fn load(paths: &[PathBuf], data: Option<Json>) -> Result<Policy, Error> {
-        let wasm_like = |p: &PathBuf| {
-            let s = p.to_string_lossy();
-            s.ends_with(".wasm")
-                || s.ends_with(".wat")
-                || s.ends_with(".tar.gz")
-                || s.ends_with(".tgz")
-        };
-        match paths {
-            [] => Err(Error::usage("no policy given")),
-            [one] if wasm_like(one) => {
-                let source = WasmPolicySource::read(one)?;
-                let policy = OpaWasmPolicy::new(
-                    policy_runtime()?,
-                    &source,
-                    data.as_ref().unwrap_or(&Json::Null),
-                    &Limits::default(),
-                )
-                .map_err(|e| match e {
-                    Error::Policy(m) => Error::policy(format!("{}: {m}", one.display())),
-                    other => other,
-                })?;
+        Policy::from_source(&PolicySource::read(paths, data)?)
+    }
+
+    /// Builds a policy from what [`PolicySource::read`] read.
+    pub fn from_source(source: &PolicySource) -> Result<Policy, Error> {
+        match source {
+            PolicySource::Wasm {
+                source,
+                data,
+                origin,
+            } => {
+                let policy =
+                    OpaWasmPolicy::new(policy_runtime()?, source, data, &Limits::default())
+                        .map_err(|e| match e {
+                            Error::Policy(m) => Error::policy(format!("{origin}: {m}")),
+                            other => other,
+                        })?;
                 Ok(Policy::Wasm(Box::new(policy)))
             }
-            many if many.iter().any(wasm_like) => Err(Error::usage(
-                "a Wasm policy or bundle is loaded alone, not with other files",
-            )),
-            many => {
-                let mut sources = Sources::read(many)?;
-                if let Some(d) = data {
-                    sources.add_data(d, "--data")?;
-                }
-                Ok(Policy::Native(NativePolicy::new(&sources)?))
-            }
+            PolicySource::Rego(sources) => Ok(Policy::Native(NativePolicy::new(sources)?)),
         }
     }
 
@@ -134,6 +121,53 @@ impl Policy {
                     || p.packages().iter().any(|pkg| *pkg == path)
             }
             Policy::Wasm(p) => p.entrypoint_id(Some(entrypoint)).is_ok(),
+        }
+    }
+}
+
+/// A policy as read from files, before it is compiled or parsed: plain
+/// data, so it can be read in one place (or process) and built in another.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// An OPA Wasm module or bundle, with the data document to load it with.
+    Wasm {
+        source: WasmPolicySource,
+        data: Json,
+        origin: String,
+    },
+    /// Rego source files and their data.
+    Rego(Sources),
+}
+
+impl PolicySource {
+    /// Reads `.rego` files (and directories of them, with `.json` data), or
+    /// a single `.wasm` (or `.wat`) module or OPA bundle (`.tar.gz`). `data`
+    /// is merged into the data document.
+    pub fn read(paths: &[PathBuf], data: Option<Json>) -> Result<PolicySource, Error> {
+        let wasm_like = |p: &PathBuf| {
+            let s = p.to_string_lossy();
+            s.ends_with(".wasm")
+                || s.ends_with(".wat")
+                || s.ends_with(".tar.gz")
+                || s.ends_with(".tgz")
+        };
+        match paths {
+            [] => Err(Error::usage("no policy given")),
+            [one] if wasm_like(one) => Ok(PolicySource::Wasm {
+                source: WasmPolicySource::read(one)?,
+                data: data.unwrap_or(Json::Null),
+                origin: one.display().to_string(),
+            }),
+            many if many.iter().any(wasm_like) => Err(Error::usage(
+                "a Wasm policy or bundle is loaded alone, not with other files",
+            )),
+            many => {
+                let mut sources = Sources::read(many)?;
+                if let Some(d) = data {
+                    sources.add_data(d, "--data")?;
+                }
+                Ok(PolicySource::Rego(sources))
+            }
         }
     }
 }

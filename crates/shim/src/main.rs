@@ -10,8 +10,14 @@
 //!   preopened directory, the process args after `argv[0]` as arguments, and
 //!   the spec's env and nothing else.
 //! - stdout and stderr are containerd's (already the process's fds).
-//! - The memory cgroup's limit, when the container can read it, is the
+//! - Read-only mounts (and a read-only rootfs) are granted read-only.
+//! - The memory cgroup's limit (`linux.resources.memory.limit`) is the
 //!   guest's memory limit.
+//! - The shim's configuration (`WASMLAYER_SHIM_CONFIG`, else
+//!   `/etc/wasmlayer/shim.toml`) can name an admission policy and default
+//!   limits. A denied container exits with 77, and the reason goes to its
+//!   log and to `/dev/termination-log` (Kubernetes shows it as the
+//!   container's termination message).
 //! - SIGTERM ends the guest (exit 143) even in a loop; SIGKILL is the kernel's.
 //! - Wasm layers are compiled once per image by the shim (runwasi keeps the
 //!   result in containerd's content store), so a second container of the
@@ -22,9 +28,11 @@ use containerd_shim_wasm::sandbox::context::{Entrypoint, RuntimeContext, WasmLay
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::shim::{version, Cli, Compiler, Config, Shim, Version};
 use std::sync::Arc;
-use wasmlayer_core::{
-    AdmissionContext, Capabilities, DirGrant, Error, Limits, LoadOptions, RunOptions, Runtime,
-};
+use wasmlayer_core::{AdmissionContext, Capabilities, Error, LoadOptions, RunOptions, Runtime};
+
+mod config;
+mod container;
+use config::ShimConfig;
 
 struct WasmlayerShim;
 
@@ -54,12 +62,31 @@ impl Shim for WasmlayerShim {
     }
 }
 
-/// The runtime of the shim and its containers: the same engine
+/// The runtime the shim precompiles Wasm layers with: the same engine
 /// configuration as `run` (no fuel metering, no pooling), without a compile
-/// cache of its own: containerd keeps what [`WasmlayerCompiler`] compiles
-/// next to the image, and the container has no cache to share.
+/// cache: containerd keeps what [`WasmlayerCompiler`] compiles next to the
+/// image.
 fn runtime() -> Result<Runtime, Error> {
     Runtime::builder().cache(false).build()
+}
+
+/// The runtime a container runs on: the engine of [`runtime`], the
+/// shim's compile cache (for modules that come as files in the image), and
+/// the configured admission policy, built inside the container from the
+/// policy the shim read before it started.
+fn container_runtime(config: &ShimConfig) -> Result<Runtime, Error> {
+    let mut builder = match config.cache_dir() {
+        Some(dir) => Runtime::builder().cache_dir(Some(dir)),
+        None => Runtime::builder().cache(false),
+    };
+    if let Some(policy) = &config.policy {
+        let admission = wasmlayer_policy::admission::PolicyAdmission::from_source(
+            &policy.source,
+            &policy.paths,
+        )?;
+        builder = builder.admission(Arc::new(admission));
+    }
+    builder.build()
 }
 
 /// Compiles Wasm layers once per image, in the shim process; containerd
@@ -124,7 +151,9 @@ fn run(name: &str, bytes: &[u8], precompiled: bool, args: &[String], envs: &[Str
     match try_run(name, bytes, precompiled, args, envs) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("wasmlayer: error: {e}");
+            let message = format!("wasmlayer: error: {e}");
+            eprintln!("{message}");
+            container::termination_message(&message);
             e.exit_code()
         }
     }
@@ -137,7 +166,8 @@ fn try_run(
     args: &[String],
     envs: &[String],
 ) -> Result<i32, Error> {
-    let runtime = runtime()?;
+    let config = config::get().map_err(|e| Error::usage(e.clone()))?;
+    let runtime = container_runtime(config)?;
     let loaded = runtime.load_bytes(
         name,
         bytes,
@@ -146,22 +176,19 @@ fn try_run(
             allow_precompiled: precompiled,
         },
     )?;
+    log::info!("{name}: {:?}", loaded.cache);
     let mut caps = Capabilities::default();
-    caps.dirs.push(DirGrant {
-        host: "/".into(),
-        guest: "/".into(),
-        read_only: false,
-    });
+    caps.dirs = container::mounts();
     for kv in envs {
         if let Some((k, v)) = kv.split_once('=') {
             caps.env.insert(k.to_string(), v.to_string());
         }
     }
     caps.args = args.iter().skip(1).cloned().collect();
-    let limits = Limits {
-        max_memory: cgroup_memory_limit(),
-        ..Default::default()
-    };
+    let mut limits = config.limits.clone();
+    if let Some(cgroup) = container::memory_limit() {
+        limits.max_memory = Some(limits.max_memory.map_or(cgroup, |m| m.min(cgroup)));
+    }
     let outcome = runtime.run(
         &loaded,
         RunOptions {
@@ -178,28 +205,11 @@ fn try_run(
     Ok(outcome.exit_code)
 }
 
-/// The memory cgroup's limit as the container sees it (v2, then v1); none
-/// when it is unlimited or not visible.
-fn cgroup_memory_limit() -> Option<u64> {
-    for file in [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            let text = text.trim();
-            if let Ok(n) = text.parse::<u64>() {
-                // v1 reports "unlimited" as a huge page-aligned number.
-                if n < (1 << 62) {
-                    return Some(n);
-                }
-            }
-            return None;
-        }
-    }
-    None
-}
-
 fn main() {
+    // Read here, in the shim's process: the container runs in a clone of
+    // it, after its root has changed to the image's.
+    config::load();
+    container::open_host_cgroups();
     WasmlayerShim::run(Config {
         default_log_level: "info".to_string(),
         ..Default::default()

@@ -1,111 +1,21 @@
 //! The shim under a real containerd (Debian's, started here with its own
 //! root, state and socket in a temporary directory), driven with `ctr` as
 //! on a node: a Wasm container's output, args, env, files from its root
-//! filesystem, exit status, SIGTERM of a looping guest, and an image with no
-//! Wasm in it.
+//! filesystem, read-only mounts, exit status, SIGTERM of a looping guest,
+//! its memory limit, and bad input (no Wasm, a mount that does not exist).
 
+mod common;
+use common::{guest, Containerd, Setup};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-wasmlayer-v1");
-
-fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/guests")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/build-guests.sh",
-        p.display()
-    );
-    p
+trait CtrRun {
+    fn rootfs(&self, name: &str, files: &[(&str, &Path)]) -> PathBuf;
+    fn run(&self, id: &str, rootfs: &Path, extra: &[&str], cmd: &[&str]) -> (i32, String, String);
 }
 
-struct Containerd {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Containerd {
-    fn start() -> Containerd {
-        for tool in ["containerd", "ctr"] {
-            assert!(
-                Command::new(tool).arg("--version").output().is_ok(),
-                "{tool} is missing: scripts/setup.sh installs Debian's containerd"
-            );
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("wasmlayer-ctrd")
-            .tempdir()
-            .unwrap();
-        let d = dir.path();
-        let config = d.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
-                root = d.join("root").display(),
-                state = d.join("state").display(),
-                sock = d.join("containerd.sock").display(),
-            ),
-        )
-        .unwrap();
-        let shim_dir = Path::new(SHIM).parent().unwrap();
-        let path = format!(
-            "{}:{}",
-            shim_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .env("PATH", path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
-        let c = Containerd { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !c.ctr(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not start: {}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        c
-    }
-
-    /// A namespace of this run's own, removed when it ends.
-    fn namespace(&self) -> String {
-        format!("wasmlayer-test-{}", std::process::id())
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("containerd.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
-    }
-
-    fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("-a")
-            .arg(self.sock())
-            .args(["-n", &self.namespace()])
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_cmd(args).output().unwrap()
-    }
-
+impl CtrRun for Containerd {
     /// A root filesystem holding `files` (name, host file).
     fn rootfs(&self, name: &str, files: &[(&str, &Path)]) -> PathBuf {
         let root = self.dir.path().join(name);
@@ -132,44 +42,9 @@ impl Containerd {
     }
 }
 
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        unsafe { libc_kill(self.child.id() as i32, 15) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut ended = false;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                ended = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !ended {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        // What containerd and the shim keep outside their root and state
-        // directories: the shim's state of this namespace, and the (empty)
-        // cgroups of the namespace.
-        let ns = self.namespace();
-        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/wasmlayer").join(&ns));
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            for c in controllers.flatten() {
-                let _ = std::fs::remove_dir(c.path().join(&ns));
-            }
-        }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&ns));
-    }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 #[test]
 fn wasm_containers_run_on_containerd() {
-    let c = Containerd::start();
+    let c = Containerd::start(Setup::default());
     let hello = guest("hello-p1.wasm");
     let input = c.dir.path().join("input.txt");
     std::fs::write(&input, "from the rootfs").unwrap();
@@ -251,10 +126,8 @@ fn wasm_containers_run_on_containerd() {
     );
     assert_eq!(status.code(), Some(143));
 
-    // The container's memory limit holds: a memory bomb ends with 137. (Under
-    // `ctr` the container cannot read its cgroup, so the kernel's OOM kill
-    // ends it; where /sys/fs/cgroup is mounted, as the kubelet does, the
-    // shim makes the limit the guest's own and the guest gets the error.)
+    // The container's memory cgroup limit is the guest's: a memory bomb
+    // ends with 137 and the reason.
     let (code, out, err) = c.run(
         "membomb",
         &root,
@@ -262,6 +135,45 @@ fn wasm_containers_run_on_containerd() {
         &["/hostile.wasm", "membomb"],
     );
     assert_eq!(code, 137, "{out}{err}");
+    assert!(
+        err.contains("guest exceeded its memory limit (64 MiB)"),
+        "{out}{err}"
+    );
+
+    // A read-only mount stays read-only: the guest reads it but cannot
+    // write to it.
+    let input = c.dir.path().join("ro");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("input.txt"), "ro").unwrap();
+    let root = c.rootfs("hello-ro", &[("hello.wasm", &hello)]);
+    let mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:ro",
+        input.display()
+    );
+    let (code, out, err) = c.run("ro", &root, &["--mount", &mount], &["/hello.wasm"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("cannot write /data/output.txt"), "{out}{err}");
+    assert!(!input.join("output.txt").exists());
+    // ... and a read-write one is written through.
+    let mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:rw",
+        input.display()
+    );
+    let (code, out, err) = c.run("rw", &root, &["--mount", &mount], &["/hello.wasm"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(input.join("output.txt")).unwrap(),
+        "RO"
+    );
+
+    // A mount whose source does not exist: the container is not created
+    // (youki, inside runwasi, reports it as a rootfs it cannot prepare; CRI
+    // creates a missing host directory before it gets here, as the kubelet
+    // expects), and nothing is left.
+    let mount = "type=bind,src=/nonexistent/wasmlayer,dst=/data,options=rbind:ro";
+    let (code, out, err) = c.run("nomount", &root, &["--mount", mount], &["/hello.wasm"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("failed to prepare rootfs"), "{out}{err}");
 
     // No Wasm where the args point: a clear failure, not a hang.
     let empty = c.rootfs("empty", &[]);
@@ -269,4 +181,14 @@ fn wasm_containers_run_on_containerd() {
     let (code, out, err) = c.run("nowasm", &empty, &[], &["/missing.wasm"]);
     assert_ne!(code, 0, "{out}{err}");
     assert!(start.elapsed() < Duration::from_secs(30));
+
+    // Nothing is left behind.
+    let left = c.ctr(&["containers", "ls", "-q"]);
+    let left = String::from_utf8_lossy(&left.stdout);
+    for id in ["nomount", "nowasm"] {
+        if left.lines().any(|l| l == id) {
+            // `ctr run --rm` removes a container only when its task ran.
+            assert!(c.ctr(&["containers", "rm", id]).status.success());
+        }
+    }
 }

@@ -1,0 +1,224 @@
+//! A real containerd for the shim's tests: Debian's, started with its own
+//! root, state and sockets in a temporary directory, the shim on its PATH,
+//! and stopped (with what it leaves outside those directories removed) on
+//! drop. With `cri`, its CRI plugin serves the kubelet's API with two
+//! runtime handlers, `runc` and `wasmlayer`.
+
+#![allow(dead_code)]
+
+#[path = "../../../../tests/common/registry.rs"]
+pub mod registry;
+#[path = "../../../../tests/common/server.rs"]
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-wasmlayer-v1");
+
+/// A guest built by scripts/build-guests.sh.
+pub fn guest(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/guests")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-guests.sh",
+        p.display()
+    );
+    p
+}
+
+/// How to start containerd.
+#[derive(Default)]
+pub struct Setup {
+    /// Serve CRI (namespace `k8s.io`), pulling from `registry` over plain
+    /// HTTP, with the pod sandbox image `sandbox_image`.
+    pub cri: Option<Cri>,
+    /// More of the shim's configuration (TOML), which the harness writes
+    /// with a compile cache in the temporary directory.
+    pub shim_config: String,
+}
+
+pub struct Cri {
+    pub registry: String,
+    pub sandbox_image: String,
+}
+
+pub struct Containerd {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    cri: bool,
+}
+
+impl Containerd {
+    pub fn start(setup: Setup) -> Containerd {
+        for tool in ["containerd", "ctr"] {
+            assert!(
+                Command::new(tool).arg("--version").output().is_ok(),
+                "{tool} is missing: scripts/setup.sh installs Debian's containerd"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("wasmlayer-ctrd")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let config = d.join("config.toml");
+        let mut toml = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n[grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            sock = d.join("containerd.sock").display(),
+        );
+        match &setup.cri {
+            None => toml.insert_str(
+                "version = 2\n".len(),
+                "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+            ),
+            Some(cri) => toml.push_str(&format!(
+                r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox}"
+  # Lowering oom_score_adj (CRI asks -998 for the pause container) needs
+  # privileges a nested machine may not have.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmlayer]
+      runtime_type = "io.containerd.wasmlayer.v1"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni}/bin"
+    conf_dir = "{cni}/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors."{registry}"]
+    endpoint = ["http://{registry}"]
+"#,
+                sandbox = cri.sandbox_image,
+                cni = d.join("cni").display(),
+                registry = cri.registry,
+            )),
+        }
+        std::fs::write(&config, toml).unwrap();
+        let shim_config = d.join("shim.toml");
+        std::fs::write(
+            &shim_config,
+            format!(
+                "cache_dir = \"{}\"\n{}",
+                d.join("cache").display(),
+                setup.shim_config
+            ),
+        )
+        .unwrap();
+        let shim_dir = Path::new(SHIM).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .env("PATH", path)
+            .env("WASMLAYER_SHIM_CONFIG", &shim_config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let c = Containerd {
+            child,
+            dir,
+            cri: setup.cri.is_some(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !c.ctr(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start: {}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    /// The namespace this run's containers live in: CRI's `k8s.io`, or one
+    /// of this run's own.
+    pub fn namespace(&self) -> String {
+        if self.cri {
+            "k8s.io".into()
+        } else {
+            format!("wasmlayer-test-{}", std::process::id())
+        }
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    /// The shim's compile cache.
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("-a")
+            .arg(self.sock())
+            .args(["-n", &self.namespace()])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_cmd(args).output().unwrap()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ended = false;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                ended = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !ended {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // What containerd and the shims keep outside their root and state
+        // directories: the shims' state of the namespace, and its (empty)
+        // cgroups.
+        let ns = self.namespace();
+        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/wasmlayer").join(&ns));
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                let _ = std::fs::remove_dir(c.path().join(&ns));
+            }
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&ns));
+        // The overlay snapshots' mounts are gone with their containers; the
+        // root holds nothing mounted once containerd has stopped.
+        for d in ["root", "state"] {
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg(self.dir.path().join(d))
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
