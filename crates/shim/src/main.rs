@@ -24,7 +24,7 @@
 //!   same image compiles nothing.
 
 use anyhow::Result;
-use containerd_shim_wasm::sandbox::context::{Entrypoint, RuntimeContext, WasmLayer};
+use containerd_shim_wasm::sandbox::context::{Entrypoint, RuntimeContext, Source, WasmLayer};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::shim::{version, Cli, Compiler, Config, Shim, Version};
 use std::sync::Arc;
@@ -120,6 +120,29 @@ impl Compiler for WasmlayerCompiler {
 }
 
 impl Sandbox for WasmlayerSandbox {
+    /// Whether the container's entrypoint is Wasm (a Wasm layer, or a
+    /// `.wasm`/`.wat` file in its root); the reason when not goes to the
+    /// shim's log (runwasi reports "can't handle spec" in the status).
+    async fn can_handle(&self, ctx: &impl RuntimeContext) -> Result<()> {
+        let path = match ctx.entrypoint().source {
+            Source::Oci(_) => return Ok(()),
+            Source::File(path) => path,
+        };
+        let mut head = [0u8; 4];
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .map_err(|e| anyhow::anyhow!("{}: the image holds no Wasm: {e}", path.display()))?;
+        let text = path.extension().is_some_and(|x| x == "wat");
+        if (read == 4 && head == *b"\0asm") || text {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "the image holds no Wasm: {} is neither a Wasm module or component nor a Linux executable",
+                path.display()
+            ))
+        }
+    }
+
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
         let Entrypoint {
             name, arg0, source, ..

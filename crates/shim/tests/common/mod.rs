@@ -184,6 +184,94 @@ impl Containerd {
     }
 }
 
+impl Containerd {
+    /// What containerd and the shims keep outside their root and state
+    /// directories, removed even when a test failed half-way: the shims
+    /// and container processes still running, their mounts, their cgroups,
+    /// and the shims' state of the namespace.
+    fn clean_up(&self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let ns = self.namespace();
+        // Shims were started with this containerd's socket address.
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        // Containers: this namespace's cgroups (CRI's `k8s.io`: those of
+        // this containerd's sandboxes and containers).
+        let mut ids: Vec<String> = Vec::new();
+        if self.cri {
+            for kind in ["sandboxes", "containers"] {
+                let d = self
+                    .dir
+                    .path()
+                    .join("root/io.containerd.grpc.v1.cri")
+                    .join(kind);
+                for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                    ids.push(e.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+        for c in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            roots.push(c.path());
+        }
+        let mut cgroups = Vec::new();
+        for root in &roots {
+            let ns_dir = root.join(&ns);
+            for e in std::fs::read_dir(&ns_dir).into_iter().flatten().flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_dir() && (!self.cri || ids.contains(&id)) {
+                    cgroups.push(e.path());
+                }
+            }
+        }
+        for cg in &cgroups {
+            let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        // Mounts under the temporary directory, innermost first.
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        mounts.reverse();
+        for m in mounts {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(m)
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for cg in &cgroups {
+            while std::fs::remove_dir(cg).is_err() && cg.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for root in &roots {
+            let _ = std::fs::remove_dir(root.join(&ns));
+        }
+        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/wasmlayer").join(&ns));
+        for id in &ids {
+            let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc").join(&ns).join(id));
+        }
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -200,25 +288,6 @@ impl Drop for Containerd {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        // What containerd and the shims keep outside their root and state
-        // directories: the shims' state of the namespace, and its (empty)
-        // cgroups.
-        let ns = self.namespace();
-        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/wasmlayer").join(&ns));
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            for c in controllers.flatten() {
-                let _ = std::fs::remove_dir(c.path().join(&ns));
-            }
-        }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&ns));
-        // The overlay snapshots' mounts are gone with their containers; the
-        // root holds nothing mounted once containerd has stopped.
-        for d in ["root", "state"] {
-            let _ = Command::new("umount")
-                .arg("-R")
-                .arg(self.dir.path().join(d))
-                .stderr(Stdio::null())
-                .status();
-        }
+        self.clean_up();
     }
 }

@@ -1,0 +1,691 @@
+//! Dual runtime, as a Kubernetes node runs it: one containerd (Debian's,
+//! started here with its CRI plugin and two runtime handlers, `runc` and
+//! `wasmlayer`) driven through the CRI API as the kubelet drives it
+//! (RunPodSandbox, PullImage, CreateContainer, StartContainer,
+//! ContainerStatus, logs, StopContainer, RemoveContainer). Images come
+//! from a real registry on loopback: a pause image (a static C program
+//! built here), busybox on runc, and Wasm modules in a plain image layer on
+//! the shim, which also runs the Wasm pod's pause container as a Linux one.
+
+mod common;
+
+use common::registry::Registry;
+use common::{guest, Containerd, Cri, Setup};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+type Runtime = RuntimeServiceClient<Channel>;
+
+static CONTAINERD_LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// containerd's log (with the shims'), for failure messages.
+fn containerd_log() -> String {
+    CONTAINERD_LOG
+        .get()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
+/// A file in an image layer: path, contents, mode (symlinks: target).
+enum Entry {
+    File(&'static str, Vec<u8>, u32),
+    Link(&'static str, &'static str),
+}
+
+/// Builds a one-layer linux/amd64 image and pushes it as `repo:tag`;
+/// returns its reference.
+fn push_image(reg: &Registry, repo: &str, entries: &[Entry], entrypoint: &[&str]) -> String {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for e in entries {
+        let path = match e {
+            Entry::File(p, ..) | Entry::Link(p, _) => *p,
+        };
+        let mut parent = Path::new(path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+    }
+    for d in &dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        tar.append_data(&mut h, d, std::io::empty()).unwrap();
+    }
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        match e {
+            Entry::File(p, bytes, mode) => {
+                h.set_mode(*mode);
+                h.set_size(bytes.len() as u64);
+                tar.append_data(&mut h, p, bytes.as_slice()).unwrap();
+            }
+            Entry::Link(p, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                tar.append_link(&mut h, p, target).unwrap();
+            }
+        }
+    }
+    let layer = tar.into_inner().unwrap();
+    let layer_digest = reg.put_blob(repo, &layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": entrypoint, "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .unwrap();
+    let config_digest = reg.put_blob(repo, &config);
+    reg.put_manifest(
+        repo,
+        "1",
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer_digest, "size": layer.len()}],
+        }),
+    );
+    format!("{}/{repo}:1", reg.addr)
+}
+
+/// The pod sandbox's pause program: a static C binary that waits for a
+/// signal, as Kubernetes' own.
+fn pause_binary(dir: &Path) -> Vec<u8> {
+    let src = dir.join("pause.c");
+    std::fs::write(
+        &src,
+        "#include <signal.h>\n#include <unistd.h>\nstatic void die(int s) { (void)s; _exit(0); }\nint main(void) { signal(SIGINT, die); signal(SIGTERM, die); for (;;) pause(); }\n",
+    )
+    .unwrap();
+    let out = dir.join("pause");
+    let st = Command::new("cc")
+        .args(["-static", "-Os", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc: scripts/setup.sh installs gcc and libc6-dev");
+    assert!(st.success(), "building the static pause program");
+    std::fs::read(out).unwrap()
+}
+
+async fn connect(sock: PathBuf) -> Channel {
+    Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let sock = sock.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
+            }
+        }))
+        .await
+        .expect("connect to containerd's CRI socket")
+}
+
+/// The kubelet's namespaces for a pod without `shareProcessNamespace`,
+/// on the node's network (so no CNI plugin is needed).
+fn namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+fn pod_config(name: &str, logs: &Path) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.join(name).display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+struct Pod {
+    id: String,
+    config: PodSandboxConfig,
+}
+
+async fn run_pod(rt: &mut Runtime, name: &str, handler: &str, logs: &Path) -> Pod {
+    let config = pod_config(name, logs);
+    std::fs::create_dir_all(&config.log_directory).unwrap();
+    let id = rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox {name} on {handler}: {e}"))
+        .into_inner()
+        .pod_sandbox_id;
+    Pod { id, config }
+}
+
+/// What a container is made with.
+#[derive(Default)]
+struct Spec<'a> {
+    image: &'a str,
+    command: &'a [&'a str],
+    args: &'a [&'a str],
+    env: &'a [(&'a str, &'a str)],
+    mounts: Vec<Mount>,
+    memory: i64,
+}
+
+async fn create(rt: &mut Runtime, pod: &Pod, name: &str, spec: Spec<'_>) -> String {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: spec.image.into(),
+            ..Default::default()
+        }),
+        command: strings(spec.command),
+        args: strings(spec.args),
+        envs: spec
+            .env
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        mounts: spec.mounts,
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: spec.memory,
+                ..Default::default()
+            }),
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    rt.create_container(CreateContainerRequest {
+        pod_sandbox_id: pod.id.clone(),
+        config: Some(config),
+        sandbox_config: Some(pod.config.clone()),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+    .into_inner()
+    .container_id
+}
+
+async fn start(rt: &mut Runtime, id: &str) -> Result<(), tonic::Status> {
+    rt.start_container(StartContainerRequest {
+        container_id: id.into(),
+    })
+    .await
+    .map(|_| ())
+}
+
+async fn status(rt: &mut Runtime, id: &str) -> ContainerStatus {
+    rt.container_status(ContainerStatusRequest {
+        container_id: id.into(),
+        verbose: false,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+    .unwrap()
+}
+
+/// Waits for the container to exit: its status.
+async fn exited(rt: &mut Runtime, id: &str, limit: Duration) -> ContainerStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = status(rt, id).await;
+        if st.state == ContainerState::ContainerExited as i32 {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{id} did not exit: {st:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn running(rt: &mut Runtime, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(rt, id).await.state != ContainerState::ContainerRunning as i32 {
+        assert!(Instant::now() < deadline, "{id} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The text of a container's CRI log (`<time> <stream> <tag> <text>` lines).
+fn log_text(st: &ContainerStatus) -> String {
+    std::fs::read_to_string(&st.log_path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Creates, starts and waits for a container that runs to its end.
+async fn run_to_end(
+    rt: &mut Runtime,
+    pod: &Pod,
+    name: &str,
+    spec: Spec<'_>,
+) -> (ContainerStatus, String) {
+    let id = create(rt, pod, name, spec).await;
+    start(rt, &id)
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}\n{}", containerd_log()));
+    let st = exited(rt, &id, Duration::from_secs(60)).await;
+    let log = log_text(&st);
+    remove(rt, &id).await;
+    (st, log)
+}
+
+async fn remove(rt: &mut Runtime, id: &str) {
+    rt.remove_container(RemoveContainerRequest {
+        container_id: id.into(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("RemoveContainer {id}: {e}"));
+}
+
+/// Starts a looping guest and stops it with `timeout` (0: SIGKILL at
+/// once): its status and how long the stop took.
+async fn stop_loop(
+    rt: &mut Runtime,
+    pod: &Pod,
+    image: &str,
+    name: &str,
+    timeout: i64,
+) -> (ContainerStatus, Duration) {
+    let id = create(
+        rt,
+        pod,
+        name,
+        Spec {
+            image,
+            command: &["/hostile.wasm", "loop"],
+            ..Default::default()
+        },
+    )
+    .await;
+    start(rt, &id).await.unwrap();
+    running(rt, &id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    rt.stop_container(StopContainerRequest {
+        container_id: id.clone(),
+        timeout,
+    })
+    .await
+    .unwrap();
+    let st = exited(rt, &id, Duration::from_secs(30)).await;
+    let took = t.elapsed();
+    remove(rt, &id).await;
+    (st, took)
+}
+
+/// Every file in the compile cache, with its modification time.
+fn cache_files(dir: &Path) -> BTreeMap<PathBuf, SystemTime> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.insert(e.path(), m.modified().unwrap());
+            }
+        }
+    }
+    out
+}
+
+const POLICY: &str = r#"package wasmlayer.admission
+
+default allow := false
+
+allow if count(reasons) == 0
+
+reasons contains "workloads marked TIER=untrusted may not run on this node" if {
+	input.requested.env.TIER == "untrusted"
+}
+
+grant := {"max_memory": 65536} if input.requested.env.SMALL == "1"
+"#;
+
+#[test]
+fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
+    let reg = Registry::start();
+    let work = tempfile::Builder::new()
+        .prefix("wasmlayer-cri")
+        .tempdir()
+        .unwrap();
+    let w = work.path();
+
+    // The images, in the registry.
+    let pause = push_image(
+        &reg,
+        "pause",
+        &[Entry::File("pause", pause_binary(w), 0o755)],
+        &["/pause"],
+    );
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox: scripts/setup.sh installs Debian's busybox-static");
+    let busybox = push_image(
+        &reg,
+        "busybox",
+        &[
+            Entry::File("bin/busybox", busybox, 0o755),
+            Entry::Link("bin/sh", "busybox"),
+            Entry::Link("bin/echo", "busybox"),
+        ],
+        &["/bin/sh"],
+    );
+    let wasm = push_image(
+        &reg,
+        "wasm",
+        &[
+            Entry::File(
+                "hello.wasm",
+                std::fs::read(guest("hello-p1.wasm")).unwrap(),
+                0o644,
+            ),
+            Entry::File(
+                "hostile.wasm",
+                std::fs::read(guest("hostile-p1.wasm")).unwrap(),
+                0o644,
+            ),
+        ],
+        &["/hello.wasm"],
+    );
+    let not_wasm = push_image(
+        &reg,
+        "notwasm",
+        &[Entry::File("app.txt", b"not a module\n".to_vec(), 0o644)],
+        &["/app.txt"],
+    );
+
+    std::fs::write(w.join("admission.rego"), POLICY).unwrap();
+    let c = Containerd::start(Setup {
+        cri: Some(Cri {
+            registry: reg.addr.clone(),
+            sandbox_image: pause.clone(),
+        }),
+        shim_config: format!("policy = \"{}\"\n", w.join("admission.rego").display()),
+    });
+
+    CONTAINERD_LOG
+        .set(c.dir.path().join("containerd.log"))
+        .unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let channel = connect(c.sock()).await;
+            let mut rt = RuntimeServiceClient::new(channel.clone());
+            let mut images = ImageServiceClient::new(channel);
+            let v = rt
+                .version(VersionRequest::default())
+                .await
+                .expect("CRI Version")
+                .into_inner();
+            assert_eq!(v.runtime_name, "containerd");
+
+            for image in [&busybox, &wasm, &not_wasm] {
+                images
+                    .pull_image(PullImageRequest {
+                        image: Some(ImageSpec {
+                            image: image.to_string(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("PullImage {image}: {e}"));
+            }
+            // An unknown reference: a clear error.
+            let e = images
+                .pull_image(PullImageRequest {
+                    image: Some(ImageSpec {
+                        image: format!("{}/nothing:1", reg.addr),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+            assert!(e.message().contains("not found"), "{e}");
+
+            let logs = w.join("logs");
+
+            // busybox on runc.
+            let runc_pod = run_pod(&mut rt, "runc-pod", "runc", &logs).await;
+            let (st, log) = run_to_end(
+                &mut rt,
+                &runc_pod,
+                "echo",
+                Spec {
+                    image: &busybox,
+                    command: &["/bin/echo", "hello from runc"],
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
+            assert_eq!(log.trim(), "hello from runc");
+
+            // Wasm on the shim, in a pod of its own.
+            let pod = run_pod(&mut rt, "wasm-pod", "wasmlayer", &logs).await;
+            let data = w.join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::write(data.join("input.txt"), "from the node").unwrap();
+            let ro = || Mount {
+                container_path: "/data".into(),
+                host_path: data.display().to_string(),
+                readonly: true,
+                ..Default::default()
+            };
+            let hello = || Spec {
+                image: &wasm,
+                args: &["pod"],
+                env: &[("NAME", "cri")],
+                mounts: vec![ro()],
+                ..Default::default()
+            };
+            let (st, log) = run_to_end(&mut rt, &pod, "hello", hello()).await;
+            assert_eq!(st.exit_code, 0, "{st:?}\n{log}\n{}", c.log());
+            assert!(log.contains("Hello, pod!"), "{log}");
+            assert!(log.contains("env NAME=cri"), "{log}");
+            // The read-only mount stays so.
+            assert!(log.contains("cannot write /data/output.txt"), "{log}");
+            assert!(!data.join("output.txt").exists());
+
+            // The module was compiled once, into the shim's cache; a second
+            // container of the same image compiles nothing.
+            let cached = cache_files(&c.cache());
+            assert!(!cached.is_empty(), "nothing in the compile cache");
+            let (st, log) = run_to_end(&mut rt, &pod, "hello-again", hello()).await;
+            assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
+            assert_eq!(
+                cache_files(&c.cache()),
+                cached,
+                "the second container compiled"
+            );
+
+            // The guest's exit status is the container's.
+            let (st, log) = run_to_end(
+                &mut rt,
+                &pod,
+                "exit7",
+                Spec {
+                    image: &wasm,
+                    command: &["/hostile.wasm", "exit", "7"],
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert_eq!(st.exit_code, 7, "{st:?}\n{log}");
+
+            // The container's memory limit is the guest's: a memory bomb
+            // ends with 137 and says why.
+            let (st, log) = run_to_end(
+                &mut rt,
+                &pod,
+                "membomb",
+                Spec {
+                    image: &wasm,
+                    command: &["/hostile.wasm", "membomb"],
+                    memory: 64 << 20,
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert_eq!(st.exit_code, 137, "{st:?}\n{log}");
+            assert!(
+                log.contains("guest exceeded its memory limit (64 MiB)"),
+                "{log}"
+            );
+
+            // The node's admission policy: a denial with its reason, in the
+            // log and in the termination message Kubernetes shows.
+            let termination = w.join("termination-log");
+            std::fs::write(&termination, "").unwrap();
+            let (st, log) = run_to_end(
+                &mut rt,
+                &pod,
+                "denied",
+                Spec {
+                    image: &wasm,
+                    env: &[("TIER", "untrusted")],
+                    mounts: vec![Mount {
+                        container_path: "/dev/termination-log".into(),
+                        host_path: termination.display().to_string(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )
+            .await;
+            let reason = "workloads marked TIER=untrusted may not run on this node";
+            assert_eq!(st.exit_code, 77, "{st:?}\n{log}");
+            assert!(log.contains(reason), "{log}");
+            assert!(
+                std::fs::read_to_string(&termination)
+                    .unwrap()
+                    .contains(reason),
+                "termination message"
+            );
+            // ... and a grant that narrows the memory limit below what the
+            // module declares.
+            let (st, log) = run_to_end(
+                &mut rt,
+                &pod,
+                "small",
+                Spec {
+                    image: &wasm,
+                    env: &[("SMALL", "1")],
+                    ..Default::default()
+                },
+            )
+            .await;
+            assert_eq!(st.exit_code, 137, "{st:?}\n{log}");
+            assert!(
+                log.contains("of memory to start, above its memory limit (64 KiB)"),
+                "{log}"
+            );
+
+            // A looping guest: StopContainer's SIGTERM ends it at once
+            // (143), and so does SIGKILL (137) with no grace period.
+            let (st, took) = stop_loop(&mut rt, &pod, &wasm, "loop-term", 10).await;
+            assert_eq!(st.exit_code, 143, "{st:?}");
+            assert!(took < Duration::from_secs(1), "SIGTERM took {took:?}");
+            let (st, took) = stop_loop(&mut rt, &pod, &wasm, "loop-kill", 0).await;
+            assert_eq!(st.exit_code, 137, "{st:?}");
+            assert!(took < Duration::from_secs(1), "SIGKILL took {took:?}");
+
+            // An image with no Wasm in it: the container fails to start,
+            // with a message in its status (runwasi words it), the reason in
+            // the shim's log, and does not hang.
+            let id = create(
+                &mut rt,
+                &pod,
+                "notwasm",
+                Spec {
+                    image: &not_wasm,
+                    ..Default::default()
+                },
+            )
+            .await;
+            let t = Instant::now();
+            let e = start(&mut rt, &id).await.unwrap_err();
+            assert!(e.message().contains("can't handle spec"), "{e}");
+            let st = exited(&mut rt, &id, Duration::from_secs(30)).await;
+            assert!(t.elapsed() < Duration::from_secs(30));
+            assert_eq!(st.reason, "StartError", "{st:?}");
+            assert!(
+                st.message.contains("wasmlayer executor can't handle spec"),
+                "{st:?}"
+            );
+            assert!(
+                containerd_log().contains("the image holds no Wasm: /app.txt is neither"),
+                "the shim's log"
+            );
+            remove(&mut rt, &id).await;
+
+            for p in [pod, runc_pod] {
+                rt.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap();
+                rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: p.id.clone(),
+                })
+                .await
+                .unwrap();
+            }
+            let left = rt
+                .list_containers(ListContainersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .containers;
+            assert!(left.is_empty(), "{left:?}");
+        });
+}
