@@ -387,18 +387,10 @@ reasons contains "workloads marked TIER=untrusted may not run on this node" if {
 grant := {"max_memory": 65536} if input.requested.env.SMALL == "1"
 "#;
 
-#[test]
-fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
-    let reg = Registry::start();
-    let work = tempfile::Builder::new()
-        .prefix("wasmlayer-cri")
-        .tempdir()
-        .unwrap();
-    let w = work.path();
-
-    // The images, in the registry.
+/// The images both the test and the benchmark use: (pause, busybox, Wasm).
+fn push_images(reg: &Registry, w: &Path) -> (String, String, String) {
     let pause = push_image(
-        &reg,
+        reg,
         "pause",
         &[Entry::File("pause", pause_binary(w), 0o755)],
         &["/pause"],
@@ -406,7 +398,7 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox: scripts/setup.sh installs Debian's busybox-static");
     let busybox = push_image(
-        &reg,
+        reg,
         "busybox",
         &[
             Entry::File("bin/busybox", busybox, 0o755),
@@ -416,7 +408,7 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
         &["/bin/sh"],
     );
     let wasm = push_image(
-        &reg,
+        reg,
         "wasm",
         &[
             Entry::File(
@@ -432,6 +424,48 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
         ],
         &["/hello.wasm"],
     );
+    (pause, busybox, wasm)
+}
+
+async fn pull(images: &mut ImageServiceClient<Channel>, image: &str) {
+    images
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: image.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("PullImage {image}: {e}"));
+}
+
+async fn remove_pods(rt: &mut Runtime, pods: Vec<Pod>) {
+    for p in pods {
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: p.id.clone(),
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
+    let reg = Registry::start();
+    let work = tempfile::Builder::new()
+        .prefix("wasmlayer-cri")
+        .tempdir()
+        .unwrap();
+    let w = work.path();
+
+    // The images, in the registry.
+    let (pause, busybox, wasm) = push_images(&reg, w);
     let not_wasm = push_image(
         &reg,
         "notwasm",
@@ -446,6 +480,7 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
             sandbox_image: pause.clone(),
         }),
         shim_config: format!("policy = \"{}\"\n", w.join("admission.rego").display()),
+        ..Default::default()
     });
 
     CONTAINERD_LOG
@@ -468,16 +503,7 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
             assert_eq!(v.runtime_name, "containerd");
 
             for image in [&busybox, &wasm, &not_wasm] {
-                images
-                    .pull_image(PullImageRequest {
-                        image: Some(ImageSpec {
-                            image: image.to_string(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap_or_else(|e| panic!("PullImage {image}: {e}"));
+                pull(&mut images, image).await;
             }
             // An unknown reference: a clear error.
             let e = images
@@ -668,18 +694,7 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
             );
             remove(&mut rt, &id).await;
 
-            for p in [pod, runc_pod] {
-                rt.stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                })
-                .await
-                .unwrap();
-                rt.remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: p.id.clone(),
-                })
-                .await
-                .unwrap();
-            }
+            remove_pods(&mut rt, vec![pod, runc_pod]).await;
             let left = rt
                 .list_containers(ListContainersRequest::default())
                 .await
@@ -688,4 +703,213 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
                 .containers;
             assert!(left.is_empty(), "{left:?}");
         });
+}
+
+/// Resident and proportional set size (KB) of a process.
+fn rss_pss(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+/// The processes of a container (those in its cgroup, v1 or v2).
+fn container_pids(id: &str) -> Vec<i32> {
+    let mut dirs = vec![PathBuf::from("/sys/fs/cgroup/k8s.io").join(id)];
+    dirs.push(PathBuf::from("/sys/fs/cgroup/memory/k8s.io").join(id));
+    dirs.iter()
+        .find_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Shim processes of this containerd whose binary name contains `shim`.
+fn shim_pids(dir: &Path, shim: &str) -> Vec<i32> {
+    let dir = dir.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| {
+            let pid = p.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmd = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.contains(&*dir) && cmd.split('\0').next()?.contains(shim)).then_some(pid)
+        })
+        .collect()
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The measurements `benches/shim.sh` reports (it asserts nothing about
+/// speed): through CRI on one containerd, create-to-exit of a hello
+/// container in a running pod on runc (busybox `echo`), on this shim and,
+/// when `WASMLAYER_BENCH_WASMTIME_SHIM` names runwasi's
+/// `containerd-shim-wasmtime-v1`, on that one (the same `hello-p1.wasm`);
+/// and the memory of `WASMLAYER_BENCH_LIVE` sleeping Wasm containers of one
+/// pod (their processes and the pod's shim, less the pod alone). Writes
+/// JSON to `WASMLAYER_BENCH_OUT`.
+#[test]
+#[ignore = "a benchmark, which benches/shim.sh runs"]
+fn bench_cri_create_to_exit() {
+    let runs: usize = env_or("WASMLAYER_BENCH_RUNS", 30);
+    let live: usize = env_or("WASMLAYER_BENCH_LIVE", 10);
+    let wasmtime = std::env::var_os("WASMLAYER_BENCH_WASMTIME_SHIM").map(PathBuf::from);
+    let out = std::env::var_os("WASMLAYER_BENCH_OUT").map(PathBuf::from);
+    let reg = Registry::start();
+    let work = tempfile::Builder::new()
+        .prefix("wasmlayer-cri-bench")
+        .tempdir()
+        .unwrap();
+    let (pause, busybox, wasm) = push_images(&reg, work.path());
+    let mut setup = Setup {
+        cri: Some(Cri {
+            registry: reg.addr.clone(),
+            sandbox_image: pause,
+        }),
+        ..Default::default()
+    };
+    let mut handlers = vec![
+        ("runc", "busybox echo", "runc"),
+        ("wasmlayer", "hello-p1.wasm", "wasmlayer"),
+    ];
+    if let Some(shim) = &wasmtime {
+        setup
+            .runtimes
+            .push(("wasmtime".into(), "io.containerd.wasmtime.v1".into()));
+        setup.path.push(shim.parent().unwrap().to_path_buf());
+        handlers.push(("wasmtime", "hello-p1.wasm", "wasmtime"));
+    }
+    let c = Containerd::start(setup);
+    CONTAINERD_LOG.get_or_init(|| c.dir.path().join("containerd.log"));
+    let logs = work.path().join("logs");
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let channel = connect(c.sock()).await;
+            let mut rt = RuntimeServiceClient::new(channel.clone());
+            let mut images = ImageServiceClient::new(channel);
+            pull(&mut images, &busybox).await;
+            pull(&mut images, &wasm).await;
+            let mut report = serde_json::Map::new();
+            for (handler, workload, shim) in handlers {
+                let pod = run_pod(&mut rt, &format!("bench-{handler}"), handler, &logs).await;
+                let hello = || Spec {
+                    image: if handler == "runc" { &busybox } else { &wasm },
+                    command: if handler == "runc" {
+                        &["/bin/echo", "Hello, world!"]
+                    } else {
+                        &["/hello.wasm"]
+                    },
+                    ..Default::default()
+                };
+                let mut times = Vec::new();
+                // Two first runs (the compile cache, the page cache) are left out.
+                for i in 0..runs + 2 {
+                    let t = Instant::now();
+                    let id = create(&mut rt, &pod, &format!("hello-{i}"), hello()).await;
+                    start(&mut rt, &id).await.unwrap();
+                    let st = exited(&mut rt, &id, Duration::from_secs(60)).await;
+                    let took = t.elapsed();
+                    assert_eq!(st.exit_code, 0, "{handler}: {st:?}\n{}", log_text(&st));
+                    if i >= 2 {
+                        times.push(took.as_secs_f64() * 1e3);
+                    }
+                    remove(&mut rt, &id).await;
+                }
+                times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                let median = times[times.len() / 2];
+                eprintln!(
+                    "{handler:>10}: create to exit of {workload}: median {median:.1} ms (min {:.1}, max {:.1}, {runs} runs)",
+                    times[0],
+                    times[times.len() - 1]
+                );
+                let mut entry = json!({
+                    "workload": workload,
+                    "median_ms": median,
+                    "min_ms": times[0],
+                    "max_ms": times[times.len() - 1],
+                    "runs": runs,
+                });
+                if handler != "runc" {
+                    // Memory of `live` sleeping containers in this pod.
+                    let pod_pids = || {
+                        let mut p = shim_pids(c.dir.path(), &format!("containerd-shim-{shim}"));
+                        p.extend(container_pids(&pod.id));
+                        p
+                    };
+                    let sum = |pids: &[i32]| {
+                        pids.iter().map(|p| rss_pss(*p)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+                    };
+                    let base = sum(&pod_pids());
+                    let mut ids = Vec::new();
+                    for i in 0..live {
+                        let id = create(
+                            &mut rt,
+                            &pod,
+                            &format!("sleep-{i}"),
+                            Spec {
+                                image: &wasm,
+                                command: &["/hostile.wasm", "sleep", "600"],
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                        start(&mut rt, &id).await.unwrap();
+                        ids.push(id);
+                    }
+                    for id in &ids {
+                        running(&mut rt, id).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let mut pids = pod_pids();
+                    for id in &ids {
+                        pids.extend(container_pids(id));
+                    }
+                    let all = sum(&pids);
+                    let per = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / live as f64;
+                    let (rss, pss) = (per(all.0, base.0), per(all.1, base.1));
+                    eprintln!(
+                        "{handler:>10}: {live} sleeping containers: {:.0} KB RSS, {:.0} KB PSS each (pod alone: {} KB RSS)",
+                        rss, pss, base.0
+                    );
+                    entry["live"] = json!(live);
+                    entry["rss_kb_per_container"] = json!(rss);
+                    entry["pss_kb_per_container"] = json!(pss);
+                    entry["pod_rss_kb"] = json!(base.0);
+                    for id in &ids {
+                        rt.stop_container(StopContainerRequest {
+                            container_id: id.clone(),
+                            timeout: 0,
+                        })
+                        .await
+                        .unwrap();
+                        remove(&mut rt, id).await;
+                    }
+                }
+                report.insert(handler.to_string(), entry);
+                remove_pods(&mut rt, vec![pod]).await;
+            }
+            serde_json::Value::Object(report)
+        });
+    let text = serde_json::to_string_pretty(&report).unwrap();
+    match out {
+        Some(path) => std::fs::write(path, text).unwrap(),
+        None => println!("{text}"),
+    }
 }

@@ -15,7 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-wasmlayer-v1");
+/// The shim under test: this build's, or (for the benchmark) the one
+/// `WASMLAYER_BENCH_SHIM` names, e.g. the release build.
+pub fn shim() -> PathBuf {
+    std::env::var_os("WASMLAYER_BENCH_SHIM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_containerd-shim-wasmlayer-v1").into())
+}
 
 /// A guest built by scripts/build-guests.sh.
 pub fn guest(name: &str) -> PathBuf {
@@ -39,6 +45,10 @@ pub struct Setup {
     /// More of the shim's configuration (TOML), which the harness writes
     /// with a compile cache in the temporary directory.
     pub shim_config: String,
+    /// More CRI runtime handlers: (handler, runtime type), with the
+    /// directories their shims are in.
+    pub runtimes: Vec<(String, String)>,
+    pub path: Vec<PathBuf>,
 }
 
 pub struct Cri {
@@ -102,6 +112,11 @@ impl Containerd {
                 registry = cri.registry,
             )),
         }
+        for (handler, runtime_type) in &setup.runtimes {
+            toml.push_str(&format!(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{handler}]\n  runtime_type = \"{runtime_type}\"\n"
+            ));
+        }
         std::fs::write(&config, toml).unwrap();
         let shim_config = d.join("shim.toml");
         std::fs::write(
@@ -113,12 +128,11 @@ impl Containerd {
             ),
         )
         .unwrap();
-        let shim_dir = Path::new(SHIM).parent().unwrap();
-        let path = format!(
-            "{}:{}",
-            shim_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        let mut dirs: Vec<PathBuf> = vec![shim().parent().unwrap().to_path_buf()];
+        dirs.extend(setup.path.iter().cloned());
+        let mut path = std::env::join_paths(dirs).unwrap().into_string().unwrap();
+        path.push(':');
+        path.push_str(&std::env::var("PATH").unwrap_or_default());
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")

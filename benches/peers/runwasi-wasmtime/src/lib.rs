@@ -1,0 +1,9 @@
+mod http_proxy;
+pub mod instance;
+
+pub use instance::WasmtimeShim;
+
+#[cfg(unix)]
+#[cfg(test)]
+#[path = "tests.rs"]
+mod wasmtime_tests;
