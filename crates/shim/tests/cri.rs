@@ -147,6 +147,25 @@ fn namespaces() -> NamespaceOption {
     }
 }
 
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// CRI's runtime and image services of `c` (whose log failure messages
+/// then show).
+async fn clients(c: &Containerd) -> (Runtime, ImageServiceClient<Channel>) {
+    CONTAINERD_LOG.get_or_init(|| c.dir.path().join("containerd.log"));
+    let channel = connect(c.sock()).await;
+    (
+        RuntimeServiceClient::new(channel.clone()),
+        ImageServiceClient::new(channel),
+    )
+}
+
 fn pod_config(name: &str, logs: &Path) -> PodSandboxConfig {
     PodSandboxConfig {
         metadata: Some(PodSandboxMetadata {
@@ -483,226 +502,216 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
         ..Default::default()
     });
 
-    CONTAINERD_LOG
-        .set(c.dir.path().join("containerd.log"))
-        .unwrap();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let channel = connect(c.sock()).await;
-            let mut rt = RuntimeServiceClient::new(channel.clone());
-            let mut images = ImageServiceClient::new(channel);
-            let v = rt
-                .version(VersionRequest::default())
-                .await
-                .expect("CRI Version")
-                .into_inner();
-            assert_eq!(v.runtime_name, "containerd");
+    tokio_runtime().block_on(async {
+        let (mut rt, mut images) = clients(&c).await;
+        let v = rt
+            .version(VersionRequest::default())
+            .await
+            .expect("CRI Version")
+            .into_inner();
+        assert_eq!(v.runtime_name, "containerd");
 
-            for image in [&busybox, &wasm, &not_wasm] {
-                pull(&mut images, image).await;
-            }
-            // An unknown reference: a clear error.
-            let e = images
-                .pull_image(PullImageRequest {
-                    image: Some(ImageSpec {
-                        image: format!("{}/nothing:1", reg.addr),
-                        ..Default::default()
-                    }),
+        for image in [&busybox, &wasm, &not_wasm] {
+            pull(&mut images, image).await;
+        }
+        // An unknown reference: a clear error.
+        let e = images
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: format!("{}/nothing:1", reg.addr),
                     ..Default::default()
-                })
-                .await
-                .unwrap_err();
-            assert!(e.message().contains("not found"), "{e}");
-
-            let logs = w.join("logs");
-
-            // busybox on runc.
-            let runc_pod = run_pod(&mut rt, "runc-pod", "runc", &logs).await;
-            let (st, log) = run_to_end(
-                &mut rt,
-                &runc_pod,
-                "echo",
-                Spec {
-                    image: &busybox,
-                    command: &["/bin/echo", "hello from runc"],
-                    ..Default::default()
-                },
-            )
-            .await;
-            assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
-            assert_eq!(log.trim(), "hello from runc");
-
-            // Wasm on the shim, in a pod of its own.
-            let pod = run_pod(&mut rt, "wasm-pod", "wasmlayer", &logs).await;
-            let data = w.join("data");
-            std::fs::create_dir_all(&data).unwrap();
-            std::fs::write(data.join("input.txt"), "from the node").unwrap();
-            let ro = || Mount {
-                container_path: "/data".into(),
-                host_path: data.display().to_string(),
-                readonly: true,
+                }),
                 ..Default::default()
-            };
-            let hello = || Spec {
+            })
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("not found"), "{e}");
+
+        let logs = w.join("logs");
+
+        // busybox on runc.
+        let runc_pod = run_pod(&mut rt, "runc-pod", "runc", &logs).await;
+        let (st, log) = run_to_end(
+            &mut rt,
+            &runc_pod,
+            "echo",
+            Spec {
+                image: &busybox,
+                command: &["/bin/echo", "hello from runc"],
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
+        assert_eq!(log.trim(), "hello from runc");
+
+        // Wasm on the shim, in a pod of its own.
+        let pod = run_pod(&mut rt, "wasm-pod", "wasmlayer", &logs).await;
+        let data = w.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("input.txt"), "from the node").unwrap();
+        let ro = || Mount {
+            container_path: "/data".into(),
+            host_path: data.display().to_string(),
+            readonly: true,
+            ..Default::default()
+        };
+        let hello = || Spec {
+            image: &wasm,
+            args: &["pod"],
+            env: &[("NAME", "cri")],
+            mounts: vec![ro()],
+            ..Default::default()
+        };
+        let (st, log) = run_to_end(&mut rt, &pod, "hello", hello()).await;
+        assert_eq!(st.exit_code, 0, "{st:?}\n{log}\n{}", c.log());
+        assert!(log.contains("Hello, pod!"), "{log}");
+        assert!(log.contains("env NAME=cri"), "{log}");
+        // The read-only mount stays so.
+        assert!(log.contains("cannot write /data/output.txt"), "{log}");
+        assert!(!data.join("output.txt").exists());
+
+        // The module was compiled once, into the shim's cache; a second
+        // container of the same image compiles nothing.
+        let cached = cache_files(&c.cache());
+        assert!(!cached.is_empty(), "nothing in the compile cache");
+        let (st, log) = run_to_end(&mut rt, &pod, "hello-again", hello()).await;
+        assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
+        assert_eq!(
+            cache_files(&c.cache()),
+            cached,
+            "the second container compiled"
+        );
+
+        // The guest's exit status is the container's.
+        let (st, log) = run_to_end(
+            &mut rt,
+            &pod,
+            "exit7",
+            Spec {
                 image: &wasm,
-                args: &["pod"],
-                env: &[("NAME", "cri")],
-                mounts: vec![ro()],
+                command: &["/hostile.wasm", "exit", "7"],
                 ..Default::default()
-            };
-            let (st, log) = run_to_end(&mut rt, &pod, "hello", hello()).await;
-            assert_eq!(st.exit_code, 0, "{st:?}\n{log}\n{}", c.log());
-            assert!(log.contains("Hello, pod!"), "{log}");
-            assert!(log.contains("env NAME=cri"), "{log}");
-            // The read-only mount stays so.
-            assert!(log.contains("cannot write /data/output.txt"), "{log}");
-            assert!(!data.join("output.txt").exists());
+            },
+        )
+        .await;
+        assert_eq!(st.exit_code, 7, "{st:?}\n{log}");
 
-            // The module was compiled once, into the shim's cache; a second
-            // container of the same image compiles nothing.
-            let cached = cache_files(&c.cache());
-            assert!(!cached.is_empty(), "nothing in the compile cache");
-            let (st, log) = run_to_end(&mut rt, &pod, "hello-again", hello()).await;
-            assert_eq!(st.exit_code, 0, "{st:?}\n{log}");
-            assert_eq!(
-                cache_files(&c.cache()),
-                cached,
-                "the second container compiled"
-            );
+        // The container's memory limit is the guest's: a memory bomb
+        // ends with 137 and says why.
+        let (st, log) = run_to_end(
+            &mut rt,
+            &pod,
+            "membomb",
+            Spec {
+                image: &wasm,
+                command: &["/hostile.wasm", "membomb"],
+                memory: 64 << 20,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(st.exit_code, 137, "{st:?}\n{log}");
+        assert!(
+            log.contains("guest exceeded its memory limit (64 MiB)"),
+            "{log}"
+        );
 
-            // The guest's exit status is the container's.
-            let (st, log) = run_to_end(
-                &mut rt,
-                &pod,
-                "exit7",
-                Spec {
-                    image: &wasm,
-                    command: &["/hostile.wasm", "exit", "7"],
+        // The node's admission policy: a denial with its reason, in the
+        // log and in the termination message Kubernetes shows.
+        let termination = w.join("termination-log");
+        std::fs::write(&termination, "").unwrap();
+        let (st, log) = run_to_end(
+            &mut rt,
+            &pod,
+            "denied",
+            Spec {
+                image: &wasm,
+                env: &[("TIER", "untrusted")],
+                mounts: vec![Mount {
+                    container_path: "/dev/termination-log".into(),
+                    host_path: termination.display().to_string(),
                     ..Default::default()
-                },
-            )
-            .await;
-            assert_eq!(st.exit_code, 7, "{st:?}\n{log}");
-
-            // The container's memory limit is the guest's: a memory bomb
-            // ends with 137 and says why.
-            let (st, log) = run_to_end(
-                &mut rt,
-                &pod,
-                "membomb",
-                Spec {
-                    image: &wasm,
-                    command: &["/hostile.wasm", "membomb"],
-                    memory: 64 << 20,
-                    ..Default::default()
-                },
-            )
-            .await;
-            assert_eq!(st.exit_code, 137, "{st:?}\n{log}");
-            assert!(
-                log.contains("guest exceeded its memory limit (64 MiB)"),
-                "{log}"
-            );
-
-            // The node's admission policy: a denial with its reason, in the
-            // log and in the termination message Kubernetes shows.
-            let termination = w.join("termination-log");
-            std::fs::write(&termination, "").unwrap();
-            let (st, log) = run_to_end(
-                &mut rt,
-                &pod,
-                "denied",
-                Spec {
-                    image: &wasm,
-                    env: &[("TIER", "untrusted")],
-                    mounts: vec![Mount {
-                        container_path: "/dev/termination-log".into(),
-                        host_path: termination.display().to_string(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                },
-            )
-            .await;
-            let reason = "workloads marked TIER=untrusted may not run on this node";
-            assert_eq!(st.exit_code, 77, "{st:?}\n{log}");
-            assert!(log.contains(reason), "{log}");
-            assert!(
-                std::fs::read_to_string(&termination)
-                    .unwrap()
-                    .contains(reason),
-                "termination message"
-            );
-            // ... and a grant that narrows the memory limit below what the
-            // module declares.
-            let (st, log) = run_to_end(
-                &mut rt,
-                &pod,
-                "small",
-                Spec {
-                    image: &wasm,
-                    env: &[("SMALL", "1")],
-                    ..Default::default()
-                },
-            )
-            .await;
-            assert_eq!(st.exit_code, 137, "{st:?}\n{log}");
-            assert!(
-                log.contains("of memory to start, above its memory limit (64 KiB)"),
-                "{log}"
-            );
-
-            // A looping guest: StopContainer's SIGTERM ends it at once
-            // (143), and so does SIGKILL (137) with no grace period.
-            let (st, took) = stop_loop(&mut rt, &pod, &wasm, "loop-term", 10).await;
-            assert_eq!(st.exit_code, 143, "{st:?}");
-            assert!(took < Duration::from_secs(1), "SIGTERM took {took:?}");
-            let (st, took) = stop_loop(&mut rt, &pod, &wasm, "loop-kill", 0).await;
-            assert_eq!(st.exit_code, 137, "{st:?}");
-            assert!(took < Duration::from_secs(1), "SIGKILL took {took:?}");
-
-            // An image with no Wasm in it: the container fails to start,
-            // with a message in its status (runwasi words it), the reason in
-            // the shim's log, and does not hang.
-            let id = create(
-                &mut rt,
-                &pod,
-                "notwasm",
-                Spec {
-                    image: &not_wasm,
-                    ..Default::default()
-                },
-            )
-            .await;
-            let t = Instant::now();
-            let e = start(&mut rt, &id).await.unwrap_err();
-            assert!(e.message().contains("can't handle spec"), "{e}");
-            let st = exited(&mut rt, &id, Duration::from_secs(30)).await;
-            assert!(t.elapsed() < Duration::from_secs(30));
-            assert_eq!(st.reason, "StartError", "{st:?}");
-            assert!(
-                st.message.contains("wasmlayer executor can't handle spec"),
-                "{st:?}"
-            );
-            assert!(
-                containerd_log().contains("the image holds no Wasm: /app.txt is neither"),
-                "the shim's log"
-            );
-            remove(&mut rt, &id).await;
-
-            remove_pods(&mut rt, vec![pod, runc_pod]).await;
-            let left = rt
-                .list_containers(ListContainersRequest::default())
-                .await
+                }],
+                ..Default::default()
+            },
+        )
+        .await;
+        let reason = "workloads marked TIER=untrusted may not run on this node";
+        assert_eq!(st.exit_code, 77, "{st:?}\n{log}");
+        assert!(log.contains(reason), "{log}");
+        assert!(
+            std::fs::read_to_string(&termination)
                 .unwrap()
-                .into_inner()
-                .containers;
-            assert!(left.is_empty(), "{left:?}");
-        });
+                .contains(reason),
+            "termination message"
+        );
+        // ... and a grant that narrows the memory limit below what the
+        // module declares.
+        let (st, log) = run_to_end(
+            &mut rt,
+            &pod,
+            "small",
+            Spec {
+                image: &wasm,
+                env: &[("SMALL", "1")],
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(st.exit_code, 137, "{st:?}\n{log}");
+        assert!(
+            log.contains("of memory to start, above its memory limit (64 KiB)"),
+            "{log}"
+        );
+
+        // A looping guest: StopContainer's SIGTERM ends it at once
+        // (143), and so does SIGKILL (137) with no grace period.
+        let (st, took) = stop_loop(&mut rt, &pod, &wasm, "loop-term", 10).await;
+        assert_eq!(st.exit_code, 143, "{st:?}");
+        assert!(took < Duration::from_secs(1), "SIGTERM took {took:?}");
+        let (st, took) = stop_loop(&mut rt, &pod, &wasm, "loop-kill", 0).await;
+        assert_eq!(st.exit_code, 137, "{st:?}");
+        assert!(took < Duration::from_secs(1), "SIGKILL took {took:?}");
+
+        // An image with no Wasm in it: the container fails to start,
+        // with a message in its status (runwasi words it), the reason in
+        // the shim's log, and does not hang.
+        let id = create(
+            &mut rt,
+            &pod,
+            "notwasm",
+            Spec {
+                image: &not_wasm,
+                ..Default::default()
+            },
+        )
+        .await;
+        let t = Instant::now();
+        let e = start(&mut rt, &id).await.unwrap_err();
+        assert!(e.message().contains("can't handle spec"), "{e}");
+        let st = exited(&mut rt, &id, Duration::from_secs(30)).await;
+        assert!(t.elapsed() < Duration::from_secs(30));
+        assert_eq!(st.reason, "StartError", "{st:?}");
+        assert!(
+            st.message.contains("wasmlayer executor can't handle spec"),
+            "{st:?}"
+        );
+        assert!(
+            containerd_log().contains("the image holds no Wasm: /app.txt is neither"),
+            "the shim's log"
+        );
+        remove(&mut rt, &id).await;
+
+        remove_pods(&mut rt, vec![pod, runc_pod]).await;
+        let left = rt
+            .list_containers(ListContainersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(left.is_empty(), "{left:?}");
+    });
 }
 
 /// Resident and proportional set size (KB) of a process.
@@ -793,17 +802,9 @@ fn bench_cri_create_to_exit() {
         handlers.push(("wasmtime", "hello-p1.wasm", "wasmtime"));
     }
     let c = Containerd::start(setup);
-    CONTAINERD_LOG.get_or_init(|| c.dir.path().join("containerd.log"));
     let logs = work.path().join("logs");
-    let report = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let channel = connect(c.sock()).await;
-            let mut rt = RuntimeServiceClient::new(channel.clone());
-            let mut images = ImageServiceClient::new(channel);
+    let report = tokio_runtime().block_on(async {
+            let (mut rt, mut images) = clients(&c).await;
             pull(&mut images, &busybox).await;
             pull(&mut images, &wasm).await;
             let mut report = serde_json::Map::new();
