@@ -238,3 +238,57 @@ fn main() {
         ..Default::default()
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(bytes: &[u8], precompiled: bool) -> WasmLayer {
+        serde_json::from_value(serde_json::json!({
+            "config": {
+                "mediaType": "application/wasm",
+                "digest": format!("sha256:{}", "0".repeat(64)),
+                "size": bytes.len(),
+            },
+            "precompiled": precompiled,
+            "layer": bytes,
+        }))
+        .unwrap()
+    }
+
+    /// The artifact path (containerd 1.6.25+ hands the shim the image's
+    /// `application/wasm` layers): the shim compiles each layer once, and a
+    /// container runs the compiled code only when it is marked so.
+    #[test]
+    fn wasm_layers_are_compiled_once_and_run_precompiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("shim.toml");
+        std::fs::write(&conf, "cache = false\n").unwrap();
+        std::env::set_var(config::ENV, &conf);
+        let wasm = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/guests/hostile-p1.wasm"),
+        )
+        .expect("run scripts/build-guests.sh");
+        let compiler = WasmlayerCompiler(Arc::new(runtime().unwrap()));
+        let out = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(compiler.compile(&[layer(&wasm, false), layer(b"kept", true)]))
+            .unwrap();
+        assert!(out[1].is_none(), "an already compiled layer is kept");
+        let compiled = out[0].as_ref().expect("the Wasm layer is compiled");
+        let args = ["/hostile.wasm".to_string(), "exit".into(), "7".into()];
+        assert_eq!(try_run("hostile", compiled, true, &args, &[]).unwrap(), 7);
+        // Compiled code is refused unless containerd marked it so.
+        let e = try_run("hostile", compiled, false, &args, &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 126, "{e}");
+        // Garbage in a layer: a clear error, no panic.
+        let e = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(compiler.compile(&[layer(b"\0asm\x01\0\0\0garbage", false)]))
+            .unwrap_err();
+        assert!(!e.to_string().is_empty());
+    }
+}
