@@ -293,7 +293,7 @@ async fn exited(rt: &mut Runtime, id: &str, limit: Duration) -> ContainerStatus 
             return st;
         }
         assert!(Instant::now() < deadline, "{id} did not exit: {st:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
