@@ -120,27 +120,13 @@ impl Compiler for WasmlayerCompiler {
 }
 
 impl Sandbox for WasmlayerSandbox {
-    /// Whether the container's entrypoint is Wasm (a Wasm layer, or a
-    /// `.wasm`/`.wat` file in its root); the reason when not goes to the
-    /// shim's log (runwasi reports "can't handle spec" in the status).
-    async fn can_handle(&self, ctx: &impl RuntimeContext) -> Result<()> {
-        let path = match ctx.entrypoint().source {
-            Source::Oci(_) => return Ok(()),
-            Source::File(path) => path,
-        };
-        let mut head = [0u8; 4];
-        let read = std::fs::File::open(&path)
-            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-            .map_err(|e| anyhow::anyhow!("{}: the image holds no Wasm: {e}", path.display()))?;
-        let text = path.extension().is_some_and(|x| x == "wat");
-        if (read == 4 && head == *b"\0asm") || text {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
-                "the image holds no Wasm: {} is neither a Wasm module or component nor a Linux executable",
-                path.display()
-            ))
-        }
+    /// Every container that is not a Linux executable is ours (runwasi
+    /// asks after that check): one whose image holds no Wasm fails in
+    /// [`Sandbox::run_wasi`], where the reason reaches the container's log
+    /// and termination message, rather than here, where runwasi would
+    /// replace it with "can't handle spec".
+    async fn can_handle(&self, _ctx: &impl RuntimeContext) -> Result<()> {
+        Ok(())
     }
 
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
@@ -148,7 +134,10 @@ impl Sandbox for WasmlayerSandbox {
             name, arg0, source, ..
         } = ctx.entrypoint();
         let precompiled = source.is_precompiled().unwrap_or(false);
-        let bytes = source.as_bytes()?.into_owned();
+        let bytes = match entrypoint_bytes(&source) {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(fail(&e)),
+        };
         let name = name
             .or_else(|| arg0.map(|p| p.display().to_string()))
             .unwrap_or_else(|| "wasm".into());
@@ -168,18 +157,51 @@ impl Sandbox for WasmlayerSandbox {
     }
 }
 
-/// Runs the guest to its end: its exit code, or the error's (printed to
-/// the container's stderr, so it shows in its log).
+/// The entrypoint's bytes: a Wasm layer, or the Wasm file the args name
+/// in the container's root.
+fn entrypoint_bytes(source: &Source<'_>) -> Result<Vec<u8>, Error> {
+    let path = match source {
+        Source::File(path) => path,
+        Source::Oci(_) => {
+            return source
+                .as_bytes()
+                .map(|b| b.into_owned())
+                .map_err(|e| Error::invalid(format!("the image's Wasm layer: {e}")));
+        }
+    };
+    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::invalid(format!(
+            "the image holds no Wasm: {} does not exist in the container",
+            path.display()
+        )),
+        _ => Error::invalid(format!("{}: {e}", path.display())),
+    })?;
+    let text = path.extension().is_some_and(|x| x == "wat");
+    if bytes.starts_with(b"\0asm") || text {
+        Ok(bytes)
+    } else {
+        Err(Error::invalid(format!(
+            "the image holds no Wasm: {} is neither a Wasm module or component nor a Linux executable",
+            path.display()
+        )))
+    }
+}
+
+/// Runs the guest to its end: its exit code, or the error's.
 fn run(name: &str, bytes: &[u8], precompiled: bool, args: &[String], envs: &[String]) -> i32 {
     match try_run(name, bytes, precompiled, args, envs) {
         Ok(code) => code,
-        Err(e) => {
-            let message = format!("wasmlayer: error: {e}");
-            eprintln!("{message}");
-            container::termination_message(&message);
-            e.exit_code()
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// Reports `e` on the container's stderr (its log) and as its termination
+/// message: the exit code.
+fn fail(e: &Error) -> i32 {
+    let message = format!("wasmlayer: error: {e}");
+    eprintln!("{message}");
+    container::termination_message(&message);
+    e.exit_code()
 }
 
 fn try_run(

@@ -179,7 +179,11 @@ fn wasm_containers_run_on_containerd() {
     let empty = c.rootfs("empty", &[]);
     let start = Instant::now();
     let (code, out, err) = c.run("nowasm", &empty, &[], &["/missing.wasm"]);
-    assert_ne!(code, 0, "{out}{err}");
+    assert_eq!(code, 126, "{out}{err}");
+    assert!(
+        err.contains("the image holds no Wasm: /missing.wasm does not exist"),
+        "{out}{err}"
+    );
     assert!(start.elapsed() < Duration::from_secs(30));
 
     // Nothing is left behind.

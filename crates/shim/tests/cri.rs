@@ -674,34 +674,30 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
         assert_eq!(st.exit_code, 137, "{st:?}");
         assert!(took < Duration::from_secs(1), "SIGKILL took {took:?}");
 
-        // An image with no Wasm in it: the container fails to start,
-        // with a message in its status (runwasi words it), the reason in
-        // the shim's log, and does not hang.
-        let id = create(
+        // An image with no Wasm in it: the container ends at once with 126
+        // and the reason in its log and termination message.
+        std::fs::write(&termination, "").unwrap();
+        let (st, log) = run_to_end(
             &mut rt,
             &pod,
             "notwasm",
             Spec {
                 image: &not_wasm,
+                mounts: vec![Mount {
+                    container_path: "/dev/termination-log".into(),
+                    host_path: termination.display().to_string(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
         )
         .await;
-        let t = Instant::now();
-        let e = start(&mut rt, &id).await.unwrap_err();
-        assert!(e.message().contains("can't handle spec"), "{e}");
-        let st = exited(&mut rt, &id, Duration::from_secs(30)).await;
-        assert!(t.elapsed() < Duration::from_secs(30));
-        assert_eq!(st.reason, "StartError", "{st:?}");
-        assert!(
-            st.message.contains("wasmlayer executor can't handle spec"),
-            "{st:?}"
-        );
-        assert!(
-            containerd_log().contains("the image holds no Wasm: /app.txt is neither"),
-            "the shim's log"
-        );
-        remove(&mut rt, &id).await;
+        let reason = "the image holds no Wasm: /app.txt is neither a Wasm module or component nor a Linux executable";
+        assert_eq!(st.exit_code, 126, "{st:?}\n{log}");
+        assert!(log.contains(reason), "{log}");
+        assert!(std::fs::read_to_string(&termination)
+            .unwrap()
+            .contains(reason));
 
         remove_pods(&mut rt, vec![pod, runc_pod]).await;
         let left = rt
