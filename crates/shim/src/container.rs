@@ -13,16 +13,43 @@ use wasmlayer_core::DirGrant;
 /// termination message.
 const TERMINATION_LOG: &str = "/dev/termination-log";
 
-/// The container's root and the directories mounted into it, each
-/// read-only when mounted so: the guest's preopened directories. Kernel
-/// file systems (`/proc`, `/sys`, `/dev`) and mounted files are left out.
+/// Top-level directories of a container's root that are the kernel's:
+/// never granted, since the guest could otherwise write to the host
+/// process's own memory (`/proc/self/mem`) or read its environment.
+const KERNEL: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// The guest's preopened directories: each top-level directory of the
+/// container's root but the kernel's, and each directory mounted into it,
+/// read-only when mounted so (or when the root is). Files at the top of the
+/// root (the module itself, mounted files) are not granted.
 pub fn mounts() -> Vec<DirGrant> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut dirs = parse_mountinfo(&text);
-    dirs.retain(|d| d.guest == "/" || Path::new(&d.host).is_dir());
-    if !dirs.iter().any(|d| d.guest == "/") {
-        dirs.insert(0, grant("/", false));
+    let top = std::fs::read_dir("/")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| format!("/{}", e.file_name().to_string_lossy()))
+        .collect::<Vec<_>>();
+    let mut dirs = grants(&text, &top);
+    dirs.retain(|d| Path::new(&d.host).is_dir());
+    dirs
+}
+
+/// [`mounts`] from the mount table and the root's top-level directories.
+fn grants(mountinfo: &str, top: &[String]) -> Vec<DirGrant> {
+    let mounted = parse_mountinfo(mountinfo);
+    let root_ro = mounted.iter().any(|d| d.guest == "/" && d.read_only);
+    let mut dirs: Vec<DirGrant> = top
+        .iter()
+        .filter(|d| !KERNEL.contains(&d.as_str()))
+        .map(|d| grant(d, root_ro))
+        .collect();
+    for m in mounted.into_iter().filter(|m| m.guest != "/") {
+        dirs.retain(|d| d.guest != m.guest);
+        dirs.push(m);
     }
+    dirs.sort_by(|a, b| a.guest.cmp(&b.guest));
     dirs
 }
 
@@ -43,7 +70,7 @@ fn parse_mountinfo(text: &str) -> Vec<DirGrant> {
             continue;
         };
         let point = unescape(point);
-        let kernel = ["/proc", "/sys", "/dev"]
+        let kernel = KERNEL
             .iter()
             .any(|k| point == *k || point.starts_with(&format!("{k}/")));
         if kernel {
@@ -137,7 +164,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_gives_the_root_and_mounted_directories_with_their_mode() {
+    fn grants_are_the_roots_directories_and_mounts_never_the_kernels() {
         let text = "\
 1 0 0:1 / / ro,relatime - overlay overlay rw\n\
 2 1 0:2 / /proc rw - proc proc rw\n\
@@ -146,18 +173,27 @@ mod tests {
 5 1 0:5 /srv/in /data ro,nosuid - ext4 /dev/vda rw\n\
 6 1 0:6 /srv/out /my\\040out rw - ext4 /dev/vda rw\n\
 7 1 0:7 / /sys/fs/cgroup ro - cgroup2 cgroup rw\n\
-8 1 0:8 /x /data rw - ext4 /dev/vda rw\n";
-        let got: Vec<(String, bool)> = parse_mountinfo(text)
+8 1 0:8 /x /data rw - ext4 /dev/vda rw\n\
+9 1 0:9 /y /etc/conf ro - ext4 /dev/vda rw\n";
+        let top: Vec<String> = ["/bin", "/data", "/dev", "/etc", "/proc", "/sys", "/tmp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got: Vec<(String, bool)> = grants(text, &top)
             .into_iter()
             .map(|d| (d.guest, d.read_only))
             .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("/".to_string(), true),
-                ("/my out".to_string(), false),
-                ("/data".to_string(), false),
-            ]
-        );
+        let want: Vec<(String, bool)> = [
+            ("/bin", true),
+            ("/data", false),
+            ("/etc", true),
+            ("/etc/conf", true),
+            ("/my out", false),
+            ("/tmp", true),
+        ]
+        .iter()
+        .map(|(p, ro)| (p.to_string(), *ro))
+        .collect();
+        assert_eq!(got, want);
     }
 }

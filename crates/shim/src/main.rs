@@ -6,9 +6,9 @@
 //!   `application/wasm` layer, or the `.wasm` file the process args name in
 //!   the container's root filesystem.
 //! - The container runs in its own namespaces and cgroup (youki, as with
-//!   runc), so the guest gets `/` (the rootfs with its mounts) as a
-//!   preopened directory, the process args after `argv[0]` as arguments, and
-//!   the spec's env and nothing else.
+//!   runc). The guest gets the rootfs's directories and its mounts (never
+//!   `/proc`, `/sys`, `/dev`) as preopened directories, the process args
+//!   after `argv[0]` as arguments, and the spec's env and nothing else.
 //! - stdout and stderr are containerd's (already the process's fds).
 //! - Read-only mounts (and a read-only rootfs) are granted read-only.
 //! - The memory cgroup's limit (`linux.resources.memory.limit`) is the
@@ -20,8 +20,9 @@
 //!   container's termination message).
 //! - SIGTERM ends the guest (exit 143) even in a loop; SIGKILL is the kernel's.
 //! - Wasm layers are compiled once per image by the shim (runwasi keeps the
-//!   result in containerd's content store), so a second container of the
-//!   same image compiles nothing.
+//!   result in containerd's content store), and modules in image files once
+//!   per node (the shim's compile cache), so a second container of the same
+//!   image compiles nothing.
 
 use anyhow::Result;
 use containerd_shim_wasm::sandbox::context::{Entrypoint, RuntimeContext, Source, WasmLayer};

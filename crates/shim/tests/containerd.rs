@@ -80,6 +80,18 @@ fn wasm_containers_run_on_containerd() {
     assert_eq!(code, 0);
     assert!(!out.contains("HOME="), "{out}");
 
+    // The kernel's directories are not the guest's: it cannot read the
+    // host process's environment or write to its memory through /proc.
+    for cmd in [
+        &["/hostile.wasm", "read", "/proc/self/environ"][..],
+        &["/hostile.wasm", "write", "/proc/self/comm", "x"][..],
+        &["/hostile.wasm", "ls", "/sys"][..],
+    ] {
+        let (code, out, err) = c.run("kernel", &root, &[], cmd);
+        assert_ne!(code, 0, "{cmd:?}: {out}{err}");
+        assert!(!out.contains("PATH="), "{out}");
+    }
+
     // A looping guest ends within a second of SIGTERM, with 143.
     let mut looping = c
         .ctr_cmd(&[
