@@ -58,19 +58,12 @@ pub struct ReadPolicy {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct File {
-    #[serde(default)]
     policy: Paths,
-    #[serde(default)]
     limits: Limits,
-    #[serde(default = "yes")]
     cache: bool,
     cache_dir: Option<PathBuf>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for File {

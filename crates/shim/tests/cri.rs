@@ -332,6 +332,35 @@ async fn run_to_end(
     (st, log)
 }
 
+/// Runs a container that must end with `code` and give `reason` in its
+/// log and in its termination message (a file in `dir` mounted at
+/// `/dev/termination-log`, as the kubelet does).
+#[allow(clippy::too_many_arguments)]
+async fn ends_with_reason(
+    rt: &mut Runtime,
+    pod: &Pod,
+    name: &str,
+    mut spec: Spec<'_>,
+    dir: &Path,
+    code: i32,
+    reason: &str,
+) {
+    let file = dir.join(format!("{name}.termination-log"));
+    std::fs::write(&file, "").unwrap();
+    spec.mounts.push(Mount {
+        container_path: "/dev/termination-log".into(),
+        host_path: file.display().to_string(),
+        ..Default::default()
+    });
+    let (st, log) = run_to_end(rt, pod, name, spec).await;
+    assert_eq!(st.exit_code, code, "{name}: {st:?}\n{log}");
+    assert!(log.contains(reason), "{name}: {log}");
+    assert!(
+        std::fs::read_to_string(&file).unwrap().contains(reason),
+        "{name}: termination message"
+    );
+}
+
 async fn remove(rt: &mut Runtime, id: &str) {
     rt.remove_container(RemoveContainerRequest {
         container_id: id.into(),
@@ -619,33 +648,20 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
 
         // The node's admission policy: a denial with its reason, in the
         // log and in the termination message Kubernetes shows.
-        let termination = w.join("termination-log");
-        std::fs::write(&termination, "").unwrap();
-        let (st, log) = run_to_end(
+        ends_with_reason(
             &mut rt,
             &pod,
             "denied",
             Spec {
                 image: &wasm,
                 env: &[("TIER", "untrusted")],
-                mounts: vec![Mount {
-                    container_path: "/dev/termination-log".into(),
-                    host_path: termination.display().to_string(),
-                    ..Default::default()
-                }],
                 ..Default::default()
             },
+            w,
+            77,
+            "workloads marked TIER=untrusted may not run on this node",
         )
         .await;
-        let reason = "workloads marked TIER=untrusted may not run on this node";
-        assert_eq!(st.exit_code, 77, "{st:?}\n{log}");
-        assert!(log.contains(reason), "{log}");
-        assert!(
-            std::fs::read_to_string(&termination)
-                .unwrap()
-                .contains(reason),
-            "termination message"
-        );
         // ... and a grant that narrows the memory limit below what the
         // module declares.
         let (st, log) = run_to_end(
@@ -676,28 +692,19 @@ fn a_wasm_pod_runs_beside_a_runc_pod_on_one_containerd() {
 
         // An image with no Wasm in it: the container ends at once with 126
         // and the reason in its log and termination message.
-        std::fs::write(&termination, "").unwrap();
-        let (st, log) = run_to_end(
+        ends_with_reason(
             &mut rt,
             &pod,
             "notwasm",
             Spec {
                 image: &not_wasm,
-                mounts: vec![Mount {
-                    container_path: "/dev/termination-log".into(),
-                    host_path: termination.display().to_string(),
-                    ..Default::default()
-                }],
                 ..Default::default()
             },
+            w,
+            126,
+            "the image holds no Wasm: /app.txt is neither a Wasm module or component nor a Linux executable",
         )
         .await;
-        let reason = "the image holds no Wasm: /app.txt is neither a Wasm module or component nor a Linux executable";
-        assert_eq!(st.exit_code, 126, "{st:?}\n{log}");
-        assert!(log.contains(reason), "{log}");
-        assert!(std::fs::read_to_string(&termination)
-            .unwrap()
-            .contains(reason));
 
         remove_pods(&mut rt, vec![pod, runc_pod]).await;
         let left = rt
