@@ -1,8 +1,9 @@
 //! The shim under a real containerd (Debian's, started here with its own
 //! root, state and socket in a temporary directory), driven with `ctr` as
 //! on a node: a Wasm container's output, args, env, files from its root
-//! filesystem, read-only mounts, exit status, SIGTERM of a looping guest,
-//! its memory limit, and bad input (no Wasm, a mount that does not exist).
+//! filesystem, read-only mounts, exit status, the configured timeout,
+//! SIGTERM of a looping guest, its memory limit, and bad input (no Wasm, a
+//! mount that does not exist).
 
 mod common;
 use common::{guest, Containerd, Setup};
@@ -44,7 +45,11 @@ impl CtrRun for Containerd {
 
 #[test]
 fn wasm_containers_run_on_containerd() {
-    let c = Containerd::start(Setup::default());
+    // The node's default limits come from the shim's configuration.
+    let c = Containerd::start(Setup {
+        shim_config: "[limits]\ntimeout = \"2s\"\n".into(),
+        ..Default::default()
+    });
     let hello = guest("hello-p1.wasm");
     let input = c.dir.path().join("input.txt");
     std::fs::write(&input, "from the rootfs").unwrap();
@@ -74,6 +79,14 @@ fn wasm_containers_run_on_containerd() {
     let root = c.rootfs("hostile", &[("hostile.wasm", &hostile)]);
     let (code, _, err) = c.run("exit7", &root, &[], &["/hostile.wasm", "exit", "7"]);
     assert_eq!(code, 7, "{err}\n{}", c.log());
+
+    // The configured timeout ends a guest that loops and is not stopped.
+    let (code, out, err) = c.run("timeout", &root, &[], &["/hostile.wasm", "loop"]);
+    assert_eq!(code, 124, "{out}{err}");
+    assert!(
+        err.contains("guest exceeded its wall-clock timeout"),
+        "{out}{err}"
+    );
 
     // Only the env the spec lists (ctr adds PATH): the host's is not there.
     let (code, out, _) = c.run("env", &root, &[], &["/hostile.wasm", "envall"]);
