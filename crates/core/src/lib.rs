@@ -31,4 +31,5 @@ pub use run::{Invoke, RunOptions, RunOutcome};
 pub use runtime::build_engine;
 pub use runtime::{
     CacheOutcome, Compiled, EngineOptions, LoadOptions, Loaded, PoolingOptions, Runtime,
+    RuntimeBuilder,
 };

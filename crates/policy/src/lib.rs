@@ -179,16 +179,27 @@ impl PolicySource {
 /// on every [`wasm_host::EPOCH_TICK`], which ends an evaluation past its
 /// timeout.
 pub fn policy_runtime() -> Result<&'static wasmlayer_core::Runtime, Error> {
+    init_policy_runtime(|builder| builder)
+}
+
+/// Sets up [`policy_runtime`] with `configure` applied to its builder (for
+/// example another compile cache: the shim's, which a container reaches
+/// through an open directory). The first call in a process decides; later
+/// ones return the runtime it built.
+pub fn init_policy_runtime(
+    configure: impl FnOnce(wasmlayer_core::RuntimeBuilder) -> wasmlayer_core::RuntimeBuilder,
+) -> Result<&'static wasmlayer_core::Runtime, Error> {
     static RUNTIME: std::sync::OnceLock<wasmlayer_core::Runtime> = std::sync::OnceLock::new();
     if let Some(r) = RUNTIME.get() {
         return Ok(r);
     }
-    let runtime = wasmlayer_core::Runtime::builder()
-        .engine_options(wasmlayer_core::EngineOptions {
+    let runtime = configure(wasmlayer_core::Runtime::builder().engine_options(
+        wasmlayer_core::EngineOptions {
             fuel: false,
             pooling: None,
-        })
-        .build()?;
+        },
+    ))
+    .build()?;
     Ok(RUNTIME.get_or_init(|| runtime))
 }
 

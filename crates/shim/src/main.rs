@@ -74,13 +74,18 @@ fn runtime() -> Result<Runtime, Error> {
 /// The runtime a container runs on: the engine of [`runtime`], the
 /// shim's compile cache (for modules that come as files in the image), and
 /// the configured admission policy, built inside the container from the
-/// policy the shim read before it started.
+/// policy the shim read before it started (a Wasm policy through the same
+/// cache).
 fn container_runtime(config: &ShimConfig) -> Result<Runtime, Error> {
-    let mut builder = match config.cache_dir() {
-        Some(dir) => Runtime::builder().cache_dir(Some(dir)),
-        None => Runtime::builder().cache(false),
+    let cache = |builder: wasmlayer_core::RuntimeBuilder| match config.cache_dir() {
+        Some(dir) => builder.cache_dir(Some(dir)),
+        None => builder.cache(false),
     };
+    let mut builder = cache(Runtime::builder());
     if let Some(policy) = &config.policy {
+        // A Wasm policy is compiled into the shim's cache too, never into
+        // the container's root.
+        wasmlayer_policy::init_policy_runtime(cache)?;
         let admission = wasmlayer_policy::admission::PolicyAdmission::from_source(
             &policy.source,
             &policy.paths,
@@ -277,6 +282,87 @@ mod tests {
             "layer": bytes,
         }))
         .unwrap()
+    }
+
+    /// A Wasm (OPA ABI) admission policy is compiled into the shim's
+    /// compile cache, which the container reaches through the open
+    /// directory, and not into the container's `$HOME/.cache`.
+    #[test]
+    fn a_wasm_policy_compiles_into_the_shims_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::env::set_var("HOME", &home);
+        std::env::remove_var("XDG_CACHE_HOME");
+        let rego = "package wasmlayer.admission\n\ndefault allow := false\n\nallow if count(reasons) == 0\n\nreasons contains \"untrusted\" if input.requested.env.TIER == \"untrusted\"\n";
+        let module = wasmlayer_policy::wasm_build::build_module(
+            &wasmlayer_policy::wasm_build::BuildInput {
+                modules: vec![("admission.rego".into(), rego.into())],
+                entrypoints: vec!["wasmlayer/admission".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("admission.wasm"), module).unwrap();
+        let cache = dir.path().join("cache");
+        let conf = dir.path().join("shim.toml");
+        std::fs::write(
+            &conf,
+            format!("policy = \"admission.wasm\"\ncache_dir = {cache:?}\n"),
+        )
+        .unwrap();
+        let config = config::read_file(&conf).unwrap();
+        let runtime = container_runtime(&config).unwrap();
+        let files = |d: &std::path::Path| {
+            walk(d)
+                .into_iter()
+                .filter(|p| p.is_file())
+                .collect::<Vec<_>>()
+        };
+        assert!(!files(&cache).is_empty(), "the policy is in the shim's cache");
+        assert!(files(&home).is_empty(), "{:?}", files(&home));
+
+        // ... and decides.
+        let wasm = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/guests/hostile-p1.wasm"),
+        )
+        .expect("run scripts/build-guests.sh");
+        let loaded = runtime
+            .load_bytes("hostile", &wasm, LoadOptions::default())
+            .unwrap();
+        let run = |tier: &str| {
+            let mut caps = Capabilities::default();
+            caps.env.insert("TIER".into(), tier.into());
+            caps.args = vec!["exit".into(), "7".into()];
+            runtime.run(
+                &loaded,
+                RunOptions {
+                    capabilities: caps,
+                    context: AdmissionContext {
+                        command: "shim".into(),
+                        route: None,
+                    },
+                    ..Default::default()
+                },
+            )
+        };
+        assert_eq!(run("trusted").unwrap().exit_code, 7);
+        let e = run("untrusted").unwrap_err();
+        assert_eq!(e.exit_code(), 77, "{e}");
+        assert!(e.to_string().contains("untrusted"), "{e}");
+    }
+
+    fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+        out
     }
 
     /// The artifact path (containerd 1.6.25+ hands the shim the image's
