@@ -53,6 +53,10 @@ enum Command {
     #[cfg(feature = "oci")]
     #[command(subcommand)]
     Oci(OciCommand),
+    /// wasi-nn models: pack one into a self-contained module.
+    #[cfg(feature = "nn")]
+    #[command(subcommand)]
+    Nn(NnCommand),
     /// Evaluate, test and build Rego policies; serve Kubernetes admission.
     #[cfg(feature = "policy")]
     #[command(subcommand)]
@@ -90,6 +94,9 @@ struct RunArgs {
     /// Grant the capabilities listed in a TOML file (merged with the flags).
     #[arg(long, value_name = "FILE.toml")]
     caps: Option<PathBuf>,
+    #[cfg(feature = "nn")]
+    #[command(flatten)]
+    nn: NnArgs,
     #[command(flatten)]
     limits: LimitArgs,
     /// Call this exported function of a core module instead of `_start`; ARGS are its arguments.
@@ -109,6 +116,48 @@ struct RunArgs {
     /// Arguments passed to the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// wasi-nn grants.
+#[cfg(feature = "nn")]
+#[derive(Args, Debug, Default)]
+struct NnArgs {
+    /// Let the guest load the ONNX model at PATH by name (wasi-nn load_by_name).
+    #[arg(long = "nn-graph", value_name = "NAME=PATH")]
+    nn_graphs: Vec<String>,
+    /// Let the guest load the models in DIR by name (NAME.onnx or NAME/model.onnx).
+    #[arg(long = "nn-dir", value_name = "DIR")]
+    nn_dir: Option<PathBuf>,
+    /// Where a `gpu` or `tpu` target cannot be served: `cpu` runs it on the CPU [default: an error].
+    #[arg(long = "nn-fallback", value_name = "cpu")]
+    nn_fallback: Option<String>,
+}
+
+#[cfg(feature = "nn")]
+impl NnArgs {
+    fn grant(&self, caps: &mut Capabilities) -> Result<(), Error> {
+        for g in &self.nn_graphs {
+            let (name, path) = g
+                .split_once('=')
+                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                .ok_or_else(|| Error::usage(format!("--nn-graph {g}: expected NAME=PATH")))?;
+            caps.nn_graphs.insert(name.to_string(), PathBuf::from(path));
+        }
+        if let Some(d) = &self.nn_dir {
+            caps.nn_dir = Some(d.clone());
+        }
+        Ok(())
+    }
+
+    fn fallback(&self) -> Result<wasmlayer_nn::backend::Fallback, Error> {
+        match self.nn_fallback.as_deref() {
+            None => Ok(wasmlayer_nn::backend::Fallback::None),
+            Some("cpu") => Ok(wasmlayer_nn::backend::Fallback::Cpu),
+            Some(other) => Err(Error::usage(format!(
+                "--nn-fallback {other}: the only fallback is `cpu`"
+            ))),
+        }
+    }
 }
 
 /// Limits of a guest run (for `serve`: of each request).
@@ -217,6 +266,45 @@ struct ServeArgs {
     max_body: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+#[cfg(feature = "nn")]
+#[derive(Subcommand, Debug)]
+enum NnCommand {
+    /// Embed an ONNX model and a pure-Rust inference engine (tract) in a WASI
+    /// p1 module that runs on any WASI host: `model.wasm [--info] INPUT.npy... [-o OUTDIR]`.
+    Pack {
+        /// The ONNX model.
+        model: PathBuf,
+        /// Where to write the module.
+        #[arg(short, long, value_name = "OUT.wasm")]
+        output: PathBuf,
+    },
+}
+
+#[cfg(feature = "nn")]
+fn nn(cmd: NnCommand) -> Result<i32, Error> {
+    match cmd {
+        NnCommand::Pack { model, output } => {
+            let bytes = std::fs::read(&model)
+                .map_err(|e| Error::usage(format!("{}: {e}", model.display())))?;
+            let module = wasmlayer_nn::pack::pack(&bytes).map_err(|e| match e {
+                Error::InvalidArtifact(m) => {
+                    Error::InvalidArtifact(format!("{}: {m}", model.display()))
+                }
+                other => other,
+            })?;
+            write_file_atomic(&output, &module)?;
+            eprintln!(
+                "packed {} ({} bytes) into {} ({} bytes)",
+                model.display(),
+                bytes.len(),
+                output.display(),
+                module.len()
+            );
+            Ok(0)
+        }
+    }
 }
 
 #[cfg(feature = "oci")]
@@ -416,15 +504,27 @@ fn init_logging(verbose: bool) {
 }
 
 fn runtime(cache: &CacheArgs, fuel: bool, admission: Arc<dyn Admission>) -> Result<Runtime, Error> {
-    Runtime::builder()
-        .engine_options(EngineOptions {
-            fuel,
-            ..Default::default()
-        })
-        .cache(!cache.no_cache)
-        .cache_dir(cache.cache_dir.clone())
-        .admission(admission)
-        .build()
+    runtime_with(cache, fuel, admission, |b| b)
+}
+
+/// [`runtime`], with `more` applied to the builder (extensions).
+fn runtime_with(
+    cache: &CacheArgs,
+    fuel: bool,
+    admission: Arc<dyn Admission>,
+    more: impl FnOnce(wasmlayer_core::RuntimeBuilder) -> wasmlayer_core::RuntimeBuilder,
+) -> Result<Runtime, Error> {
+    more(
+        Runtime::builder()
+            .engine_options(EngineOptions {
+                fuel,
+                ..Default::default()
+            })
+            .cache(!cache.no_cache)
+            .cache_dir(cache.cache_dir.clone())
+            .admission(admission),
+    )
+    .build()
 }
 
 fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Error> {
@@ -441,6 +541,8 @@ fn dispatch(command: Command, admission: Arc<dyn Admission>) -> Result<i32, Erro
         Command::Policy(cmd) => policy::dispatch(cmd),
         #[cfg(feature = "oci")]
         Command::Oci(cmd) => oci(cmd),
+        #[cfg(feature = "nn")]
+        Command::Nn(cmd) => nn(cmd),
     }
 }
 
@@ -468,6 +570,8 @@ fn capabilities(args: &RunArgs) -> Result<Capabilities, Error> {
     if args.invoke.is_none() {
         flags.args = args.args.clone();
     }
+    #[cfg(feature = "nn")]
+    args.nn.grant(&mut flags)?;
     caps.merge(flags);
     Ok(caps)
 }
@@ -481,7 +585,13 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         false => wasmlayer_core::AllOf::compose(admission, Some(load_policy(&args.policy)?)),
     };
     let limits = args.limits.to_limits()?;
-    let rt = runtime(&args.cache, args.limits.fuel.is_some(), admission)?;
+    #[cfg(feature = "nn")]
+    let nn = wasmlayer_nn::WasiNn::new(args.nn.fallback()?);
+    let rt = runtime_with(&args.cache, args.limits.fuel.is_some(), admission, |b| {
+        #[cfg(feature = "nn")]
+        let b = b.extension(nn.clone());
+        b
+    })?;
     let load = LoadOptions {
         allow_precompiled: args.allow_precompiled,
     };
@@ -538,6 +648,20 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     }
     if let Some(f) = outcome.fuel_consumed {
         tracing::info!(fuel_consumed = f, "fuel");
+    }
+    #[cfg(feature = "nn")]
+    {
+        let m = nn.meter().read();
+        if m.models > 0 {
+            tracing::info!(
+                inferences = m.inferences,
+                inference_ms = m.inference_time.as_secs_f64() * 1e3,
+                models = m.models,
+                model_bytes = m.model_bytes,
+                load_ms = m.load_time.as_secs_f64() * 1e3,
+                "wasi-nn"
+            );
+        }
     }
     tracing::info!(
         peak_memory = outcome.peak_memory,

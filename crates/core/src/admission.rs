@@ -66,7 +66,18 @@ impl Serialize for AdmissionRequest<'_> {
             allow_net: Vec<String>,
             allow_http: Vec<String>,
             inherit_stdio: bool,
+            nn_graphs: Vec<Graph>,
+            nn_dir: Option<std::borrow::Cow<'a, str>>,
             limits: RequestLimits,
+        }
+        /// A wasi-nn model the guest may load, with its digest (null when
+        /// the file cannot be read).
+        #[derive(Serialize)]
+        struct Graph {
+            name: String,
+            path: String,
+            sha256: Option<String>,
+            size: Option<u64>,
         }
         #[derive(Serialize)]
         struct Document<'a> {
@@ -100,6 +111,16 @@ impl Serialize for AdmissionRequest<'_> {
                 allow_net: strings(&caps.allow_net),
                 allow_http: strings(&caps.allow_http),
                 inherit_stdio: caps.inherit_stdio,
+                nn_graphs: crate::models::granted(&caps.nn_graphs, caps.nn_dir.as_deref())
+                    .into_iter()
+                    .map(|m| Graph {
+                        sha256: crate::models::sha256_file(&m.path).ok(),
+                        size: std::fs::metadata(&m.path).ok().map(|m| m.len()),
+                        name: m.name,
+                        path: m.path.to_string_lossy().into_owned(),
+                    })
+                    .collect(),
+                nn_dir: caps.nn_dir.as_ref().map(|d| d.to_string_lossy()),
                 limits: RequestLimits {
                     max_memory: limits.max_memory,
                     fuel: limits.fuel,

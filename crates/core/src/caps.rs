@@ -315,6 +315,13 @@ pub struct Capabilities {
     /// Whether the guest inherits the host's stdin, stdout and stderr.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub inherit_stdio: bool,
+    /// wasi-nn graphs the guest may load by name: name to model file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nn_graphs: BTreeMap<String, PathBuf>,
+    /// A directory whose models (`NAME.onnx`, `NAME/model.onnx`) the guest
+    /// may load by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nn_dir: Option<PathBuf>,
 }
 
 /// The written form of [`Capabilities`]: directories as tables or strings
@@ -341,6 +348,10 @@ struct RawCapabilities {
     allow_http: Vec<String>,
     #[serde(default = "yes")]
     inherit_stdio: bool,
+    #[serde(default)]
+    nn_graphs: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    nn_dir: Option<PathBuf>,
 }
 
 impl TryFrom<RawCapabilities> for Capabilities {
@@ -368,6 +379,8 @@ impl TryFrom<RawCapabilities> for Capabilities {
                 .map(|p| NetPattern::parse_http(p))
                 .collect::<std::result::Result<_, _>>()?,
             inherit_stdio: raw.inherit_stdio,
+            nn_graphs: raw.nn_graphs,
+            nn_dir: raw.nn_dir,
         })
     }
 }
@@ -382,6 +395,8 @@ impl Default for Capabilities {
             allow_net: Vec::new(),
             allow_http: Vec::new(),
             inherit_stdio: true,
+            nn_graphs: BTreeMap::new(),
+            nn_dir: None,
         }
     }
 }
@@ -405,7 +420,8 @@ impl Capabilities {
     /// Parses capabilities from TOML text: `dir` (tables `{host, guest,
     /// read_only}` or `HOST[::GUEST[:ro|:rw]]` strings), `dirs` and
     /// `dirs_ro` (strings), `env`, `inherit_env`, `args`, `allow_net`,
-    /// `allow_http` (`HOST[:PORT]`) and `inherit_stdio`.
+    /// `allow_http` (`HOST[:PORT]`), `inherit_stdio`, `nn_graphs` (a table
+    /// of name = model file) and `nn_dir`.
     pub fn from_toml_str(text: &str) -> Result<Capabilities> {
         toml::from_str(text)
             .map_err(|e| Error::usage(format!("invalid capability file: {}", e.message())))
@@ -423,6 +439,11 @@ impl Capabilities {
         for d in &mut self.dirs {
             if d.host.is_relative() {
                 d.host = base.join(&d.host);
+            }
+        }
+        for p in self.nn_graphs.values_mut().chain(self.nn_dir.as_mut()) {
+            if p.is_relative() {
+                *p = base.join(&*p);
             }
         }
     }
@@ -448,6 +469,10 @@ impl Capabilities {
             }
         }
         self.inherit_stdio &= other.inherit_stdio;
+        self.nn_graphs.extend(other.nn_graphs);
+        if other.nn_dir.is_some() {
+            self.nn_dir = other.nn_dir;
+        }
     }
 
     /// Refuses two directory grants for the same guest path (compared

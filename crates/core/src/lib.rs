@@ -11,6 +11,7 @@ pub mod error;
 pub mod host;
 pub mod inspect;
 pub mod limits;
+pub mod models;
 pub mod run;
 pub mod runtime;
 pub mod wasi;

@@ -231,6 +231,8 @@ impl App {
             let host = runtime.host().clone().with(WasiHttp {
                 route: name.clone(),
             });
+            #[cfg(feature = "nn")]
+            let host = host.with(wasmlayer_nn::WasiNn::default());
             let linker = host.component_linker(&component)?;
             let not_http = |e: wasmtime::Error| {
                 let exports_http = component
@@ -334,6 +336,21 @@ pub(crate) struct RecordInner {
     pub(crate) error: Option<String>,
     /// The instance that served it, on routes that reuse instances.
     pub(crate) instance: Option<u64>,
+    /// wasi-nn: inferences run, their time, and the bytes of the models loaded.
+    pub(crate) nn: Option<(u64, std::time::Duration, u64)>,
+}
+
+/// What a store's wasi-nn counted (none when it loaded no model).
+#[allow(unused_variables)]
+pub(crate) fn nn_metered(state: &mut ComponentState) -> Option<(u64, std::time::Duration, u64)> {
+    #[cfg(feature = "nn")]
+    {
+        let m = state.extension::<wasmlayer_nn::NnState>()?.meter();
+        if m.models > 0 {
+            return Some((m.inferences, m.inference_time, m.model_bytes));
+        }
+    }
+    None
 }
 
 impl Record {
@@ -389,6 +406,11 @@ impl Drop for Record {
         if let Some(id) = i.instance {
             line["instance"] = id.into();
         }
+        if let Some((n, took, bytes)) = i.nn {
+            line["nn_inferences"] = n.into();
+            line["nn_time_us"] = (took.as_micros() as u64).into();
+            line["nn_model_bytes"] = bytes.into();
+        }
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -410,6 +432,13 @@ impl Drop for Record {
         }
         if let Some(mem) = i.memory {
             m.memory.get_or_create(&route).observe(mem as f64);
+        }
+        if let Some((n, took, bytes)) = i.nn {
+            m.nn_inferences.get_or_create(&route).inc_by(n);
+            m.nn_seconds
+                .get_or_create(&route)
+                .observe(took.as_secs_f64());
+            m.nn_model_bytes.get_or_create(&route).observe(bytes as f64);
         }
         m.bytes_in.get_or_create(&route).inc_by(i.bytes_in);
         m.bytes_out.get_or_create(&route).inc_by(i.bytes_out);
@@ -745,9 +774,11 @@ async fn start(
         let result = tokio::time::timeout_at(deadline.into(), call).await;
         let consumed = fuel - store.get_fuel().unwrap_or(fuel);
         let peak = store.data().limiter().peak();
+        let nn = nn_metered(store.data_mut());
         task_record.with(|i| {
             i.fuel = Some(consumed);
             i.memory = Some(peak);
+            i.nn = nn;
         });
         drop(store);
         metrics.in_flight.dec();

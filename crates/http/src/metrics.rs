@@ -30,6 +30,9 @@ pub struct Metrics {
     pub duration: Family<RouteLabel, Histogram>,
     pub fuel: Family<RouteLabel, Histogram>,
     pub memory: Family<RouteLabel, Histogram>,
+    pub nn_inferences: Family<RouteLabel, Counter>,
+    pub nn_seconds: Family<RouteLabel, Histogram>,
+    pub nn_model_bytes: Family<RouteLabel, Histogram>,
     pub bytes_in: Family<RouteLabel, Counter>,
     pub bytes_out: Family<RouteLabel, Counter>,
     pub in_flight: Gauge,
@@ -48,6 +51,13 @@ impl Metrics {
             Histogram::new(exponential_buckets(1000.0, 4.0, 14))
         });
         let memory = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(65536.0, 2.0, 15))
+        });
+        let nn_inferences = Family::<RouteLabel, Counter>::default();
+        let nn_seconds = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let nn_model_bytes = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(65536.0, 2.0, 15))
         });
         let bytes_in = Family::<RouteLabel, Counter>::default();
@@ -76,6 +86,21 @@ impl Metrics {
             memory.clone(),
         );
         registry.register(
+            "nn_inferences",
+            "wasi-nn inferences a request ran",
+            nn_inferences.clone(),
+        );
+        registry.register(
+            "request_nn_seconds",
+            "Time a request's wasi-nn inferences took in ONNX Runtime",
+            nn_seconds.clone(),
+        );
+        registry.register(
+            "request_nn_model_bytes",
+            "Bytes of the wasi-nn models a request loaded",
+            nn_model_bytes.clone(),
+        );
+        registry.register(
             "request_body_bytes",
             "Request body bytes received",
             bytes_in.clone(),
@@ -102,6 +127,9 @@ impl Metrics {
             duration,
             fuel,
             memory,
+            nn_inferences,
+            nn_seconds,
+            nn_model_bytes,
             bytes_in,
             bytes_out,
             in_flight,

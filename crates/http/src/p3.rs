@@ -284,7 +284,8 @@ impl WorkerState for Worker {
         Box::pin(tokio::time::sleep(self.timeout))
     }
 
-    fn drop(&self, store: Store<ComponentState>, result: wasmtime::Result<()>) {
+    fn drop(&self, mut store: Store<ComponentState>, result: wasmtime::Result<()>) {
+        let nn = crate::app::nn_metered(store.data_mut());
         let left = store.get_fuel().unwrap_or(0);
         let limiter = store.data().limiter();
         let (peak, hit) = (limiter.peak(), limiter.hit());
@@ -293,6 +294,8 @@ impl WorkerState for Worker {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((call, at)) = calls.current.take() {
             call.meter(at.saturating_sub(left), peak);
+            // An instance's wasi-nn work, on the request it served last.
+            call.record.with(|i| i.nn = nn);
         }
         if self.concurrent > 1 {
             let line = serde_json::json!({

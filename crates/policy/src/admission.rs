@@ -212,10 +212,12 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
             "fuel",
             "timeout",
             "inherit_stdio",
+            "nn_graphs",
+            "nn_dir",
         ]
         .contains(&key.as_str())
         {
-            return Err(format!("unknown key `{key}` (expected dirs, env, inherit_env, allow_net, allow_http, args, max_memory, fuel, timeout, inherit_stdio)"));
+            return Err(format!("unknown key `{key}` (expected dirs, env, inherit_env, allow_net, allow_http, args, max_memory, fuel, timeout, inherit_stdio, nn_graphs, nn_dir)"));
         }
     }
     if let Some(dirs) = grant.get("dirs") {
@@ -282,6 +284,16 @@ pub fn narrow(caps: &Capabilities, limits: &Limits, grant: &Json) -> Result<Gran
     }
     if grant.get("inherit_stdio") == Some(&Json::Bool(false)) {
         caps.inherit_stdio = false;
+    }
+    if let Some(names) = grant.get("nn_graphs") {
+        // The named wasi-nn graphs kept (by name).
+        let names = string_list(names, "nn_graphs")?;
+        caps.nn_graphs.retain(|k, _| names.contains(k));
+    }
+    match grant.get("nn_dir") {
+        None | Some(Json::Bool(true)) => {}
+        Some(Json::Bool(false)) => caps.nn_dir = None,
+        Some(_) => return Err("`nn_dir` must be true or false".into()),
     }
     if let Some(m) = grant.get("max_memory") {
         let m = match m {
@@ -378,6 +390,23 @@ mod tests {
         let g = narrow(&caps, &limits, &json!({"max_memory": "1GiB"})).unwrap();
         assert_eq!(g.limits.max_memory, Some(512 << 20));
         assert!(narrow(&caps, &limits, &json!({"widen": true})).is_err());
+        // wasi-nn: named graphs kept by name, the directory dropped.
+        let mut nn = Capabilities::default();
+        nn.nn_graphs.insert("det".into(), "/m/det.onnx".into());
+        nn.nn_graphs.insert("rec".into(), "/m/rec.onnx".into());
+        nn.nn_dir = Some("/m".into());
+        let g = narrow(
+            &nn,
+            &limits,
+            &json!({"nn_graphs": ["rec", "other"], "nn_dir": false}),
+        )
+        .unwrap();
+        assert_eq!(
+            g.capabilities.nn_graphs.keys().collect::<Vec<_>>(),
+            vec!["rec"]
+        );
+        assert_eq!(g.capabilities.nn_dir, None);
+        assert!(narrow(&nn, &limits, &json!({"nn_dir": "/elsewhere"})).is_err());
         assert!(narrow(&caps, &limits, &json!("all")).is_err());
     }
 
