@@ -16,6 +16,8 @@
 #   http-{hello,echo,upstream,hostile}.wasm
 #                            examples/http/*          Rust wasi:http proxy components
 #   http-hello-p3.wasm       examples/http/hello-p3   Rust, WASI 0.3 wasi:http service component
+#   nn-ocr.wasm              examples/nn/ocr          Rust, wasm32-wasip1, wasi-nn (PP-OCRv4)
+#   nn-vad.wasm              examples/nn/vad          Rust, wasm32-wasip1, wasi-nn (Silero VAD)
 #
 # The WASI 0.3 (p3) guests are built for wasm32-wasip2 too (there is no p3
 # target yet) and export the 0.3 worlds through the `wasip3` crate.
@@ -92,6 +94,8 @@ RUST_GUESTS=(
     "http-upstream.wasm|http-upstream|wasm32-wasip2"
     "http-hostile.wasm|http-hostile|wasm32-wasip2"
     "http-hello-p3.wasm|http-hello-p3|wasm32-wasip2"
+    "nn-ocr.wasm|nn-ocr|wasm32-wasip1"
+    "nn-vad.wasm|nn-vad|wasm32-wasip1"
 )
 
 check_rust() {
@@ -133,7 +137,7 @@ for group in "${groups[@]}"; do
             check_rust
             ARTIFACTS=()
             for entry in "${RUST_GUESTS[@]}"; do ARTIFACTS+=("${entry%%|*}"); done
-            hash=$( (rustc -Vv) | content_hash examples/Cargo.toml examples/Cargo.lock examples/rust examples/hostile examples/http)
+            hash=$( (rustc -Vv) | content_hash examples/Cargo.toml examples/Cargo.lock examples/rust examples/hostile examples/http examples/nn)
             build_group rust "$hash" build_rust
             ;;
         c)

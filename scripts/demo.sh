@@ -4,7 +4,8 @@
 # in Rust, C, C++, Go and AssemblyScript, a p1 module turned into a p2
 # component, wasi:http serving with per-request limits and metering, limits
 # that end runaway guests, Rego policies (native, built to Wasm, deciding
-# capabilities), and the compile cache.
+# capabilities), AI inference through wasi-nn on real models, and the
+# compile cache.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -137,6 +138,19 @@ step "capabilities granted by a policy: read-only dirs, network only for allowli
 show "$W" run --cache-dir "$CACHE" --policy "$P/readonly-dirs" --dir "$WORK/data::/data" "$G/hostile-p1.wasm" write /data/input.txt x
 show "$W" run --cache-dir "$CACHE" --policy "$P/network-allowlist" --allow-net 127.0.0.1:9 "$G/hostile-p2.wasm" connect 127.0.0.1:9
 show "$W" run --cache-dir "$CACHE" --policy "$P/memory-cap" --max-memory 1GiB "$G/hostile-p1.wasm" membomb
+
+M="$ROOT/target/models"
+python3 tests/nn/make_inputs.py "$WORK/nn" >/dev/null
+step "AI inference through wasi-nn (ONNX Runtime): text in an image with PP-OCRv4, speech in a WAV with Silero VAD" \
+    "wasmlayer run -v --nn-graph det=... --nn-graph rec=... --dir-ro IN::/in nn-ocr.wasm /in/text.png"
+show "$W" run -v --cache-dir "$CACHE" --nn-graph "det=$M/ch_PP-OCRv4_det_infer.onnx" --nn-graph "rec=$M/ch_PP-OCRv4_rec_infer.onnx" \
+    --dir-ro "$WORK/nn::/in" --dir-ro "$M::/models" "$G/nn-ocr.wasm" --keys /models/ppocr_keys.txt /in/text.png 2>&1 | grep -v "^ *INFO.*\(loaded\|cache\)"
+show "$W" run --cache-dir "$CACHE" --nn-graph "vad=$M/silero_vad.onnx" --dir-ro "$WORK/nn::/in" "$G/nn-vad.wasm" /in/speech.wav
+step "a model nobody granted" "wasmlayer run --dir-ro MODELS::/models nn-vad.wasm --model-file /models/silero_vad.onnx ..."
+show "$W" run --cache-dir "$CACHE" --dir-ro "$WORK/nn::/in" --dir-ro "$M::/models" "$G/nn-vad.wasm" --model-file /models/silero_vad.onnx /in/speech.wav
+step "a model packed into a self-contained module (tract inside; any WASI host)" "wasmlayer nn pack silero_vad.onnx -o vad.wasm; wasmlayer run vad.wasm --info"
+show "$W" nn pack "$M/silero_vad.onnx" -o "$WORK/vad.wasm"
+show "$W" run --cache-dir "$CACHE" "$WORK/vad.wasm" --info
 
 step "the compile cache: first run compiles, second run does not" "wasmlayer run -v hello-p1.wasm (twice, fresh cache)"
 rm -rf "$CACHE"

