@@ -295,14 +295,13 @@ mod tests {
         std::env::set_var("HOME", &home);
         std::env::remove_var("XDG_CACHE_HOME");
         let rego = "package wasmlayer.admission\n\ndefault allow := false\n\nallow if count(reasons) == 0\n\nreasons contains \"untrusted\" if input.requested.env.TIER == \"untrusted\"\n";
-        let module = wasmlayer_policy::wasm_build::build_module(
-            &wasmlayer_policy::wasm_build::BuildInput {
+        let module =
+            wasmlayer_policy::wasm_build::build_module(&wasmlayer_policy::wasm_build::BuildInput {
                 modules: vec![("admission.rego".into(), rego.into())],
                 entrypoints: vec!["wasmlayer/admission".into()],
                 ..Default::default()
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         std::fs::write(dir.path().join("admission.wasm"), module).unwrap();
         let cache = dir.path().join("cache");
         let conf = dir.path().join("shim.toml");
@@ -319,7 +318,10 @@ mod tests {
                 .filter(|p| p.is_file())
                 .collect::<Vec<_>>()
         };
-        assert!(!files(&cache).is_empty(), "the policy is in the shim's cache");
+        assert!(
+            !files(&cache).is_empty(),
+            "the policy is in the shim's cache"
+        );
         assert!(files(&home).is_empty(), "{:?}", files(&home));
 
         // ... and decides.
