@@ -52,7 +52,7 @@ if up_to_date; then
 fi
 
 command -v python3 >/dev/null || { echo "error: python3 is required" >&2; exit 1; }
-mkdir -p "$CACHE"
+mkdir -p "$CACHE" "$MODELS_DIR"
 rm -f "$MODELS_DIR/.stamp"
 
 # fetch WHEEL SHA256 REQUIREMENT: the wheel in the cache, checked.
