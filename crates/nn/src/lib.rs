@@ -175,16 +175,13 @@ impl Extension for WasiNn {
             granted: models.clone(),
             granted_digests: Default::default(),
         });
-        let ctx = |_| {
-            (
-                [wasmtime_wasi_nn::Backend::from(Loader(backend.clone()))],
-                wasmtime_wasi_nn::Registry::from(registry::Registry::new(backend.clone(), &models)),
-            )
-        };
-        let (b, r) = ctx(());
-        let witx = wasmtime_wasi_nn::witx::WasiNnCtx::new(b, r);
-        let (b, r) = ctx(());
-        let wit = wasmtime_wasi_nn::wit::WasiNnCtx::new(b, r);
+        // One backend and registry for each ABI's context, over the same
+        // backend state.
+        let backends = || [wasmtime_wasi_nn::Backend::from(Loader(backend.clone()))];
+        let registry =
+            || wasmtime_wasi_nn::Registry::from(registry::Registry::new(backend.clone(), &models));
+        let witx = wasmtime_wasi_nn::witx::WasiNnCtx::new(backends(), registry());
+        let wit = wasmtime_wasi_nn::wit::WasiNnCtx::new(backends(), registry());
         setup.insert(NnState { witx, wit, meter });
         Ok(())
     }

@@ -145,19 +145,7 @@ fn candidates() -> Vec<PathBuf> {
         site.insert(0, PathBuf::from(venv).join("lib"));
     }
     for lib in site {
-        let Ok(entries) = std::fs::read_dir(&lib) else {
-            continue;
-        };
-        let mut pythons: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
-            })
-            .collect();
-        pythons.sort();
-        for py in pythons.into_iter().rev() {
+        for py in named_like(&lib, "python3").into_iter().rev() {
             for packages in ["dist-packages", "site-packages"] {
                 let capi = py.join(packages).join("onnxruntime/capi");
                 if let Some(so) = versioned_library(&capi) {
@@ -196,15 +184,22 @@ fn python_package() -> Option<PathBuf> {
 
 /// `libonnxruntime.so.1.X.Y` in `dir` (the wheel ships only the versioned name).
 fn versioned_library(dir: &Path) -> Option<PathBuf> {
+    named_like(dir, "libonnxruntime.so").pop()
+}
+
+/// The entries of `dir` whose names start with `prefix`, sorted (none when
+/// it cannot be read).
+fn named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
             p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
         })
         .collect();
     found.sort();
-    found.pop()
+    found
 }
