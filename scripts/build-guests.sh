@@ -18,6 +18,9 @@
 #   http-hello-p3.wasm       examples/http/hello-p3   Rust, WASI 0.3 wasi:http service component
 #   nn-ocr.wasm              examples/nn/ocr          Rust, wasm32-wasip1, wasi-nn (PP-OCRv4)
 #   nn-vad.wasm              examples/nn/vad          Rust, wasm32-wasip1, wasi-nn (Silero VAD)
+#   nn-ocr-p2.wasm, nn-vad-p2.wasm
+#                            examples/nn/{ocr,vad}    the same, wasm32-wasip2 components importing wasi:nn
+#   http-ocr.wasm            examples/http/ocr        Rust wasi:http component: POST a PNG, get its text (wasi:nn)
 #
 # The WASI 0.3 (p3) guests are built for wasm32-wasip2 too (there is no p3
 # target yet) and export the 0.3 worlds through the `wasip3` crate.
@@ -96,6 +99,9 @@ RUST_GUESTS=(
     "http-hello-p3.wasm|http-hello-p3|wasm32-wasip2"
     "nn-ocr.wasm|nn-ocr|wasm32-wasip1"
     "nn-vad.wasm|nn-vad|wasm32-wasip1"
+    "nn-ocr-p2.wasm|nn-ocr|wasm32-wasip2"
+    "nn-vad-p2.wasm|nn-vad|wasm32-wasip2"
+    "http-ocr.wasm|http-ocr|wasm32-wasip2"
 )
 
 check_rust() {

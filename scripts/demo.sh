@@ -146,6 +146,19 @@ step "AI inference through wasi-nn (ONNX Runtime): text in an image with PP-OCRv
 show "$W" run -v --cache-dir "$CACHE" --nn-graph "det=$M/ch_PP-OCRv4_det_infer.onnx" --nn-graph "rec=$M/ch_PP-OCRv4_rec_infer.onnx" \
     --dir-ro "$WORK/nn::/in" --dir-ro "$M::/models" "$G/nn-ocr.wasm" --keys /models/ppocr_keys.txt /in/text.png 2>&1 | grep -v "^ *INFO.*\(loaded\|cache\)"
 show "$W" run --cache-dir "$CACHE" --nn-graph "vad=$M/silero_vad.onnx" --dir-ro "$WORK/nn::/in" "$G/nn-vad.wasm" /in/speech.wav
+step "OCR over HTTP: a wasi:http component using wasi:nn, metered per request" \
+    "wasmlayer serve examples/http/ocr/wasmlayer.toml; curl --data-binary @text.png localhost:18486/ocr"
+"$W" serve --cache-dir "$CACHE" --listen 127.0.0.1:18486 --admin 127.0.0.1:18487 examples/http/ocr/wasmlayer.toml \
+    >"$WORK/ocr-access.log" 2>"$WORK/ocr-serve.err" &
+OCR_PID=$!
+for _ in $(seq 400); do curl -s -o /dev/null http://127.0.0.1:18486/ && break; sleep 0.05; done
+curl -s -w '[HTTP %{http_code}]\n' --data-binary @"$WORK/nn/text.png" http://127.0.0.1:18486/ocr
+sleep 0.2
+echo "access log: the request's inferences, their time and the models' bytes"
+grep '"route":"/ocr"' "$WORK/ocr-access.log" | head -1
+curl -s http://127.0.0.1:18487/metrics | grep -E '^wasmlayer_nn_inferences_total|^wasmlayer_request_nn_seconds_sum'
+kill -TERM $OCR_PID
+wait $OCR_PID || true
 step "a model nobody granted" "wasmlayer run --dir-ro MODELS::/models nn-vad.wasm --model-file /models/silero_vad.onnx ..."
 show "$W" run --cache-dir "$CACHE" --dir-ro "$WORK/nn::/in" --dir-ro "$M::/models" "$G/nn-vad.wasm" --model-file /models/silero_vad.onnx /in/speech.wav
 step "a model packed into a self-contained module (tract inside; any WASI host)" "wasmlayer nn pack silero_vad.onnx -o vad.wasm; wasmlayer run vad.wasm --info"

@@ -73,11 +73,6 @@ fn segments(text: &str) -> Vec<(i64, i64)> {
 
 #[test]
 fn voice_activity_matches_native_onnxruntime_within_a_frame() {
-    let mut args = vad_args();
-    args.extend([s(&guest("nn-vad.wasm")), "/in/speech.wav".into()]);
-    let r = run(&args);
-    assert_eq!(r.code, 0, "{r:?}");
-    let ours = segments(&r.stdout);
     let native = segments(&python(
         "vad_reference.py",
         &[
@@ -90,12 +85,24 @@ fn voice_activity_matches_native_onnxruntime_within_a_frame() {
         native.len() >= 2,
         "the speech has several phrases: {native:?}"
     );
-    assert_eq!(ours.len(), native.len(), "{r:?}\nnative: {native:?}");
-    for (a, b) in ours.iter().zip(&native) {
-        assert!(
-            (a.0 - b.0).abs() <= 512 && (a.1 - b.1).abs() <= 512,
-            "{ours:?} vs {native:?}"
+    // The core module speaks the witx ABI, the component wasi:nn's WIT.
+    for guest_name in ["nn-vad.wasm", "nn-vad-p2.wasm"] {
+        let mut args = vad_args();
+        args.extend([s(&guest(guest_name)), "/in/speech.wav".into()]);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{guest_name}: {r:?}");
+        let ours = segments(&r.stdout);
+        assert_eq!(
+            ours.len(),
+            native.len(),
+            "{guest_name}: {r:?}\nnative: {native:?}"
         );
+        for (a, b) in ours.iter().zip(&native) {
+            assert!(
+                (a.0 - b.0).abs() <= 512 && (a.1 - b.1).abs() <= 512,
+                "{guest_name}: {ours:?} vs {native:?}"
+            );
+        }
     }
 }
 
@@ -113,43 +120,48 @@ fn ocr_args(det: &str, rec: &str) -> Vec<String> {
     ]
 }
 
+/// What `tests/nn/ocr_reference.py` reads in `image` with RapidOCR's own
+/// pipeline on native ONNX Runtime.
+fn native_ocr(image: &Path, boxes: bool) -> String {
+    let mut args = vec![
+        "--det".into(),
+        s(&model("ch_PP-OCRv4_det_infer.onnx")),
+        "--rec".into(),
+        s(&model("ch_PP-OCRv4_rec_infer.onnx")),
+        "--keys".into(),
+        s(&model("ppocr_keys.txt")),
+    ];
+    if boxes {
+        args.push("--boxes".into());
+    }
+    args.push(s(image));
+    python("ocr_reference.py", &args)
+}
+
 #[test]
 fn text_recognition_matches_native_onnxruntime() {
-    let mut args = ocr_args("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx");
-    args.insert(1, "-v".into());
-    args.extend([
-        s(&guest("nn-ocr.wasm")),
-        "--keys".into(),
-        "/models/ppocr_keys.txt".into(),
-        "/in/text.png".into(),
-    ]);
-    let r = run(&args);
-    assert_eq!(r.code, 0, "{r:?}");
-    let native = python(
-        "ocr_reference.py",
-        &[
-            "--det".into(),
-            s(&model("ch_PP-OCRv4_det_infer.onnx")),
-            "--rec".into(),
-            s(&model("ch_PP-OCRv4_rec_infer.onnx")),
-            "--keys".into(),
-            s(&model("ppocr_keys.txt")),
-            s(&inputs().join("text.png")),
-        ],
-    );
-    assert_eq!(r.stdout, native);
+    let native = native_ocr(&inputs().join("text.png"), false);
     let expected = std::fs::read_to_string(inputs().join("text.txt")).unwrap();
-    assert_eq!(
-        r.stdout.trim(),
-        expected.trim(),
-        "the text that was rendered"
-    );
-    // `-v` meters the inference: two models, at least two inferences.
-    assert!(
-        r.stderr.contains("wasi-nn") && r.stderr.contains("models=2"),
-        "{}",
-        r.stderr
-    );
+    assert_eq!(native.trim(), expected.trim(), "the text that was rendered");
+    for guest_name in ["nn-ocr.wasm", "nn-ocr-p2.wasm"] {
+        let mut args = ocr_args("ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx");
+        args.insert(1, "-v".into());
+        args.extend([
+            s(&guest(guest_name)),
+            "--keys".into(),
+            "/models/ppocr_keys.txt".into(),
+            "/in/text.png".into(),
+        ]);
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{guest_name}: {r:?}");
+        assert_eq!(r.stdout, native, "{guest_name}");
+        // `-v` meters the inference: two models, at least two inferences.
+        assert!(
+            r.stderr.contains("wasi-nn") && r.stderr.contains("models=2"),
+            "{guest_name}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]
@@ -298,32 +310,34 @@ fn bad_models_tensors_and_libraries_are_clear_errors() {
 fn gpu_without_cuda_is_an_error_unless_the_cpu_fallback_is_asked_for() {
     // A target travels with `load` (bytes the guest read from a granted
     // model), not with `load_by_name`.
-    let gpu = |extra: &[&str]| {
-        let mut args = vad_args();
-        args.extend([
-            "--dir-ro".into(),
-            format!("{}::/models", s(&root().join("target/models"))),
-        ]);
-        args.extend(extra.iter().map(|a| a.to_string()));
-        args.extend([
-            s(&guest("nn-vad.wasm")),
-            "--gpu".into(),
-            "--model-file".into(),
-            "/models/silero_vad.onnx".into(),
-            "/in/speech.wav".into(),
-        ]);
-        run(&args)
-    };
-    let r = gpu(&[]);
-    assert_ne!(r.code, 0, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("GPU execution requested, no CUDA provider available"),
-        "{r:?}"
-    );
-    let r = gpu(&["--nn-fallback", "cpu"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(!segments(&r.stdout).is_empty(), "{r:?}");
+    for guest_name in ["nn-vad.wasm", "nn-vad-p2.wasm"] {
+        let gpu = |extra: &[&str]| {
+            let mut args = vad_args();
+            args.extend([
+                "--dir-ro".into(),
+                format!("{}::/models", s(&root().join("target/models"))),
+            ]);
+            args.extend(extra.iter().map(|a| a.to_string()));
+            args.extend([
+                s(&guest(guest_name)),
+                "--gpu".into(),
+                "--model-file".into(),
+                "/models/silero_vad.onnx".into(),
+                "/in/speech.wav".into(),
+            ]);
+            run(&args)
+        };
+        let r = gpu(&[]);
+        assert_ne!(r.code, 0, "{guest_name}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("GPU execution requested, no CUDA provider available"),
+            "{guest_name}: {r:?}"
+        );
+        let r = gpu(&["--nn-fallback", "cpu"]);
+        assert_eq!(r.code, 0, "{guest_name}: {r:?}");
+        assert!(!segments(&r.stdout).is_empty(), "{guest_name}: {r:?}");
+    }
 }
 
 #[test]
@@ -359,4 +373,108 @@ fn nn_pack_makes_a_module_that_runs_without_wasi_nn() {
         "{r:?}"
     );
     assert!(!bad.exists());
+}
+
+#[test]
+fn serve_reads_text_over_http_and_meters_the_inference() {
+    use common::serve::*;
+    let dir = tempdir();
+    let det = model("ch_PP-OCRv4_det_infer.onnx");
+    let rec = model("ch_PP-OCRv4_rec_infer.onnx");
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+[server]
+pool_size = 16
+max_instance_memory = "256MiB"
+
+[[route]]
+path = "/ocr"
+component = "{ocr}"
+nn_graphs = {{ det = "{det}", rec = "{rec}" }}
+dirs_ro = ["{models}::/models"]
+max_memory = "256MiB"
+timeout = "60s"
+
+[[route]]
+path = "/ungranted"
+component = "{ocr}"
+dirs_ro = ["{models}::/models"]
+max_memory = "256MiB"
+"#,
+            ocr = s(&guest("http-ocr.wasm")),
+            det = s(&det),
+            rec = s(&rec),
+            models = s(&root().join("target/models")),
+        ),
+    );
+    let server = Server::start(&[&s(&manifest)]);
+    let png = std::fs::read(inputs().join("text.png")).unwrap();
+
+    let (status, body) = post(&server.url("/ocr"), &png);
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text, native_ocr(&inputs().join("text.png"), false));
+    let (status, body) = post(&server.url("/ocr?boxes"), &png);
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        native_ocr(&inputs().join("text.png"), true)
+    );
+
+    // Not a PNG, the wrong method, no grant: each answered with the reason.
+    let (status, body) = post(&server.url("/ocr"), b"GIF89a not a png");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("PNG"));
+    let (status, headers, _) = get(&server.url("/ocr"));
+    assert_eq!(status, 405);
+    assert!(headers.to_lowercase().contains("allow: post"), "{headers}");
+    let (status, body) = post(&server.url("/ungranted"), &png);
+    let why = String::from_utf8_lossy(&body);
+    assert_eq!(status, 500, "{why}");
+    assert!(why.contains("cannot load graph det"), "{why}");
+
+    // The access log meters each request's inference; the metrics sum it.
+    let model_bytes =
+        std::fs::metadata(&det).unwrap().len() + std::fs::metadata(&rec).unwrap().len();
+    // (A request's line is written as its record drops: wait for both.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ocr = loop {
+        let ocr: Vec<_> = server
+            .access_log()
+            .into_iter()
+            .filter(|l| l["route"] == "/ocr" && l["status"] == 200)
+            .collect();
+        if ocr.len() >= 2 || std::time::Instant::now() > deadline {
+            break ocr;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(ocr.len(), 2, "{ocr:?}");
+    let mut inferences = 0;
+    for line in &ocr {
+        let n = line["nn_inferences"].as_u64().unwrap_or(0);
+        // One detection and at least one recognition batch.
+        assert!(n >= 2, "{line}");
+        assert!(line["nn_time_us"].as_u64().unwrap_or(0) > 0, "{line}");
+        assert_eq!(line["nn_model_bytes"].as_u64(), Some(model_bytes), "{line}");
+        inferences += n;
+    }
+    let m = server.metrics();
+    assert_eq!(
+        metric(&m, r#"wasmlayer_nn_inferences_total{route="/ocr"}"#),
+        Some(inferences as f64),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"wasmlayer_request_nn_seconds_count{route="/ocr"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(
+        metric(&m, r#"wasmlayer_request_nn_model_bytes_sum{route="/ocr"}"#)
+            == Some(2.0 * model_bytes as f64),
+        "{m}"
+    );
 }

@@ -2,6 +2,7 @@
 //! components, driven by a real HTTP client.
 
 mod common;
+use common::serve::*;
 use common::server::{Serving, Spawned};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,134 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A running `wasmlayer serve`, killed on drop.
-struct Server {
-    process: Spawned,
-    port: u16,
-    admin: u16,
-}
-
-impl Serving for Server {
-    fn process(&self) -> &Spawned {
-        &self.process
-    }
-
-    fn process_mut(&mut self) -> &mut Spawned {
-        &mut self.process
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut all = vec!["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        Server::start_with(&all)
-    }
-
-    /// Starts `wasmlayer serve ARGS` as given (addresses from the flags or the manifest).
-    fn start_with(args: &[&str]) -> Server {
-        let mut cmd = wasmlayer();
-        cmd.arg("serve").args(args);
-        let mut process = Spawned::spawn(cmd, "server");
-        let (port, admin) = process.started(|lines| {
-            let port = |prefix: &str| {
-                lines.iter().find_map(|l| {
-                    l.strip_prefix(prefix)?
-                        .split([' ', '/'])
-                        .next()?
-                        .rsplit(':')
-                        .next()?
-                        .parse::<u16>()
-                        .ok()
-                })
-            };
-            match (port("serving http://"), port("admin http://")) {
-                (Some(p), Some(a)) => Some((p, a)),
-                _ => None,
-            }
-        });
-        Server {
-            process,
-            port,
-            admin,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Access-log lines (JSON) written so far.
-    fn access_log(&self) -> Vec<serde_json::Value> {
-        self.process
-            .stdout()
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn metrics(&self) -> String {
-        get(&format!("http://127.0.0.1:{}/metrics", self.admin)).2
-    }
-
-    fn in_flight(&self) -> f64 {
-        metric(&self.metrics(), "wasmlayer_instances_in_flight").unwrap_or(0.0)
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-/// GET: (status, headers as "name: value" lines, body).
-fn get(url: &str) -> (u16, String, String) {
-    let mut r = agent()
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
-        .collect::<Vec<_>>()
-        .join("\n");
-    (
-        r.status().as_u16(),
-        headers,
-        r.body_mut().read_to_string().unwrap_or_default(),
-    )
-}
-
-fn post(url: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut r = agent()
-        .post(url)
-        .send(body)
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    (
-        r.status().as_u16(),
-        r.body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap_or_default(),
-    )
-}
-
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-}
-
-fn write_manifest(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("wasmlayer.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 #[test]
 fn routes_env_streaming_echo_and_access_log() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod serve;
 pub mod server;
 pub mod transform;
 

@@ -489,17 +489,33 @@ pub fn render_error(e: &Error) -> String {
 }
 
 fn init_logging(verbose: bool) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = if verbose {
-        tracing_subscriber::filter::LevelFilter::DEBUG
+        LevelFilter::DEBUG
     } else {
-        tracing_subscriber::filter::LevelFilter::WARN
+        LevelFilter::WARN
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    // wasmtime-wasi-nn logs every error it hands a component guest at ERROR
+    // level, though the guest gets it and our backend warns with the cause:
+    // its lines only with -v.
+    let filter = Targets::new().with_default(level).with_target(
+        "wasmtime_wasi_nn",
+        if verbose {
+            LevelFilter::DEBUG
+        } else {
+            LevelFilter::OFF
+        },
+    );
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
         .try_init();
 }
 

@@ -16,7 +16,12 @@ pub struct Mat {
 
 impl Mat {
     pub fn new(w: usize, h: usize, c: usize) -> Mat {
-        Mat { w, h, c, data: vec![0; w * h * c] }
+        Mat {
+            w,
+            h,
+            c,
+            data: vec![0; w * h * c],
+        }
     }
 
     #[inline]
@@ -76,7 +81,8 @@ pub fn resize(src: &Mat, dw: usize, dh: usize) -> Mat {
     let scale_y = 1.0 / inv_scale_y;
     let iscale_x = round_f64(scale_x);
     let iscale_y = round_f64(scale_y);
-    let is_area_fast = (scale_x - iscale_x as f64).abs() < f64::EPSILON && (scale_y - iscale_y as f64).abs() < f64::EPSILON;
+    let is_area_fast = (scale_x - iscale_x as f64).abs() < f64::EPSILON
+        && (scale_y - iscale_y as f64).abs() < f64::EPSILON;
     // An exact halving is done as INTER_AREA, which averages 2x2 blocks.
     if is_area_fast && iscale_x == 2 && iscale_y == 2 {
         return resize_area_half(src, dw, dh);
@@ -271,7 +277,8 @@ fn lu_solve(a: &mut [[f64; 8]; 8], b: &mut [f64; 8]) -> bool {
 /// that size (cofactors over the determinant).
 fn invert3(s: &[f64; 9]) -> [f64; 9] {
     let at = |r: usize, c: usize| s[r * 3 + c];
-    let det = at(0, 0) * (at(1, 1) * at(2, 2) - at(2, 1) * at(1, 2)) - at(0, 1) * (at(1, 0) * at(2, 2) - at(2, 0) * at(1, 2))
+    let det = at(0, 0) * (at(1, 1) * at(2, 2) - at(2, 1) * at(1, 2))
+        - at(0, 1) * (at(1, 0) * at(2, 2) - at(2, 0) * at(1, 2))
         + at(0, 2) * (at(1, 0) * at(2, 1) - at(2, 0) * at(1, 1));
     if det == 0.0 {
         return [0.0; 9];
@@ -313,7 +320,9 @@ fn cubic_table() -> &'static [[i32; 16]] {
 
 fn make_cubic_table() -> Vec<[i32; 16]> {
     let scale = 1.0f32 / INTER_TAB_SIZE as f32;
-    let tab1: Vec<[f32; 4]> = (0..INTER_TAB_SIZE).map(|i| interpolate_cubic(i as f32 * scale)).collect();
+    let tab1: Vec<[f32; 4]> = (0..INTER_TAB_SIZE)
+        .map(|i| interpolate_cubic(i as f32 * scale))
+        .collect();
     let mut out = Vec::with_capacity((INTER_TAB_SIZE * INTER_TAB_SIZE) as usize);
     for i in 0..INTER_TAB_SIZE as usize {
         for j in 0..INTER_TAB_SIZE as usize {
@@ -382,17 +391,24 @@ pub fn warp_perspective_cubic(src: &Mat, m_fwd: &[f64; 9], dw: usize, dh: usize)
             for x1 in 0..bw {
                 let x1f = x1 as f64;
                 let mut w = w0 + m[6] * x1f;
-                w = if w != 0.0 { INTER_TAB_SIZE as f64 / w } else { 0.0 };
+                w = if w != 0.0 {
+                    INTER_TAB_SIZE as f64 / w
+                } else {
+                    0.0
+                };
                 let fx = ((x0 + m[0] * x1f) * w).clamp(i32::MIN as f64, i32::MAX as f64);
                 let fy = ((y0 + m[3] * x1f) * w).clamp(i32::MIN as f64, i32::MAX as f64);
                 let xi = round_f64(fx) as i32;
                 let yi = round_f64(fy) as i32;
                 let sx = sat_i16((xi >> INTER_BITS) as i64) as i64 - 1;
                 let sy = sat_i16((yi >> INTER_BITS) as i64) as i64 - 1;
-                let a = ((yi & (INTER_TAB_SIZE - 1)) * INTER_TAB_SIZE + (xi & (INTER_TAB_SIZE - 1))) as usize;
+                let a = ((yi & (INTER_TAB_SIZE - 1)) * INTER_TAB_SIZE + (xi & (INTER_TAB_SIZE - 1)))
+                    as usize;
                 let wt = &tab[a];
-                let xs: [usize; 4] = std::array::from_fn(|i| (sx + i as i64).clamp(0, sw - 1) as usize);
-                let ys: [usize; 4] = std::array::from_fn(|i| (sy + i as i64).clamp(0, sh - 1) as usize);
+                let xs: [usize; 4] =
+                    std::array::from_fn(|i| (sx + i as i64).clamp(0, sw - 1) as usize);
+                let ys: [usize; 4] =
+                    std::array::from_fn(|i| (sy + i as i64).clamp(0, sh - 1) as usize);
                 for k in 0..cn {
                     let mut sum: i64 = 0;
                     for i in 0..4 {
@@ -401,7 +417,8 @@ pub fn warp_perspective_cubic(src: &Mat, m_fwd: &[f64; 9], dw: usize, dh: usize)
                             sum += src.data[(row + xs[j]) * cn + k] as i64 * wt[i * 4 + j] as i64;
                         }
                     }
-                    dst.data[(y * dw + xb + x1) * cn + k] = sat_u8((sum + (1 << (REMAP_COEF_BITS - 1))) >> REMAP_COEF_BITS);
+                    dst.data[(y * dw + xb + x1) * cn + k] =
+                        sat_u8((sum + (1 << (REMAP_COEF_BITS - 1))) >> REMAP_COEF_BITS);
                 }
             }
             xb += bw;
@@ -416,7 +433,16 @@ pub fn warp_perspective_cubic(src: &Mat, m_fwd: &[f64; 9], dw: usize, dh: usize)
 
 /// Chain-code directions: right, up-right, up, up-left, left, down-left,
 /// down, down-right.
-const CODE_DELTAS: [[i32; 2]; 8] = [[1, 0], [1, -1], [0, -1], [-1, -1], [-1, 0], [-1, 1], [0, 1], [1, 1]];
+const CODE_DELTAS: [[i32; 2]; 8] = [
+    [1, 0],
+    [1, -1],
+    [0, -1],
+    [-1, -1],
+    [-1, 0],
+    [-1, 1],
+    [0, 1],
+    [1, 1],
+];
 
 /// `cv2.findContours(mask, RETR_LIST, CHAIN_APPROX_SIMPLE)`: the borders of
 /// the non-zero regions and of their holes (Suzuki and Abe's border
@@ -536,7 +562,15 @@ fn sign(v: i64) -> i32 {
 
 /// One chain of Sklansky's scan over the sorted points (`idx` indexes
 /// `pts`), as OpenCV's `Sklansky_` for integer points.
-fn sklansky(pts: &[[i32; 2]], idx: &[usize], start: usize, end: usize, stack: &mut [usize], nsign: i32, sign2: i32) -> usize {
+fn sklansky(
+    pts: &[[i32; 2]],
+    idx: &[usize],
+    start: usize,
+    end: usize,
+    stack: &mut [usize],
+    nsign: i32,
+    sign2: i32,
+) -> usize {
     let incr: isize = if end > start { 1 } else { -1 };
     let p = |i: isize| pts[idx[i as usize]];
     let (start, end) = (start as isize, end as isize);
@@ -594,7 +628,12 @@ pub fn convex_hull(pts: &[[i32; 2]], clockwise: bool) -> Vec<[i32; 2]> {
         return Vec::new();
     }
     let mut idx: Vec<usize> = (0..total).collect();
-    idx.sort_by(|&a, &b| pts[a][0].cmp(&pts[b][0]).then(pts[a][1].cmp(&pts[b][1])).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        pts[a][0]
+            .cmp(&pts[b][0])
+            .then(pts[a][1].cmp(&pts[b][1]))
+            .then(a.cmp(&b))
+    });
     let (mut miny_ind, mut maxy_ind) = (0, 0);
     for i in 1..total {
         let y = pts[idx[i]][1];
@@ -794,7 +833,12 @@ fn rotating_calipers(points: &[[f32; 2]]) -> [f32; 6] {
         // edge: each edge turned into the first caliper's frame, then the
         // right-most one (sign of a dot product, not cosines).
         let v = |i: usize| vect[seq[i]];
-        let rot = [v(0), [v(1)[1], -v(1)[0]], [-v(2)[0], -v(2)[1]], [-v(3)[1], v(3)[0]]];
+        let rot = [
+            v(0),
+            [v(1)[1], -v(1)[0]],
+            [-v(2)[0], -v(2)[1]],
+            [-v(3)[1], v(3)[0]],
+        ];
         // vec1 is right of vec2: vec1 turned 90 degrees clockwise has a
         // negative dot product with vec2.
         let is_right = |a: [f32; 2], b: [f32; 2]| a[1] * b[0] + (-a[0]) * b[1] < 0.0;
@@ -908,9 +952,19 @@ pub fn fill_poly(mask: &mut [u8], w: usize, h: usize, pts: &[[i32; 2]]) {
         if y0 != y1 {
             let dx = (c1x - c0x) / (c1y - c0y);
             if y0 < y1 {
-                edges.push(Edge { y0, y1, x: c0x + (y0 - c0y) * dx, dx });
+                edges.push(Edge {
+                    y0,
+                    y1,
+                    x: c0x + (y0 - c0y) * dx,
+                    dx,
+                });
             } else {
-                edges.push(Edge { y0: y1, y1: y0, x: c1x + (y1 - c1y) * dx, dx });
+                edges.push(Edge {
+                    y0: y1,
+                    y1: y0,
+                    x: c1x + (y1 - c1y) * dx,
+                    dx,
+                });
             }
         }
         p0 = p1;
@@ -951,7 +1005,10 @@ fn clip_line(w: i64, h: i64, p1: &mut [i64; 2], p2: &mut [i64; 2]) -> bool {
         return false;
     }
     let code = |p: &[i64; 2]| {
-        (p[0] < 0) as i32 + (p[0] > right) as i32 * 2 + (p[1] < 0) as i32 * 4 + (p[1] > bottom) as i32 * 8
+        (p[0] < 0) as i32
+            + (p[0] > right) as i32 * 2
+            + (p[1] < 0) as i32 * 4
+            + (p[1] > bottom) as i32 * 8
     };
     let mut c1 = code(p1);
     let mut c2 = code(p2);
@@ -971,13 +1028,15 @@ fn clip_line(w: i64, h: i64, p1: &mut [i64; 2], p2: &mut [i64; 2]) -> bool {
         if (c1 & c2) == 0 && (c1 | c2) != 0 {
             if c1 != 0 {
                 let a = if c1 == 1 { 0 } else { right };
-                p1[1] += ((a - p1[0]) as f64 * (p2[1] - p1[1]) as f64 / (p2[0] - p1[0]) as f64) as i64;
+                p1[1] +=
+                    ((a - p1[0]) as f64 * (p2[1] - p1[1]) as f64 / (p2[0] - p1[0]) as f64) as i64;
                 p1[0] = a;
                 c1 = 0;
             }
             if c2 != 0 {
                 let a = if c2 == 1 { 0 } else { right };
-                p2[1] += ((a - p2[0]) as f64 * (p2[1] - p1[1]) as f64 / (p2[0] - p1[0]) as f64) as i64;
+                p2[1] +=
+                    ((a - p2[0]) as f64 * (p2[1] - p1[1]) as f64 / (p2[0] - p1[0]) as f64) as i64;
                 p2[0] = a;
                 c2 = 0;
             }
@@ -1075,7 +1134,11 @@ pub fn offset_round(path: &[[i64; 2]], delta: f64) -> Vec<[i64; 2]> {
     const ARC_TOLERANCE: f64 = 0.25;
     const DEF_ARC_TOLERANCE: f64 = 0.25;
     let pi = std::f64::consts::PI;
-    let y = if ARC_TOLERANCE > delta.abs() * DEF_ARC_TOLERANCE { delta.abs() * DEF_ARC_TOLERANCE } else { ARC_TOLERANCE };
+    let y = if ARC_TOLERANCE > delta.abs() * DEF_ARC_TOLERANCE {
+        delta.abs() * DEF_ARC_TOLERANCE
+    } else {
+        ARC_TOLERANCE
+    };
     let mut steps = pi / (1.0 - y / delta.abs()).acos();
     if steps > delta.abs() * pi {
         steps = delta.abs() * pi;
@@ -1113,7 +1176,10 @@ pub fn offset_round(path: &[[i64; 2]], delta: f64) -> Vec<[i64; 2]> {
         let src = poly[j];
         let mut sin_a = nk[0] * nj[1] - nj[0] * nk[1];
         let push = |out: &mut Vec<[i64; 2]>, n: [f64; 2]| {
-            out.push([clipper_round(src[0] as f64 + n[0] * delta), clipper_round(src[1] as f64 + n[1] * delta)]);
+            out.push([
+                clipper_round(src[0] as f64 + n[0] * delta),
+                clipper_round(src[1] as f64 + n[1] * delta),
+            ]);
         };
         if (sin_a * delta).abs() < 1.0 {
             let cos_a = nk[0] * nj[0] + nj[1] * nk[1];
@@ -1134,7 +1200,10 @@ pub fn offset_round(path: &[[i64; 2]], delta: f64) -> Vec<[i64; 2]> {
             let n_steps = (clipper_round(steps_per_rad * a.abs()) as i32).max(1);
             let (mut x, mut yv) = (nk[0], nk[1]);
             for _ in 0..n_steps {
-                out.push([clipper_round(src[0] as f64 + x * delta), clipper_round(src[1] as f64 + yv * delta)]);
+                out.push([
+                    clipper_round(src[0] as f64 + x * delta),
+                    clipper_round(src[1] as f64 + yv * delta),
+                ]);
                 let x2 = x;
                 x = x * cos - sin * yv;
                 yv = x2 * sin + yv * cos;

@@ -14,7 +14,12 @@ pub fn load_png(bytes: &[u8], path: &str) -> Result<Mat, String> {
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(|e| bad(&e))?;
     let source = reader.info().color_type;
-    let mut buf = vec![0; reader.output_buffer_size().ok_or_else(|| format!("{path}: image too large"))?];
+    let mut buf = vec![
+        0;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| format!("{path}: image too large"))?
+    ];
     let frame = reader.next_frame(&mut buf).map_err(|e| bad(&e))?;
     let (w, h) = (frame.width as usize, frame.height as usize);
     if w == 0 || h == 0 {
@@ -24,7 +29,10 @@ pub fn load_png(bytes: &[u8], path: &str) -> Result<Mat, String> {
     let channels = frame.color_type.samples();
     // A tRNS chunk makes the decoder add alpha; Pillow keeps such images
     // without it.
-    let keep_alpha = matches!(source, png::ColorType::GrayscaleAlpha | png::ColorType::Rgba);
+    let keep_alpha = matches!(
+        source,
+        png::ColorType::GrayscaleAlpha | png::ColorType::Rgba
+    );
     let mut img = Mat::new(w, h, 3);
     for i in 0..w * h {
         let px = &data[i * channels..(i + 1) * channels];
@@ -39,7 +47,11 @@ pub fn load_png(bytes: &[u8], path: &str) -> Result<Mat, String> {
             (3, _) | (4, false) => out.copy_from_slice(&[px[2], px[1], px[0]]),
             (4, true) => {
                 let a = px[3];
-                out.copy_from_slice(&if a != 0 { [px[2], px[1], px[0]] } else { [0, 0, 0] });
+                out.copy_from_slice(&if a != 0 {
+                    [px[2], px[1], px[0]]
+                } else {
+                    [0, 0, 0]
+                });
             }
             _ => return Err(format!("{path}: unsupported PNG colour type")),
         }
@@ -49,7 +61,11 @@ pub fn load_png(bytes: &[u8], path: &str) -> Result<Mat, String> {
         for i in 0..w * h {
             let a = data[i * 4 + 3];
             for v in img.data[i * 3..i * 3 + 3].iter_mut() {
-                *v = if any_colour { !*v } else { v.saturating_add(255 - a) };
+                *v = if any_colour {
+                    !*v
+                } else {
+                    v.saturating_add(255 - a)
+                };
             }
         }
     }

@@ -18,13 +18,10 @@
 //! --boxes       also print each box's corners and score:
 //!               `x,y x,y x,y x,y<TAB>score<TAB>text`
 
-mod cv;
-mod image;
-mod ocr;
-
 use std::io::Write;
 
-use nn_common::{fail, read_file, Input, Model, Source};
+use nn_common::{fail, read_file, Model, Source};
+use nn_ocr::{image, ocr, WasiNets};
 
 const PROGRAM: &str = "nn-ocr";
 const USAGE: &str =
@@ -45,7 +42,10 @@ fn parse_args() -> Args {
     let (mut keys, mut image) = (None, None);
     let (mut boxes, mut gpu) = (false, false);
     while let Some(a) = args.next() {
-        let mut value = |flag: &str| args.next().unwrap_or_else(|| fail(PROGRAM, 2, format!("{flag} needs a value\n{USAGE}")));
+        let mut value = |flag: &str| {
+            args.next()
+                .unwrap_or_else(|| fail(PROGRAM, 2, format!("{flag} needs a value\n{USAGE}")))
+        };
         match a.as_str() {
             "--det" => det = Source::Name(value("--det")),
             "--rec" => rec = Source::Name(value("--rec")),
@@ -58,7 +58,9 @@ fn parse_args() -> Args {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            s if s.starts_with('-') && s.len() > 1 => fail(PROGRAM, 2, format!("unknown option {s}\n{USAGE}")),
+            s if s.starts_with('-') && s.len() > 1 => {
+                fail(PROGRAM, 2, format!("unknown option {s}\n{USAGE}"))
+            }
             _ if image.is_none() => image = Some(a),
             _ => fail(PROGRAM, 2, format!("more than one image given\n{USAGE}")),
         }
@@ -78,41 +80,13 @@ fn parse_args() -> Args {
             "--gpu needs --det-file and --rec-file: a graph loaded by name carries no execution target in the wasi_ephemeral_nn ABI",
         );
     }
-    Args { det, rec, keys, boxes, gpu, image }
-}
-
-/// The two graphs, run through wasi-nn.
-struct WasiNets {
-    det: Model,
-    rec: Model,
-}
-
-impl ocr::Nets for WasiNets {
-    fn det(&mut self, input: &[f32], h: usize, w: usize) -> ocr::Result<Vec<f32>> {
-        let out = self.det.run_f32(&[Input::f32(&[1, 3, h, w], input)], &[h * w]).map_err(|e| e.0)?;
-        Ok(out.into_iter().next().unwrap_or_default())
-    }
-
-    fn rec(&mut self, input: &[f32], n: usize, w: usize, classes: usize) -> ocr::Result<(usize, Vec<f32>)> {
-        // PP-OCRv4's recogniser gives about one step per 8 columns.
-        let steps = w as f64 / 8.0;
-        let expected = n * (steps.ceil() as usize + 1) * classes;
-        let out = self.rec.run_f32(&[Input::f32(&[n, 3, 48, w], input)], &[expected]).map_err(|e| e.0)?;
-        let out = out.into_iter().next().unwrap_or_default();
-        let t = out.len() / (n * classes).max(1);
-        if out.is_empty() || out.len() != n * t * classes || (t as f64 - steps).abs() > 1.5 {
-            // The model's class count, from a plausible number of steps.
-            let lo = (steps.floor() as usize).saturating_sub(1).max(1);
-            let per_step = (lo..=steps.ceil() as usize + 1)
-                .find(|&t| out.len() % (n * t) == 0)
-                .map_or_else(|| "an unexpected number of".to_string(), |t| (out.len() / (n * t)).to_string());
-            return Err(format!(
-                "graph {} gives {per_step} values per step, the dictionary has {} entries ({classes} classes): are they the recogniser and its dictionary?",
-                self.rec.name(),
-                classes - 2
-            ));
-        }
-        Ok((t, out))
+    Args {
+        det,
+        rec,
+        keys,
+        boxes,
+        gpu,
+        image,
     }
 }
 
@@ -137,8 +111,18 @@ fn main() {
     let mut out = std::io::stdout().lock();
     for line in &lines {
         if args.boxes {
-            let corners: Vec<String> = line.points.iter().map(|p| format!("{},{}", p[0], p[1])).collect();
-            let _ = writeln!(out, "{}\t{:.5}\t{}", corners.join(" "), line.score, line.text);
+            let corners: Vec<String> = line
+                .points
+                .iter()
+                .map(|p| format!("{},{}", p[0], p[1]))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{}\t{:.5}\t{}",
+                corners.join(" "),
+                line.score,
+                line.text
+            );
         } else {
             let _ = writeln!(out, "{}", line.text);
         }

@@ -16,7 +16,13 @@ pub trait Nets {
     fn det(&mut self, input: &[f32], h: usize, w: usize) -> Result<Vec<f32>>;
     /// Runs the recogniser on an [n, 3, 48, w] tensor; returns the
     /// [n, t, classes] output as (t, values).
-    fn rec(&mut self, input: &[f32], n: usize, w: usize, classes: usize) -> Result<(usize, Vec<f32>)>;
+    fn rec(
+        &mut self,
+        input: &[f32],
+        n: usize,
+        w: usize,
+        classes: usize,
+    ) -> Result<(usize, Vec<f32>)>;
 }
 
 // Global settings (config.yaml).
@@ -72,12 +78,20 @@ fn preprocess(img: Mat) -> Result<(Mat, f64, f64)> {
     let (mut img, mut ratio_h, mut ratio_w) = (img, 1.0, 1.0);
     let max_value = img.h.max(img.w);
     if max_value > MAX_SIDE_LEN {
-        let ratio = if img.h > img.w { MAX_SIDE_LEN as f64 / img.h as f64 } else { MAX_SIDE_LEN as f64 / img.w as f64 };
+        let ratio = if img.h > img.w {
+            MAX_SIDE_LEN as f64 / img.h as f64
+        } else {
+            MAX_SIDE_LEN as f64 / img.w as f64
+        };
         (img, ratio_h, ratio_w) = scale_to_multiple_of_32(&img, ratio)?;
     }
     let min_value = img.h.min(img.w);
     if min_value < MIN_SIDE_LEN {
-        let ratio = if img.h < img.w { MIN_SIDE_LEN as f64 / img.h as f64 } else { MIN_SIDE_LEN as f64 / img.w as f64 };
+        let ratio = if img.h < img.w {
+            MIN_SIDE_LEN as f64 / img.h as f64
+        } else {
+            MIN_SIDE_LEN as f64 / img.w as f64
+        };
         (img, ratio_h, ratio_w) = scale_to_multiple_of_32(&img, ratio)?;
     }
     Ok((img, ratio_h, ratio_w))
@@ -141,8 +155,16 @@ fn mini_box(points: &[[i32; 2]]) -> ([[f32; 2]; 4], f64) {
     let mut pts = cv::box_points(&rect).to_vec();
     // Python's sorted() is stable.
     pts.sort_by(|a, b| a[0].partial_cmp(&b[0]).unwrap_or(std::cmp::Ordering::Equal));
-    let (i1, i4) = if pts[1][1] > pts[0][1] { (0, 1) } else { (1, 0) };
-    let (i2, i3) = if pts[3][1] > pts[2][1] { (2, 3) } else { (3, 2) };
+    let (i1, i4) = if pts[1][1] > pts[0][1] {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let (i2, i3) = if pts[3][1] > pts[2][1] {
+        (2, 3)
+    } else {
+        (3, 2)
+    };
     let sside = (rect.w.min(rect.h)) as f64;
     ([pts[i1], pts[i2], pts[i3], pts[i4]], sside)
 }
@@ -190,7 +212,11 @@ fn box_score_fast(pred: &[f32], w: usize, h: usize, bx: &[[f32; 2]; 4]) -> f64 {
 /// takes them).
 fn unclip(bx: &[[f32; 2]; 4]) -> Vec<[i32; 2]> {
     // Shapely (GEOS) area and length of the closed ring.
-    let ring: Vec<[f64; 2]> = bx.iter().chain(std::iter::once(&bx[0])).map(|p| [p[0] as f64, p[1] as f64]).collect();
+    let ring: Vec<[f64; 2]> = bx
+        .iter()
+        .chain(std::iter::once(&bx[0]))
+        .map(|p| [p[0] as f64, p[1] as f64])
+        .collect();
     let n = ring.len();
     let x0 = ring[0][0];
     let mut sum = 0f64;
@@ -207,12 +233,21 @@ fn unclip(bx: &[[f32; 2]; 4]) -> Vec<[i32; 2]> {
     }
     let distance = area * UNCLIP_RATIO / length;
     let path: Vec<[i64; 2]> = bx.iter().map(|p| [p[0] as i64, p[1] as i64]).collect();
-    cv::offset_round(&path, distance).into_iter().map(|p| [p[0] as i32, p[1] as i32]).collect()
+    cv::offset_round(&path, distance)
+        .into_iter()
+        .map(|p| [p[0] as i32, p[1] as i32])
+        .collect()
 }
 
 /// `DBPostProcess`: boxes (in the detector input's source image
 /// coordinates, `dest_w` x `dest_h`) from the probability map.
-fn boxes_from_pred(pred: &[f32], w: usize, h: usize, dest_w: usize, dest_h: usize) -> Vec<[[i32; 2]; 4]> {
+fn boxes_from_pred(
+    pred: &[f32],
+    w: usize,
+    h: usize,
+    dest_w: usize,
+    dest_h: usize,
+) -> Vec<[[i32; 2]; 4]> {
     // pred > 0.3, dilated with a 2x2 kernel (anchor at its centre: each
     // pixel takes the maximum of itself and its up, left and up-left
     // neighbours).
@@ -254,8 +289,12 @@ fn boxes_from_pred(pred: &[f32], w: usize, h: usize, dest_w: usize, dest_h: usiz
         }
         let mut out = [[0i32; 2]; 4];
         for (o, p) in out.iter_mut().zip(bx.iter()) {
-            let x = (p[0] / w as f32 * dest_w as f32).round_ties_even().clamp(0.0, dest_w as f32);
-            let y = (p[1] / h as f32 * dest_h as f32).round_ties_even().clamp(0.0, dest_h as f32);
+            let x = (p[0] / w as f32 * dest_w as f32)
+                .round_ties_even()
+                .clamp(0.0, dest_w as f32);
+            let y = (p[1] / h as f32 * dest_h as f32)
+                .round_ties_even()
+                .clamp(0.0, dest_h as f32);
             *o = [x as i32, y as i32];
         }
         boxes.push(out);
@@ -300,12 +339,16 @@ fn filter_boxes(boxes: Vec<[[i32; 2]; 4]>, img_w: usize, img_h: usize) -> Vec<[[
 /// whose tops are less than 10 pixels apart).
 fn sort_boxes(mut boxes: Vec<[[f32; 2]; 4]>) -> Vec<[[f32; 2]; 4]> {
     boxes.sort_by(|a, b| {
-        (a[0][1], a[0][0]).partial_cmp(&(b[0][1], b[0][0])).unwrap_or(std::cmp::Ordering::Equal)
+        (a[0][1], a[0][0])
+            .partial_cmp(&(b[0][1], b[0][0]))
+            .unwrap_or(std::cmp::Ordering::Equal)
     });
     let n = boxes.len();
     for i in 0..n.saturating_sub(1) {
         for j in (0..=i).rev() {
-            if (boxes[j + 1][0][1] - boxes[j][0][1]).abs() < 10.0 && boxes[j + 1][0][0] < boxes[j][0][0] {
+            if (boxes[j + 1][0][1] - boxes[j][0][1]).abs() < 10.0
+                && boxes[j + 1][0][0] < boxes[j][0][0]
+            {
                 boxes.swap(j, j + 1);
             } else {
                 break;
@@ -324,7 +367,12 @@ fn crop(img: &Mat, pts: &[[f32; 2]; 4]) -> Result<Mat> {
     };
     let cw = norm(pts[0], pts[1]).max(norm(pts[2], pts[3])) as usize;
     let ch = norm(pts[0], pts[3]).max(norm(pts[1], pts[2])) as usize;
-    let dst = [[0.0, 0.0], [cw as f32, 0.0], [cw as f32, ch as f32], [0.0, ch as f32]];
+    let dst = [
+        [0.0, 0.0],
+        [cw as f32, 0.0],
+        [cw as f32, ch as f32],
+        [0.0, ch as f32],
+    ];
     let m = cv::perspective_transform(pts, &dst).ok_or("degenerate text box")?;
     let out = cv::warp_perspective_cubic(img, &m, cw, ch);
     if out.w > 0 && out.h as f64 / out.w as f64 >= 1.5 {
@@ -340,7 +388,11 @@ fn rec_input(img: &Mat, max_wh_ratio: f64, out: &mut [f32]) {
     let img_width = (REC_H as f64 * max_wh_ratio) as usize;
     let ratio = img.w as f64 / img.h as f64;
     let ceil_w = (REC_H as f64 * ratio).ceil() as usize;
-    let resized_w = if ceil_w > img_width { img_width } else { ceil_w };
+    let resized_w = if ceil_w > img_width {
+        img_width
+    } else {
+        ceil_w
+    };
     let resized = cv::resize(img, resized_w.max(1), REC_H);
     for k in 0..3 {
         for y in 0..REC_H {
@@ -387,7 +439,11 @@ fn recognize(crops: &[Mat], nets: &mut dyn Nets, charset: &[String]) -> Result<V
     let classes = charset.len();
     let ratios: Vec<f64> = crops.iter().map(|c| c.w as f64 / c.h as f64).collect();
     let mut order: Vec<usize> = (0..crops.len()).collect();
-    order.sort_by(|&a, &b| ratios[a].partial_cmp(&ratios[b]).unwrap_or(std::cmp::Ordering::Equal));
+    order.sort_by(|&a, &b| {
+        ratios[a]
+            .partial_cmp(&ratios[b])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut results = vec![(String::new(), 0.0); crops.len()];
     for batch in order.chunks(REC_BATCH) {
         let mut max_wh_ratio = REC_W as f64 / REC_H as f64;
@@ -441,7 +497,12 @@ pub fn run(img: Mat, nets: &mut dyn Nets, charset: &[String]) -> Result<Vec<Text
     };
     let pred = nets.det(&input, dh, dw)?;
     if pred.len() != dh * dw {
-        return Err(format!("the detector returned {} values, expected {}x{}", pred.len(), dh, dw));
+        return Err(format!(
+            "the detector returned {} values, expected {}x{}",
+            pred.len(),
+            dh,
+            dw
+        ));
     }
     let boxes = boxes_from_pred(&pred, dw, dh, img.w, img.h);
     let boxes = filter_boxes(boxes, img.w, img.h);
@@ -449,7 +510,10 @@ pub fn run(img: Mat, nets: &mut dyn Nets, charset: &[String]) -> Result<Vec<Text
         return Ok(Vec::new());
     }
     let boxes = sort_boxes(boxes);
-    let crops = boxes.iter().map(|b| crop(&img, b)).collect::<Result<Vec<_>>>()?;
+    let crops = boxes
+        .iter()
+        .map(|b| crop(&img, b))
+        .collect::<Result<Vec<_>>>()?;
     let texts = recognize(&crops, nets, charset)?;
 
     let mut lines = Vec::new();
@@ -468,7 +532,11 @@ pub fn run(img: Mat, nets: &mut dyn Nets, charset: &[String]) -> Result<Vec<Text
             p[0] = p[0].min(raw_w as f32);
             p[1] = p[1].min(raw_h as f32);
         }
-        lines.push(TextLine { points, text, score });
+        lines.push(TextLine {
+            points,
+            text,
+            score,
+        });
     }
     Ok(lines)
 }

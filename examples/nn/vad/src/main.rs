@@ -22,7 +22,8 @@ use std::io::Write;
 use nn_common::{fail, read_file, Input, Model, Source};
 
 const PROGRAM: &str = "nn-vad";
-const USAGE: &str = "usage: nn-vad [--model NAME | --model-file MODEL.onnx] [--gpu] [--probs] FILE.wav";
+const USAGE: &str =
+    "usage: nn-vad [--model NAME | --model-file MODEL.onnx] [--gpu] [--probs] FILE.wav";
 
 const SAMPLE_RATE: usize = 16000;
 const WINDOW: usize = 512;
@@ -65,9 +66,12 @@ fn read_wav(bytes: &[u8], path: &str) -> Result<Vec<f32>, String> {
                 format = Some((tag, u16_at(b, 2), u32_at(b, 4), u16_at(b, 14)));
             }
             b"data" => {
-                let (tag, channels, rate, bits) = format.ok_or_else(|| bad("data chunk before the fmt chunk"))?;
+                let (tag, channels, rate, bits) =
+                    format.ok_or_else(|| bad("data chunk before the fmt chunk"))?;
                 if tag != 1 {
-                    return Err(bad(&format!("audio format {tag}, expected 16-bit PCM (format 1)")));
+                    return Err(bad(&format!(
+                        "audio format {tag}, expected 16-bit PCM (format 1)"
+                    )));
                 }
                 if channels != 1 {
                     return Err(bad(&format!("{channels} channels, expected mono")));
@@ -79,14 +83,23 @@ fn read_wav(bytes: &[u8], path: &str) -> Result<Vec<f32>, String> {
                     return Err(bad(&format!("{bits}-bit samples, expected 16-bit")));
                 }
                 let data = &bytes[body..end];
-                return Ok(data.as_chunks::<2>().0.iter().map(|c| i16::from_le_bytes(*c) as f32 / 32768.0).collect());
+                return Ok(data
+                    .as_chunks::<2>()
+                    .0
+                    .iter()
+                    .map(|c| i16::from_le_bytes(*c) as f32 / 32768.0)
+                    .collect());
             }
             _ => {}
         }
         // Chunks are padded to an even size.
         pos = body.saturating_add(size).saturating_add(size & 1);
     }
-    Err(bad(if format.is_none() { "no fmt chunk" } else { "no data chunk" }))
+    Err(bad(if format.is_none() {
+        "no fmt chunk"
+    } else {
+        "no data chunk"
+    }))
 }
 
 /// Speech probability of each 512-sample window (the last one padded with
@@ -103,7 +116,11 @@ fn speech_probs(model: &Model, audio: &[f32]) -> Result<Vec<f32>, String> {
         let chunk = &audio[start..(start + WINDOW).min(audio.len())];
         x[CONTEXT..CONTEXT + chunk.len()].copy_from_slice(chunk);
         x[CONTEXT + chunk.len()..].fill(0.0);
-        let inputs = [Input::f32(&[1, CONTEXT + WINDOW], &x), Input::f32(&[2, 1, 128], &state), Input::i64(&[], &sr)];
+        let inputs = [
+            Input::f32("input", &[1, CONTEXT + WINDOW], &x),
+            Input::f32("state", &[2, 1, 128], &state),
+            Input::i64("sr", &[], &sr),
+        ];
         let out = model.run_f32(&inputs, &[1, STATE_LEN]).map_err(|e| e.0)?;
         if out[0].len() != 1 || out[1].len() != STATE_LEN {
             return Err(format!(
@@ -201,8 +218,14 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" | "--model-file" => {
-                let v = args.next().unwrap_or_else(|| fail(PROGRAM, 2, format!("{a} needs a value\n{USAGE}")));
-                source = if a == "--model" { Source::Name(v) } else { Source::File(v) };
+                let v = args
+                    .next()
+                    .unwrap_or_else(|| fail(PROGRAM, 2, format!("{a} needs a value\n{USAGE}")));
+                source = if a == "--model" {
+                    Source::Name(v)
+                } else {
+                    Source::File(v)
+                };
             }
             "--probs" => print_probs = true,
             "--gpu" => gpu = true,
@@ -210,7 +233,9 @@ fn main() {
                 println!("{USAGE}");
                 return;
             }
-            s if s.starts_with('-') && s.len() > 1 => fail(PROGRAM, 2, format!("unknown option {s}\n{USAGE}")),
+            s if s.starts_with('-') && s.len() > 1 => {
+                fail(PROGRAM, 2, format!("unknown option {s}\n{USAGE}"))
+            }
             _ if file.is_none() => file = Some(a),
             _ => fail(PROGRAM, 2, format!("more than one file given\n{USAGE}")),
         }
