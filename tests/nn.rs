@@ -358,6 +358,30 @@ fn nn_pack_makes_a_module_that_runs_without_wasi_nn() {
     for name in ["input", "state", "sr", "output", "stateN"] {
         assert!(r.stdout.contains(name), "{r:?}");
     }
+    // As a component: the same command line as `wasi:cli/run`, and the
+    // WIT world `nn wit` prints exported (crates/nn/tests/pack.rs calls it).
+    let component = dir.path().join("vad.component.wasm");
+    let r = run([
+        "nn".into(),
+        "pack".into(),
+        "--component".into(),
+        s(&model("silero_vad.onnx")),
+        "-o".into(),
+        s(&component),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(["inspect".into(), s(&component)]);
+    assert!(r.stdout.contains("component"), "{r:?}");
+    assert!(r.stdout.contains("wasmlayer:nn/model@0.1.0"), "{r:?}");
+    let r = run(["run".into(), s(&component), "--info".into()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("stateN"), "{r:?}");
+    let r = run(["nn", "wit"]);
+    assert!(
+        r.stdout.contains("package wasmlayer:nn@0.1.0;") && r.stdout.contains("world packed-model"),
+        "{r:?}"
+    );
+
     // Not a model: a clear error naming the file, nothing written.
     let bad = dir.path().join("bad.wasm");
     let r = run([

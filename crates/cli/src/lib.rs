@@ -279,16 +279,35 @@ enum NnCommand {
         /// Where to write the module.
         #[arg(short, long, value_name = "OUT.wasm")]
         output: PathBuf,
+        /// Make a WASI p2 component instead, exporting the WIT world
+        /// `wasmlayer:nn/packed-model` (`info`, `infer`) beside the command line.
+        #[arg(long)]
+        component: bool,
     },
+    /// Print the WIT world that `nn pack --component` components export.
+    Wit,
 }
 
 #[cfg(feature = "nn")]
 fn nn(cmd: NnCommand) -> Result<i32, Error> {
     match cmd {
-        NnCommand::Pack { model, output } => {
+        NnCommand::Wit => {
+            print!("{}", wasmlayer_nn::pack::WORLD_WIT);
+            Ok(0)
+        }
+        NnCommand::Pack {
+            model,
+            output,
+            component,
+        } => {
             let bytes = std::fs::read(&model)
                 .map_err(|e| Error::usage(format!("{}: {e}", model.display())))?;
-            let module = wasmlayer_nn::pack::pack(&bytes).map_err(|e| match e {
+            let packed = if component {
+                wasmlayer_nn::pack::pack_component(&bytes)
+            } else {
+                wasmlayer_nn::pack::pack(&bytes)
+            };
+            let module = packed.map_err(|e| match e {
                 Error::InvalidArtifact(m) => {
                     Error::InvalidArtifact(format!("{}: {m}", model.display()))
                 }

@@ -59,7 +59,17 @@
 //!
 //! A non-empty input name must be the name of the model's input at that
 //! position.
+//!
+//! # The `packed-model` world
+//!
+//! The module also carries the component type of the WIT world
+//! `wasmlayer:nn/packed-model` (wit/model.wit, exported by `component`):
+//! `info() -> result<string, string>` and `infer(list<tensor>) ->
+//! result<list<tensor>, string>`, tensors as records. `nn pack --component`
+//! wraps the packed module into a component that exports it, beside the
+//! command line as `wasi:cli/run`.
 
+mod component;
 mod model;
 mod npy;
 mod wire;

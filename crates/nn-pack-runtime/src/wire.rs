@@ -19,6 +19,40 @@ const DTYPES: &[(u32, DatumType)] = &[
     (12, DatumType::F16),
 ];
 
+/// The element type with this code.
+pub fn dtype(code: u32) -> Option<DatumType> {
+    DTYPES.iter().find(|(c, _)| *c == code).map(|(_, dt)| *dt)
+}
+
+/// The code of this element type.
+pub fn code(dt: DatumType) -> Option<u32> {
+    DTYPES.iter().find(|(_, d)| *d == dt).map(|(c, _)| *c)
+}
+
+/// The bytes a tensor of this type and shape holds, if they can be counted.
+pub fn byte_len(dt: DatumType, shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(dt.size_of(), |n, d| n.checked_mul(*d))
+}
+
+/// A tensor of `dt` and `shape` over `data`, which holds exactly its
+/// elements (little-endian); `what` names it in errors.
+pub fn tensor(what: &str, dt: DatumType, shape: &[usize], data: &[u8]) -> Result<Tensor, String> {
+    if shape.len() > 32 {
+        return Err(format!("{what}: rank {} is too large", shape.len()));
+    }
+    let len = byte_len(dt, shape).ok_or_else(|| format!("{what}: shape {shape:?} is too large"))?;
+    if data.len() != len {
+        return Err(format!(
+            "{what}: {} bytes of data, {} {shape:?} holds {len}",
+            data.len(),
+            crate::model::dtype_name(dt)
+        ));
+    }
+    // Safety: `data` holds the tensor's elements, little-endian, the
+    // layout of the target.
+    unsafe { Tensor::from_raw_dt(dt, shape, data) }.map_err(|e| format!("{what}: {e:#}"))
+}
+
 /// Status word of a response.
 pub const OK: u32 = 0;
 pub const ERROR: u32 = 1;
@@ -61,11 +95,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
             .map_err(|_| format!("tensor {i}: the name is not UTF-8"))?
             .to_string();
         let code = r.u32()?;
-        let dt = DTYPES
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, dt)| *dt)
-            .ok_or_else(|| format!("tensor {i}: unknown element type code {code}"))?;
+        let dt = dtype(code).ok_or_else(|| format!("tensor {i}: unknown element type code {code}"))?;
         let rank = r.u32()? as usize;
         if rank > 32 {
             return Err(format!("tensor {i}: rank {rank} is too large"));
@@ -76,17 +106,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
                     .and_then(|d| usize::try_from(d).map_err(|_| "dimension too large".into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let len = shape
-            .iter()
-            .try_fold(dt.size_of(), |n, d| n.checked_mul(*d))
-            .ok_or_else(|| format!("tensor {i}: shape {shape:?} is too large"))?;
+        let len = byte_len(dt, &shape).ok_or_else(|| format!("tensor {i}: shape {shape:?} is too large"))?;
         let data = r
             .take(len)
             .map_err(|_| format!("tensor {i}: truncated data"))?;
-        // Safety: `data` holds the tensor's elements, little-endian, the
-        // layout of the target.
-        let t = unsafe { Tensor::from_raw_dt(dt, &shape, data) }.map_err(|e| format!("{e:#}"))?;
-        out.push((name, t));
+        out.push((name, tensor(&format!("tensor {i}"), dt, &shape, data)?));
     }
     if !r.0.is_empty() {
         return Err(format!("{} bytes after the last tensor", r.0.len()));
@@ -101,11 +125,7 @@ pub fn encode(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, String> {
     out.extend_from_slice(&(tensors.len() as u32).to_le_bytes());
     for (name, t) in tensors {
         let t = crate::npy::plain(t)?;
-        let code = DTYPES
-            .iter()
-            .find(|(_, dt)| *dt == t.datum_type())
-            .map(|(c, _)| *c)
-            .ok_or_else(|| format!("output {name}: unsupported type {:?}", t.datum_type()))?;
+        let code = code(t.datum_type()).ok_or_else(|| format!("output {name}: unsupported type {:?}", t.datum_type()))?;
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&code.to_le_bytes());

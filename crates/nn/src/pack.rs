@@ -85,6 +85,27 @@ pub fn pack(model: &[u8]) -> Result<Vec<u8>, Error> {
     .map_err(|e| Error::host(format!("cannot link the model into the runner: {e:#}")))
 }
 
+/// [`pack`], then wrapped into a WASI p2 component (the WASI preview 1
+/// command adapter) that exports the runner's WIT world
+/// `wasmlayer:nn/packed-model` (crates/nn-pack-runtime/wit/model.wit):
+///
+/// ```wit
+/// info: func() -> result<string, string>;
+/// infer: func(inputs: list<tensor>) -> result<list<tensor>, string>;
+/// record tensor { name: string, ty: tensor-type, dims: list<u64>, data: list<u8> }
+/// ```
+///
+/// beside `wasi:cli/run`, the same command line as the module's.
+pub fn pack_component(model: &[u8]) -> Result<Vec<u8>, Error> {
+    let module = pack(model)?;
+    wasmlayer_componentize::componentize(&module, wasmlayer_componentize::AdapterMemory::Grow)
+        .map(|c| c.component)
+        .map_err(|e| Error::host(format!("cannot make the packed model a component: {e}")))
+}
+
+/// The WIT of the world a packed component exports.
+pub const WORLD_WIT: &str = include_str!("../../nn-pack-runtime/wit/model.wit");
+
 /// Loads the model as the runner does (which names the operators tract
 /// lacks). When the model declares every input's type and shape in full,
 /// tract also analyses and optimises it for them, as the runner will. A

@@ -666,3 +666,167 @@ print(s.run(None, {"X": np.array([[1, 2], [3, 4]], np.float32)})[0])
     );
     assert_eq!(det.trim().parse::<f64>().unwrap().round(), -2.0);
 }
+
+// ---------------------------------------------------------------------------
+// The packed model as a component (`nn pack --component`).
+
+mod packed_world {
+    wasmtime::component::bindgen!({
+        path: "../nn-pack-runtime/wit",
+        world: "packed-model",
+    });
+}
+
+use packed_world::exports::wasmlayer::nn::model::{Tensor as WitTensor, TensorType};
+
+struct ComponentCtx {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for ComponentCtx {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The WIT element type of a NumPy descr.
+fn wit_type(descr: &str) -> TensorType {
+    match descr {
+        "<f4" => TensorType::F32,
+        "<i8" => TensorType::I64,
+        other => panic!("no WIT type for {other} in this test"),
+    }
+}
+
+#[test]
+fn a_packed_component_exports_the_model_world() {
+    let Some(model) = model("silero_vad.onnx") else {
+        return;
+    };
+    let bytes = std::fs::read(&model).unwrap();
+    let started = Instant::now();
+    let component = wasmlayer_nn::pack::pack_component(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "silero_vad: packed into a {} byte component in {:.1?}",
+        component.len(),
+        started.elapsed()
+    );
+    assert!(wasmparser::Parser::is_component(&component));
+
+    // Inputs: audio-like values, a zero state, the sample rate.
+    let audio: Vec<u8> = (0..576)
+        .flat_map(|i| ((i as f32 * 0.37).sin() * 0.5).to_le_bytes())
+        .collect();
+    let inputs = [
+        Npy {
+            descr: "<f4".into(),
+            shape: vec![1, 576],
+            data: audio,
+        },
+        Npy {
+            descr: "<f4".into(),
+            shape: vec![2, 1, 128],
+            data: vec![0; 2 * 128 * 4],
+        },
+        Npy {
+            descr: "<i8".into(),
+            shape: vec![],
+            data: 16000i64.to_le_bytes().to_vec(),
+        },
+    ];
+    // What the core module's `infer` export gives (checked against ONNX
+    // Runtime by silero_vad_matches_onnxruntime): the same engine, so the
+    // same bits.
+    let expected = decode_response(
+        &Packed::new(&pack(&bytes).unwrap())
+            .infer(&encode_request(&inputs))
+            .unwrap(),
+    );
+
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    let engine = wasmtime::Engine::new(&config).unwrap();
+    let c =
+        wasmtime::component::Component::new(&engine, &component).expect("compile the component");
+    let mut linker = wasmtime::component::Linker::<ComponentCtx>::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    let mut store = wasmtime::Store::new(
+        &engine,
+        ComponentCtx {
+            wasi: wasmtime_wasi::WasiCtxBuilder::new()
+                .inherit_stderr()
+                .build(),
+            table: wasmtime::component::ResourceTable::new(),
+        },
+    );
+    let world = packed_world::PackedModel::instantiate(&mut store, &c, &linker).unwrap();
+    let m = world.wasmlayer_nn_model();
+
+    let info = m.call_info(&mut store).unwrap().unwrap();
+    assert!(info.contains("state float32 [2, ?, 128]"), "{info}");
+
+    let tensors: Vec<WitTensor> = inputs
+        .iter()
+        .map(|t| WitTensor {
+            name: String::new(),
+            ty: wit_type(&t.descr),
+            dims: t.shape.clone(),
+            data: t.data.clone(),
+        })
+        .collect();
+    let outputs = m.call_infer(&mut store, &tensors).unwrap().unwrap();
+    assert_eq!(outputs.len(), expected.len());
+    for (got, (name, want)) in outputs.iter().zip(&expected) {
+        assert_eq!(&got.name, name);
+        assert_eq!(got.ty, wit_type(&want.descr), "{name}");
+        assert_eq!(got.dims, want.shape, "{name}");
+        assert_eq!(
+            got.data, want.data,
+            "{name}: the same engine gives the same bits"
+        );
+    }
+
+    // Inputs that do not fit are errors the caller gets, and the instance
+    // goes on.
+    let mut short = tensors.clone();
+    short[0].data.truncate(100);
+    let e = m.call_infer(&mut store, &short).unwrap().unwrap_err();
+    assert!(e.contains("input 0") && e.contains("bytes of data"), "{e}");
+    let mut named = tensors.clone();
+    named[1].name = "nope".into();
+    let e = m.call_infer(&mut store, &named).unwrap().unwrap_err();
+    assert!(e.contains("`nope`") && e.contains("`state`"), "{e}");
+    let again = m.call_infer(&mut store, &tensors).unwrap().unwrap();
+    let parts = |ts: &[WitTensor]| -> Vec<(String, Vec<u64>, Vec<u8>)> {
+        ts.iter()
+            .map(|t| (t.name.clone(), t.dims.clone(), t.data.clone()))
+            .collect()
+    };
+    assert_eq!(parts(&again), parts(&outputs));
+
+    // Any host with the component model calls it: the `wasmtime` CLI too.
+    if let Some(cli) = wasmtime_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vad.component.wasm");
+        std::fs::write(&path, &component).unwrap();
+        let res = Command::new(&cli)
+            .args(["run", "--invoke", "info()"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            res.status.success(),
+            "{}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        let out = String::from_utf8_lossy(&res.stdout);
+        assert!(
+            out.starts_with("ok(") && out.contains("stateN float32"),
+            "{out}"
+        );
+    }
+}

@@ -75,7 +75,9 @@ struct Segment {
 /// `embed.import_module` become defined functions over a passive data
 /// segment holding the data, placed after the runtime's own functions and
 /// segments. Any other import of that module is an error. Custom sections
-/// (names, producers) are dropped.
+/// are dropped (names, producers), except the component type information
+/// that bindings generators leave (`component-type*`), which names imports
+/// and exports rather than indices and lets the result become a component.
 pub fn link(runtime: &[u8], embed: &Embed<'_>) -> anyhow::Result<Vec<u8>> {
     let data = embed.data;
     let data_len = i32::try_from(data.len()).context("the data is too large for a Wasm module")?;
@@ -409,6 +411,12 @@ pub fn link(runtime: &[u8], embed: &Embed<'_>) -> anyhow::Result<Vec<u8>> {
                 }
                 d.passive(data.iter().copied());
                 module.section(&d);
+            }
+            Payload::CustomSection(c) if c.name().starts_with("component-type") => {
+                module.section(&wasm_encoder::CustomSection {
+                    name: c.name().into(),
+                    data: c.data().into(),
+                });
             }
             // Names and other custom sections are dropped.
             Payload::CustomSection(_) => {}
