@@ -13,11 +13,16 @@ over, one thread) and the segments come from its get_speech_timestamps with
 the defaults. That package needs torch, so the two are written out here with
 numpy.
 
-usage: vad_reference.py --model silero_vad.onnx [--probs] [--probs-npy FILE] FILE.wav
+  with --time: the number of inferences and the mean time of one, on stderr
+  with --threads N: ONNX Runtime's intra-op threads (default 1, as
+  silero-vad's wrapper sets; 0 is ONNX Runtime's default)
+
+usage: vad_reference.py --model silero_vad.onnx [--probs] [--probs-npy FILE] [--time] [--threads N] FILE.wav
 """
 
 import argparse
 import sys
+import time
 import wave
 
 import numpy as np
@@ -40,15 +45,16 @@ def read_wav(path):
     return pcm.astype(np.float32) / 32768.0
 
 
-def speech_probs(model, audio):
+def speech_probs(model, audio, threads=1):
     opts = onnxruntime.SessionOptions()
-    opts.inter_op_num_threads = 1
-    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = threads
+    opts.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"], sess_options=opts)
     state = np.zeros((2, 1, 128), dtype=np.float32)
     context = np.zeros((1, CONTEXT), dtype=np.float32)
     sr = np.array(RATE, dtype=np.int64)
     probs = []
+    started = time.perf_counter()
     for start in range(0, len(audio), WINDOW):
         chunk = audio[start : start + WINDOW]
         if len(chunk) < WINDOW:
@@ -57,7 +63,7 @@ def speech_probs(model, audio):
         out, state = session.run(None, {"input": x, "state": state, "sr": sr})
         context = x[:, -CONTEXT:]
         probs.append(float(out[0][0]))
-    return probs
+    return probs, time.perf_counter() - started
 
 
 def speech_timestamps(
@@ -174,11 +180,15 @@ def main():
     p.add_argument("--model", required=True, help="silero_vad.onnx")
     p.add_argument("--probs", action="store_true", help="print the per-window speech probabilities")
     p.add_argument("--probs-npy", metavar="FILE", help="also save the probabilities (float32) to FILE")
+    p.add_argument("--time", action="store_true", help="print the mean time of one inference on stderr")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime's intra-op threads (0: its default)")
     p.add_argument("wav")
     args = p.parse_args()
 
     audio = read_wav(args.wav)
-    probs = speech_probs(args.model, audio)
+    probs, took = speech_probs(args.model, audio, args.threads)
+    if args.time:
+        print(f"vad_reference: {len(probs)} inferences, {took / max(len(probs), 1) * 1e6:.1f} µs each", file=sys.stderr)
     if args.probs_npy:
         np.save(args.probs_npy, np.array(probs, dtype=np.float32))
     out = sys.stdout

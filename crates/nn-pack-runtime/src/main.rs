@@ -16,7 +16,7 @@
 //! # Command line (`_start`)
 //!
 //! ```text
-//! model.wasm [--info] INPUT.npy... [-o OUTDIR]
+//! model.wasm [--info] [--repeat N] INPUT.npy... [-o OUTDIR]
 //! ```
 //!
 //! Each input is a NumPy `.npy` file (float32, float64, int64, int32,
@@ -26,6 +26,8 @@
 //! `-` and `_` in the name become `_`), or, without `-o`, its type, shape
 //! and a summary are printed. `--info` prints the model's inputs and outputs
 //! (names, types, shapes; `?` for a dimension the model leaves open).
+//! `--repeat N` runs the model N more times on the same inputs and prints
+//! the mean time of those runs on stderr (the first loads and plans it).
 //! Errors go to stderr with exit status 1.
 //!
 //! # Exports for embedders
@@ -302,7 +304,7 @@ pub extern "C" fn info() -> u64 {
 // ---------------------------------------------------------------------------
 // The command line.
 
-const USAGE: &str = "usage: model.wasm [--info] INPUT.npy... [-o OUTDIR]";
+const USAGE: &str = "usage: model.wasm [--info] [--repeat N] INPUT.npy... [-o OUTDIR]";
 
 fn main() {
     CONSTRUCTED.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -314,12 +316,17 @@ fn main() {
 
 fn cli() -> Result<(), String> {
     let mut info = false;
+    let mut repeat = 0u32;
     let mut out_dir = None;
     let mut inputs = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--info" => info = true,
+            "--repeat" => {
+                let n = args.next().ok_or("--repeat needs a count")?;
+                repeat = n.parse().map_err(|_| format!("--repeat {n}: not a count"))?;
+            }
             "-o" | "--output" => {
                 out_dir = Some(args.next().ok_or("-o needs a directory")?);
             }
@@ -349,7 +356,19 @@ fn cli() -> Result<(), String> {
                 .map_err(|e| format!("{path}: {e}"))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let outputs = with_engine(|e| e.run(tensors))?;
+    let outputs = if repeat == 0 {
+        with_engine(|e| e.run(tensors))?
+    } else {
+        // The first run loads and plans the model; the timed ones reuse it.
+        let outputs = with_engine(|e| e.run(tensors.clone()))?;
+        let started = std::time::Instant::now();
+        for _ in 0..repeat {
+            with_engine(|e| e.run(tensors.clone()))?;
+        }
+        let mean = started.elapsed().as_secs_f64() / f64::from(repeat);
+        eprintln!("{repeat} inferences after the first: {:.1} µs each", mean * 1e6);
+        outputs
+    };
     match out_dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {dir}: {e}"))?;

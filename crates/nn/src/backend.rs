@@ -10,8 +10,9 @@ use ort::session::{Session, SessionInputValue};
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor as OrtTensor, ValueType};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime_wasi_nn::backend::{
     BackendError, BackendExecutionContext, BackendFromDir, BackendGraph, BackendInner, Id,
     NamedTensor,
@@ -43,53 +44,129 @@ pub struct OnnxBackend {
     /// The models the guest was granted, and their digests once needed.
     pub(crate) granted: Vec<crate::registry::Model>,
     pub(crate) granted_digests: std::sync::OnceLock<std::collections::BTreeSet<String>>,
+    /// Sessions shared with the other stores of the same extension.
+    pub(crate) sessions: Arc<Sessions>,
+}
+
+/// What identifies a model for [`Sessions`]: a granted file as it is now,
+/// or the SHA-256 of bytes a guest passed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ModelId {
+    File {
+        path: std::path::PathBuf,
+        len: u64,
+        modified: Option<std::time::SystemTime>,
+    },
+    Digest(String),
+}
+
+/// The sessions of the stores of one extension (one `run`, one serve
+/// route): a model is loaded and optimised by ONNX Runtime once, and every
+/// later store that loads it gets the same session (inference on one
+/// session runs one at a time). A granted file that changes is loaded again.
+#[derive(Default)]
+pub struct Sessions(Mutex<HashMap<(ModelId, u8), Arc<Shared>>>);
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Sessions({n})")
+    }
+}
+
+impl Sessions {
+    fn get(&self, key: &(ModelId, u8)) -> Option<Arc<Shared>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Keeps `shared` for `key` (dropping what an older version of the same
+    /// file had), or returns the session another store put there first.
+    fn insert(&self, key: (ModelId, u8), shared: Arc<Shared>) -> Arc<Shared> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let (ModelId::File { path, .. }, target) = &key {
+            map.retain(|(id, t), _| {
+                !(t == target && matches!(id, ModelId::File { path: p, .. } if p == path))
+            });
+        }
+        map.entry(key).or_insert(shared).clone()
+    }
+}
+
+fn target_code(t: ExecutionTarget) -> u8 {
+    match t {
+        ExecutionTarget::Cpu => 0,
+        ExecutionTarget::Gpu => 1,
+        ExecutionTarget::Tpu => 2,
+    }
 }
 
 /// wasi-nn's handle on an [`OnnxBackend`] shared by a store's contexts.
 pub(crate) struct Loader(pub(crate) Arc<OnnxBackend>);
 
 impl OnnxBackend {
-    /// Builds a session from a model's bytes; `name` names it in errors.
+    /// Builds a session from a model's bytes, not shared; `name` names it
+    /// in errors.
+    #[cfg(test)]
     pub(crate) fn session(
         &self,
         name: &str,
         model: &[u8],
         target: ExecutionTarget,
     ) -> Result<Graph, BackendError> {
+        self.graph(
+            name,
+            None,
+            model.len() as u64,
+            || Ok(model.to_vec()),
+            target,
+        )
+    }
+
+    /// The graph of a model of `len` bytes: the session the extension's
+    /// stores share for `id` on `target`, or a new one from the bytes
+    /// `read` gives (kept for the others when `id` is given). `name` names
+    /// it in errors.
+    pub(crate) fn graph(
+        &self,
+        name: &str,
+        id: Option<ModelId>,
+        len: u64,
+        read: impl FnOnce() -> Result<Vec<u8>, BackendError>,
+        target: ExecutionTarget,
+    ) -> Result<Graph, BackendError> {
         if let Some(max) = self.max_model {
-            if model.len() as u64 > max {
+            if len > max {
                 return Err(error(format!(
-                    "model {name} ({} bytes) is larger than the guest's memory limit ({max} bytes)",
-                    model.len()
+                    "model {name} ({len} bytes) is larger than the guest's memory limit ({max} bytes)"
                 )));
             }
         }
         crate::runtime_lib::ensure().map_err(error)?;
         let providers = self.providers(target)?;
+        let key = id.map(|id| (id, target_code(target)));
         let started = Instant::now();
-        let session = Session::builder()
-            .and_then(|b| b.with_execution_providers(providers))
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
-            .and_then(|b| b.commit_from_memory(model))
-            .map_err(|e| error(format!("model {name}: {e}")))?;
-        let inputs = session
-            .inputs
-            .iter()
-            .map(|i| Slot::of(&i.name, &i.input_type))
-            .collect::<Result<Vec<_>, _>>()?;
-        let outputs = session
-            .outputs
-            .iter()
-            .map(|o| Slot::of(&o.name, &o.output_type))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.meter.loaded(model.len() as u64, started.elapsed());
-        tracing::debug!(model = name, bytes = model.len(), "wasi-nn graph loaded");
-        let graph: Box<dyn BackendGraph> = Box::new(OnnxGraph(Arc::new(Shared {
-            session: Mutex::new(session),
-            inputs,
-            outputs,
+        let (shared, took) = match key.as_ref().and_then(|k| self.sessions.get(k)) {
+            Some(shared) => (shared, Duration::ZERO),
+            None => {
+                let model = read()?;
+                let shared = Arc::new(Shared::load(name, &model, providers)?);
+                let shared = match key {
+                    Some(key) => self.sessions.insert(key, shared),
+                    None => shared,
+                };
+                tracing::debug!(model = name, bytes = len, "wasi-nn graph loaded");
+                (shared, started.elapsed())
+            }
+        };
+        self.meter.loaded(len, took);
+        let graph: Box<dyn BackendGraph> = Box::new(OnnxGraph {
+            shared,
             meter: self.meter.clone(),
-        })));
+        });
         Ok(graph.into())
     }
 
@@ -149,7 +226,15 @@ impl BackendInner for Loader {
                 // The witx ABI carries only an error code to the guest:
                 // the reason goes to the host's log.
                 crate::registry::check_granted_bytes(&self.0, model)
-                    .and_then(|()| self.0.session("(from the guest)", model, target))
+                    .and_then(|digest| {
+                        self.0.graph(
+                            "(from the guest)",
+                            Some(ModelId::Digest(digest)),
+                            model.len() as u64,
+                            || Ok(model.to_vec()),
+                            target,
+                        )
+                    })
                     .inspect_err(|e| {
                         tracing::warn!(
                             "wasi-nn: cannot load the guest's model: {}",
@@ -264,21 +349,55 @@ fn element_size(t: TensorType) -> Option<usize> {
     }
 }
 
-struct Shared {
+/// A loaded model: its session and what it declares.
+pub struct Shared {
     session: Mutex<Session>,
     inputs: Vec<Slot>,
     outputs: Vec<Slot>,
+}
+
+impl Shared {
+    fn load(
+        name: &str,
+        model: &[u8],
+        providers: Vec<ExecutionProviderDispatch>,
+    ) -> Result<Shared, BackendError> {
+        let session = Session::builder()
+            .and_then(|b| b.with_execution_providers(providers))
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+            .and_then(|b| b.commit_from_memory(model))
+            .map_err(|e| error(format!("model {name}: {e}")))?;
+        let inputs = session
+            .inputs
+            .iter()
+            .map(|i| Slot::of(&i.name, &i.input_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = session
+            .outputs
+            .iter()
+            .map(|o| Slot::of(&o.name, &o.output_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Shared {
+            session: Mutex::new(session),
+            inputs,
+            outputs,
+        })
+    }
+}
+
+/// A store's graph: a shared session, metered for the store.
+struct OnnxGraph {
+    shared: Arc<Shared>,
     meter: Arc<Meter>,
 }
 
-struct OnnxGraph(Arc<Shared>);
-
 impl BackendGraph for OnnxGraph {
     fn init_execution_context(&self) -> Result<ExecutionContext, BackendError> {
-        let n_in = self.0.inputs.len();
-        let n_out = self.0.outputs.len();
+        let n_in = self.shared.inputs.len();
+        let n_out = self.shared.outputs.len();
         let ctx: Box<dyn BackendExecutionContext> = Box::new(OnnxContext {
-            graph: self.0.clone(),
+            graph: self.shared.clone(),
+            meter: self.meter.clone(),
             inputs: vec![None; n_in],
             outputs: vec![None; n_out],
         });
@@ -288,6 +407,7 @@ impl BackendGraph for OnnxGraph {
 
 struct OnnxContext {
     graph: Arc<Shared>,
+    meter: Arc<Meter>,
     inputs: Vec<Option<Tensor>>,
     outputs: Vec<Option<Tensor>>,
 }
@@ -324,11 +444,7 @@ fn to_value(t: &Tensor) -> Result<DynValue, BackendError> {
         t: &Tensor,
         from: fn([u8; N]) -> T,
     ) -> Result<DynValue, BackendError> {
-        let data: Vec<T> = t
-            .data
-            .chunks_exact(N)
-            .map(|c| from(c.try_into().expect("chunks of N")))
-            .collect();
+        let data: Vec<T> = t.data.as_chunks::<N>().0.iter().map(|c| from(*c)).collect();
         let dims: Vec<i64> = t.dimensions.iter().map(|&d| i64::from(d)).collect();
         OrtTensor::from_array((dims, data))
             .map(|v| v.into_dyn())
@@ -351,7 +467,7 @@ fn from_value(name: &str, v: &DynValue) -> Result<Tensor, BackendError> {
         ty: TensorType,
         to: fn(T) -> [u8; N],
     ) -> Result<Tensor, BackendError> {
-        let (shape, data) = v.try_extract_tensor::<T>().map_err(|e| error(e))?;
+        let (shape, data) = v.try_extract_tensor::<T>().map_err(error)?;
         let dimensions = shape
             .iter()
             .map(|&d| u32::try_from(d).map_err(|_| error(format!("output dimension {d}"))))
@@ -402,7 +518,7 @@ impl OnnxContext {
                 .ok_or_else(|| error(format!("no output {}", slot.name)))?;
             self.outputs[i] = Some(from_value(&slot.name, v)?);
         }
-        g.meter.inferred(elapsed);
+        self.meter.inferred(elapsed);
         Ok(())
     }
 }
@@ -483,6 +599,7 @@ mod tests {
             max_model,
             granted: Vec::new(),
             granted_digests: Default::default(),
+            sessions: Default::default(),
         }
     }
 
@@ -581,6 +698,87 @@ mod tests {
         let m = b.meter.read();
         assert_eq!((m.inferences, m.models), (2, 1));
         assert_eq!(m.model_bytes, model.len() as u64);
+    }
+
+    #[test]
+    fn stores_of_one_extension_share_a_models_session() {
+        let (path, model) = silero();
+        let sessions = Arc::new(Sessions::default());
+        let store = || OnnxBackend {
+            sessions: sessions.clone(),
+            ..backend(Fallback::None, None)
+        };
+        let meta = std::fs::metadata(&path).unwrap();
+        let id = ModelId::File {
+            path: path.clone(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = || {
+            reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(model.clone())
+        };
+        let (first, second) = (store(), store());
+        let a = first
+            .graph(
+                "vad",
+                Some(id.clone()),
+                meta.len(),
+                read,
+                ExecutionTarget::Cpu,
+            )
+            .unwrap();
+        let b = second
+            .graph(
+                "vad",
+                Some(id.clone()),
+                meta.len(),
+                read,
+                ExecutionTarget::Cpu,
+            )
+            .unwrap();
+        assert_eq!(
+            reads.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "read and loaded once"
+        );
+        // Each store meters its own use: the model's bytes, and load time
+        // only where it was loaded.
+        let (m1, m2) = (first.meter.read(), second.meter.read());
+        assert_eq!((m1.models, m1.model_bytes), (1, meta.len()));
+        assert_eq!((m2.models, m2.model_bytes), (1, meta.len()));
+        assert!(m1.load_time > Duration::ZERO);
+        assert_eq!(m2.load_time, Duration::ZERO);
+        // Both run, each metered for its store.
+        for (graph, b) in [(&a, &first), (&b, &second)] {
+            let mut ctx = graph.init_execution_context().unwrap();
+            let inputs = [
+                Tensor::new(vec![1, 576], TensorType::Fp32, f32s(&[0.0; 576])),
+                Tensor::new(vec![2, 1, 128], TensorType::Fp32, f32s(&[0.0; 256])),
+                Tensor::new(vec![], TensorType::I64, 16000i64.to_le_bytes().to_vec()),
+            ];
+            for (i, t) in inputs.iter().enumerate() {
+                ctx.set_input(Id::Index(i as u32), t).unwrap();
+            }
+            ctx.compute().unwrap();
+            assert_eq!(b.meter.read().inferences, 1);
+        }
+        // Another target, or a file that changed, is another session.
+        let changed = ModelId::File {
+            path,
+            len: meta.len(),
+            modified: None,
+        };
+        store()
+            .graph("vad", Some(changed), meta.len(), read, ExecutionTarget::Cpu)
+            .unwrap();
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            sessions.0.lock().unwrap().len(),
+            1,
+            "the older version is dropped"
+        );
     }
 
     #[test]

@@ -41,11 +41,12 @@ pub struct Metered {
     pub inferences: u64,
     /// Their time, in ONNX Runtime.
     pub inference_time: Duration,
-    /// Graphs loaded.
+    /// Graphs the guest loaded (ONNX Runtime may have loaded the model for
+    /// an earlier store of the same extension: see [`backend::Sessions`]).
     pub models: u64,
-    /// The bytes of the graphs loaded (the model memory the guest caused).
+    /// The bytes of those graphs' models (the model memory the guest uses).
     pub model_bytes: u64,
-    /// Time spent loading graphs.
+    /// Time ONNX Runtime spent loading models (zero for shared sessions).
     pub load_time: Duration,
 }
 
@@ -94,13 +95,15 @@ pub struct WasiNn {
     /// What to do with a `gpu` or `tpu` target the host cannot serve.
     pub fallback: Fallback,
     meter: Arc<Meter>,
+    /// ONNX Runtime sessions, shared by this extension's stores.
+    sessions: Arc<backend::Sessions>,
 }
 
 impl WasiNn {
     pub fn new(fallback: Fallback) -> WasiNn {
         WasiNn {
             fallback,
-            meter: Arc::default(),
+            ..Default::default()
         }
     }
 
@@ -174,6 +177,7 @@ impl Extension for WasiNn {
             max_model: setup.grant.limits.max_memory,
             granted: models.clone(),
             granted_digests: Default::default(),
+            sessions: self.sessions.clone(),
         });
         // One backend and registry for each ABI's context, over the same
         // backend state.

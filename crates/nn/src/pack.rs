@@ -13,7 +13,7 @@
 //! The packed module is a WASI command:
 //!
 //! ```text
-//! model.wasm [--info] INPUT.npy... [-o OUTDIR]
+//! model.wasm [--info] [--repeat N] INPUT.npy... [-o OUTDIR]
 //! ```
 //!
 //! reads each input from a NumPy `.npy` file (in the order of the model's

@@ -4,7 +4,7 @@
 //! policy that decides by a model's digest cannot be bypassed by reading
 //! the model through a directory grant.
 
-use crate::backend::{error, OnnxBackend};
+use crate::backend::{error, ModelId, OnnxBackend};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,9 +32,15 @@ impl Registry {
     }
 
     fn load(&self, name: &str, path: &Path) -> Result<Graph, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let id = ModelId::File {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        let read = || std::fs::read(path).map_err(|e| error(format!("{}: {e}", path.display())));
         self.backend
-            .session(name, &bytes, ExecutionTarget::Cpu)
+            .graph(name, Some(id), meta.len(), read, ExecutionTarget::Cpu)
             .map_err(|e| describe(&e))
     }
 }
@@ -68,8 +74,11 @@ pub fn describe(e: &BackendError) -> String {
 }
 
 /// Accepts a guest-supplied model only when it is one of the granted
-/// models, by SHA-256.
-pub(crate) fn check_granted_bytes(backend: &OnnxBackend, model: &[u8]) -> Result<(), BackendError> {
+/// models, by SHA-256; returns the digest.
+pub(crate) fn check_granted_bytes(
+    backend: &OnnxBackend,
+    model: &[u8],
+) -> Result<String, BackendError> {
     let digest = hex::encode(Sha256::digest(model));
     let granted = backend.granted_digests.get_or_init(|| {
         backend
@@ -79,7 +88,7 @@ pub(crate) fn check_granted_bytes(backend: &OnnxBackend, model: &[u8]) -> Result
             .collect::<BTreeSet<_>>()
     });
     if granted.contains(&digest) {
-        Ok(())
+        Ok(digest)
     } else {
         Err(error(format!(
             "the model the guest passed (sha256 {digest}) is not one it was granted; grant it with --nn-graph NAME=PATH or --nn-dir DIR"

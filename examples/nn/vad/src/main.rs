@@ -2,7 +2,7 @@
 //! VAD, run by the host through wasi-nn, and prints one segment per line:
 //! `START END` in samples, then the same in seconds.
 //!
-//!   nn-vad [--model NAME | --model-file MODEL.onnx] [--gpu] [--probs] FILE.wav
+//!   nn-vad [--model NAME | --model-file MODEL.onnx] [--gpu] [--probs] [--time] FILE.wav
 //!
 //! --model       the graph name the host granted (default: vad)
 //! --model-file  load the model from this file instead (the host accepts
@@ -11,6 +11,9 @@
 //!               from bytes carries an execution target
 //! --probs  print the speech probability of every 512-sample window
 //!          (`INDEX PROBABILITY`) instead of the segments
+//! --time   print the number of inferences and the mean time of one on
+//!          stderr (as the guest sees it: wasi-nn calls and tensors in and
+//!          out included)
 //!
 //! The model runs as silero-vad 6.2.3's `OnnxWrapper` runs it: windows of
 //! 512 samples, each preceded by the last 64 samples of the previous one,
@@ -23,7 +26,7 @@ use nn_common::{fail, read_file, Input, Model, Source};
 
 const PROGRAM: &str = "nn-vad";
 const USAGE: &str =
-    "usage: nn-vad [--model NAME | --model-file MODEL.onnx] [--gpu] [--probs] FILE.wav";
+    "usage: nn-vad [--model NAME | --model-file MODEL.onnx] [--gpu] [--probs] [--time] FILE.wav";
 
 const SAMPLE_RATE: usize = 16000;
 const WINDOW: usize = 512;
@@ -213,6 +216,7 @@ fn main() {
     let mut source = Source::Name("vad".to_string());
     let mut print_probs = false;
     let mut gpu = false;
+    let mut time = false;
     let mut file = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -229,6 +233,7 @@ fn main() {
             }
             "--probs" => print_probs = true,
             "--gpu" => gpu = true,
+            "--time" => time = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -247,7 +252,16 @@ fn main() {
     let bytes = read_file(&path).unwrap_or_else(|e| fail(PROGRAM, 1, e));
     let audio = read_wav(&bytes, &path).unwrap_or_else(|e| fail(PROGRAM, 1, e));
     let model = Model::open(&source, gpu).unwrap_or_else(|e| fail(PROGRAM, 1, e));
+    let started = std::time::Instant::now();
     let probs = speech_probs(&model, &audio).unwrap_or_else(|e| fail(PROGRAM, 1, e));
+    if time {
+        let each = started.elapsed().as_secs_f64() / probs.len().max(1) as f64;
+        eprintln!(
+            "{PROGRAM}: {} inferences, {:.1} µs each",
+            probs.len(),
+            each * 1e6
+        );
+    }
 
     let mut out = std::io::stdout().lock();
     if print_probs {
