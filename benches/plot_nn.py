@@ -15,8 +15,8 @@ labels = {
     "native-1-thread": "native ORT\n1 thread",
     "wasi-nn-nn-vad": "wasi-nn\ncore module",
     "wasi-nn-nn-vad-p2": "wasi-nn\ncomponent",
-    "packed-wasmlayer": "packed\n(wasmlayer)",
-    "packed-wasmtime": "packed\n(wasmtime CLI)",
+    "packed-wasmlayer": "packed\nwasmlayer",
+    "packed-wasmtime": "packed\nwasmtime",
 }
 names = [n for n in labels if n in r["vad"]]
 colors = ["C2", "C2", "C0", "C0", "C1", "C1"][: len(names)]
