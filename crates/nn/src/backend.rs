@@ -64,19 +64,56 @@ pub(crate) enum ModelId {
 /// route): a model is loaded and optimised by ONNX Runtime once, and every
 /// later store that loads it gets the same session (inference on one
 /// session runs one at a time). A granted file that changes is loaded again.
+/// The SHA-256 of each granted file is kept the same way, so a guest that
+/// passes a model's bytes is checked against digests hashed once.
 #[derive(Default)]
-pub struct Sessions(Mutex<HashMap<(ModelId, u8), Arc<Shared>>>);
+pub struct Sessions {
+    sessions: Mutex<HashMap<(ModelId, u8), Arc<Shared>>>,
+    digests: Mutex<HashMap<ModelId, String>>,
+}
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        let n = self.sessions.lock().map(|m| m.len()).unwrap_or(0);
         write!(f, "Sessions({n})")
     }
 }
 
+impl ModelId {
+    /// The identity of the file at `path` as it is now.
+    pub(crate) fn of_file(path: &std::path::Path) -> std::io::Result<(ModelId, u64)> {
+        let meta = std::fs::metadata(path)?;
+        let id = ModelId::File {
+            path: path.to_path_buf(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        Ok((id, meta.len()))
+    }
+}
+
 impl Sessions {
+    /// The SHA-256 of the file at `path`, hashed again only when the file
+    /// changed since the last time.
+    pub(crate) fn file_digest(&self, path: &std::path::Path) -> std::io::Result<String> {
+        let (id, _) = ModelId::of_file(path)?;
+        if let Some(d) = self
+            .digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(d.clone());
+        }
+        let digest = crate::registry::sha256_file(path)?;
+        let mut map = self.digests.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|old, _| !matches!(old, ModelId::File { path: p, .. } if p == path));
+        map.insert(id, digest.clone());
+        Ok(digest)
+    }
+
     fn get(&self, key: &(ModelId, u8)) -> Option<Arc<Shared>> {
-        self.0
+        self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
@@ -86,7 +123,7 @@ impl Sessions {
     /// Keeps `shared` for `key` (dropping what an older version of the same
     /// file had), or returns the session another store put there first.
     fn insert(&self, key: (ModelId, u8), shared: Arc<Shared>) -> Arc<Shared> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if let (ModelId::File { path, .. }, target) = &key {
             map.retain(|(id, t), _| {
                 !(t == target && matches!(id, ModelId::File { path: p, .. } if p == path))
@@ -775,7 +812,7 @@ mod tests {
             .unwrap();
         assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
         assert_eq!(
-            sessions.0.lock().unwrap().len(),
+            sessions.sessions.lock().unwrap().len(),
             1,
             "the older version is dropped"
         );
@@ -796,7 +833,9 @@ mod tests {
             e.contains("larger than the guest's memory limit (1048576 bytes)"),
             "{e}"
         );
-        if cfg!(not(feature = "cuda")) {
+        // Built without the `cuda` feature, or with it but on an ONNX
+        // Runtime (or a machine) without a usable CUDA provider.
+        if cuda().is_none() {
             let e = refused(b.session("silero", &model, ExecutionTarget::Gpu));
             assert!(
                 e.contains("GPU execution requested, no CUDA provider available"),
@@ -823,5 +862,32 @@ mod tests {
             path,
         }];
         crate::registry::check_granted_bytes(&b, &model).unwrap();
+    }
+
+    #[test]
+    fn a_granted_files_digest_is_hashed_once_until_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("wasmlayer-nn-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.onnx");
+        std::fs::write(&file, b"first").unwrap();
+        let sessions = Sessions::default();
+        let first = sessions.file_digest(&file).unwrap();
+        assert_eq!(
+            first,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"first"))
+        );
+        assert_eq!(sessions.file_digest(&file).unwrap(), first);
+        assert_eq!(sessions.digests.lock().unwrap().len(), 1);
+        // A changed file (here, a different length) is hashed again, and
+        // the digest of its older version is dropped.
+        std::fs::write(&file, b"second version").unwrap();
+        let second = sessions.file_digest(&file).unwrap();
+        assert_eq!(
+            second,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"second version"))
+        );
+        assert_eq!(sessions.digests.lock().unwrap().len(), 1);
+        assert!(sessions.file_digest(&dir.join("missing.onnx")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -32,15 +32,10 @@ impl Registry {
     }
 
     fn load(&self, name: &str, path: &Path) -> Result<Graph, String> {
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let id = ModelId::File {
-            path: path.to_path_buf(),
-            len: meta.len(),
-            modified: meta.modified().ok(),
-        };
+        let (id, len) = ModelId::of_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let read = || std::fs::read(path).map_err(|e| error(format!("{}: {e}", path.display())));
         self.backend
-            .graph(name, Some(id), meta.len(), read, ExecutionTarget::Cpu)
+            .graph(name, Some(id), len, read, ExecutionTarget::Cpu)
             .map_err(|e| describe(&e))
     }
 }
@@ -84,7 +79,7 @@ pub(crate) fn check_granted_bytes(
         backend
             .granted
             .iter()
-            .filter_map(|m| sha256_file(&m.path).ok())
+            .filter_map(|m| backend.sessions.file_digest(&m.path).ok())
             .collect::<BTreeSet<_>>()
     });
     if granted.contains(&digest) {
