@@ -3,11 +3,11 @@
 
 mod common;
 use common::serve::*;
-use common::server::{Serving, Spawned};
+use common::server::Serving;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

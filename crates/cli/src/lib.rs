@@ -672,7 +672,7 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
                 command: "run".into(),
                 ..Default::default()
             },
-            stdio: Default::default(),
+            ..Default::default()
         },
     )?;
     if !outcome.results.is_empty() {

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     FuelExhausted,
     /// A policy could not be parsed, compiled, loaded or evaluated.
     Policy,
+    /// The host stopped the guest before it ended (an [`crate::Interrupt`]:
+    /// a container's SIGTERM).
+    Stopped,
 }
 
 impl ErrorKind {
@@ -45,11 +48,12 @@ impl ErrorKind {
             ErrorKind::MemoryLimit => 137,
             ErrorKind::FuelExhausted => 152,
             ErrorKind::Policy => 65,
+            ErrorKind::Stopped => 143,
         }
     }
 
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Usage,
         ErrorKind::Denied,
         ErrorKind::Timeout,
@@ -60,6 +64,7 @@ impl ErrorKind {
         ErrorKind::MemoryLimit,
         ErrorKind::FuelExhausted,
         ErrorKind::Policy,
+        ErrorKind::Stopped,
     ];
 }
 
@@ -121,6 +126,8 @@ pub enum Error {
     Host(String),
     #[error("{0}")]
     Policy(String),
+    #[error("guest stopped by its host")]
+    Stopped,
 }
 
 impl Error {
@@ -136,6 +143,7 @@ impl Error {
             Error::InvalidArtifact(_) => ErrorKind::InvalidArtifact,
             Error::Host(_) => ErrorKind::Host,
             Error::Policy(_) => ErrorKind::Policy,
+            Error::Stopped => ErrorKind::Stopped,
         }
     }
 

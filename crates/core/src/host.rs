@@ -204,6 +204,30 @@ pub struct Stdio {
     pub stderr: Stream,
 }
 
+/// Ends a running guest from another thread: after [`Interrupt::stop`],
+/// the guest traps at its next epoch check (the runtime's ticker advances
+/// the epoch every 10 ms) and its run ends with [`crate::Error::Stopped`].
+/// For hosts that stop guests on request, such as a containerd shim's
+/// kill.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Asks the guest to stop.
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Interrupt::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// How a store is made, beyond the grant.
 #[derive(Debug, Default)]
 pub struct StoreOptions {
@@ -213,6 +237,9 @@ pub struct StoreOptions {
     /// The guest traps with [`Trap::Interrupt`] at its first epoch check
     /// past this instant (the runtime's epoch ticker advances the epoch).
     pub deadline: Option<Instant>,
+    /// The guest traps with [`Trap::Interrupt`] at its first epoch check
+    /// after this is stopped.
+    pub interrupt: Option<Interrupt>,
     /// With fuel metering: yield to other tasks every this many units.
     pub fuel_yield_interval: Option<u64>,
     /// Blocking file I/O in place rather than on a thread pool: for a
@@ -350,22 +377,24 @@ impl Host {
                 "a fuel limit needs a runtime built with fuel metering (EngineOptions::fuel)",
             ));
         }
-        match opts.deadline {
-            // Each epoch tick this store sees checks the clock, so ticks
-            // before the deadline (or meant for another store) cannot end
-            // it early, and the first one after it ends it.
-            Some(at) => {
+        match (opts.deadline, opts.interrupt) {
+            (None, None) => store.set_epoch_deadline(u64::MAX / 2),
+            // Each epoch tick this store sees checks the clock and the
+            // interrupt, so ticks before the deadline (or meant for another
+            // store) cannot end it early, and the first one after it (or
+            // after a stop) ends it.
+            (deadline, interrupt) => {
                 crate::epoch::ticker().drive(engine);
                 store.set_epoch_deadline(1);
                 store.epoch_deadline_callback(move |_| {
-                    if Instant::now() >= at {
+                    let late = deadline.is_some_and(|at| Instant::now() >= at);
+                    if late || interrupt.as_ref().is_some_and(Interrupt::is_stopped) {
                         Err(Trap::Interrupt.into())
                     } else {
                         Ok(UpdateDeadline::Continue(1))
                     }
                 });
             }
-            None => store.set_epoch_deadline(u64::MAX / 2),
         }
         Ok(store)
     }

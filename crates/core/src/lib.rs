@@ -23,8 +23,8 @@ pub use artifact::{ArtifactFacts, ArtifactKind, Format};
 pub use caps::{Capabilities, DirGrant, NetPattern};
 pub use error::{Error, ErrorKind, Result};
 pub use host::{
-    ComponentState, Extension, GuestState, Host, Imports, ModuleState, Setup, Stdio, StoreOptions,
-    Stream,
+    ComponentState, Extension, GuestState, Host, Imports, Interrupt, ModuleState, Setup, Stdio,
+    StoreOptions, Stream,
 };
 pub use limits::Limits;
 pub use run::{Invoke, RunOptions, RunOutcome};

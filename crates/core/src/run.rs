@@ -5,7 +5,7 @@
 use crate::admission::{Admission, AdmissionContext, AdmissionRequest, Grant};
 use crate::caps::Capabilities;
 use crate::error::{Error, Frame, Result};
-use crate::host::{ComponentState, GuestState, Host, ModuleState, Stdio, StoreOptions};
+use crate::host::{ComponentState, GuestState, Host, Interrupt, ModuleState, Stdio, StoreOptions};
 use crate::limits::{Limits, MemoryLimitHit};
 use crate::runtime::{root_message, Compiled, Loaded, Runtime};
 use std::sync::mpsc;
@@ -34,6 +34,9 @@ pub struct RunOptions {
     /// The guest's stdin, stdout and stderr: inherited by default (when
     /// the grant has `inherit_stdio`), or files, pipes and FIFOs.
     pub stdio: Stdio,
+    /// Lets another thread stop the guest ([`Interrupt::stop`]): the run
+    /// then ends with [`Error::Stopped`].
+    pub interrupt: Option<Interrupt>,
 }
 
 /// How a run ended when the guest itself ended it.
@@ -154,6 +157,7 @@ impl Runtime {
             program_name: opts.program_name,
             stdio: opts.stdio,
             deadline: None,
+            interrupt: opts.interrupt,
         })
     }
 }
@@ -193,6 +197,7 @@ struct Job {
     stdio: Stdio,
     /// When the guest must have finished (runs with a timeout).
     deadline: Option<Instant>,
+    interrupt: Option<Interrupt>,
 }
 
 impl Job {
@@ -221,11 +226,14 @@ impl Job {
             program_name,
             stdio,
             deadline,
+            interrupt,
         } = self;
+        let stopped = interrupt.clone();
         let opts = StoreOptions {
             program_name,
             stdio,
             deadline,
+            interrupt,
             fuel_yield_interval: None,
             blocking_current_thread: blocking,
         };
@@ -235,7 +243,7 @@ impl Job {
                 let linker = host.module_linker(module.engine())?;
                 let result =
                     run_module(&mut store, &linker, module, invoke.as_ref(), start_check).await;
-                finish(store, result, &limits)
+                finish(store, result, &limits, stopped.as_ref())
             }
             Compiled::Component(component) => {
                 if invoke.is_some() {
@@ -246,7 +254,7 @@ impl Job {
                 let mut store = host.component_store(component.engine(), &grant, opts)?;
                 let linker = host.component_linker(component)?;
                 let result = run_component(&mut store, &linker, component, start_check).await;
-                finish(store, result, &limits)
+                finish(store, result, &limits, stopped.as_ref())
             }
         }
     }
@@ -460,6 +468,7 @@ fn finish<W>(
     store: Store<GuestState<W>>,
     result: GuestResult,
     limits: &Limits,
+    interrupt: Option<&Interrupt>,
 ) -> Result<RunOutcome> {
     let fuel_consumed = match (limits.fuel, store.get_fuel()) {
         (Some(total), Ok(left)) => Some(total - left),
@@ -486,7 +495,12 @@ fn finish<W>(
                 }
                 (exit.0, Vec::new())
             } else {
-                return Err(classify(e, limits, l.hit()));
+                let stopped = interrupt.is_some_and(Interrupt::is_stopped);
+                return Err(match classify(e, limits, l.hit()) {
+                    // The interrupt, not the deadline, ended it.
+                    Error::Timeout(_) if stopped => Error::Stopped,
+                    e => e,
+                });
             }
         }
     };

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmlayer_core::runtime::CacheOutcome;
 use wasmlayer_core::{
-    Capabilities, Error, Extension, Limits, LoadOptions, ModuleState, RunOptions, Runtime, Setup,
-    Stdio, Stream,
+    Capabilities, Error, Extension, Interrupt, Limits, LoadOptions, ModuleState, RunOptions,
+    Runtime, Setup, Stdio, Stream,
 };
 
 /// Gives guests `ext.granted_env() -> i32`: how many environment variables
@@ -177,6 +177,81 @@ async fn run_async_ends_a_runaway_guest_at_its_timeout() {
         .unwrap_err();
     assert!(matches!(e, Error::Timeout(_)), "{e}");
     assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+/// Another thread stops a looping guest through its `Interrupt`: the run
+/// ends with `Stopped` at the next epoch tick, whether the run has a
+/// deadline or not, and sync and async alike.
+#[test]
+fn an_interrupt_stops_a_looping_guest() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = Arc::new(runtime(cache.path()));
+    let loaded = rt
+        .load_bytes("spin.wat", SPIN.as_bytes(), LoadOptions::default())
+        .unwrap();
+    for timeout in [None, Some(Duration::from_secs(60))] {
+        let interrupt = Interrupt::new();
+        let stopper = {
+            let interrupt = interrupt.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                interrupt.stop();
+                std::time::Instant::now()
+            })
+        };
+        let e = rt
+            .run(
+                &loaded,
+                RunOptions {
+                    limits: Limits {
+                        timeout,
+                        ..Default::default()
+                    },
+                    interrupt: Some(interrupt),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        let stopped_at = stopper.join().unwrap();
+        assert!(matches!(e, Error::Stopped), "{e}");
+        assert_eq!(e.exit_code(), 143);
+        assert!(stopped_at.elapsed() < Duration::from_secs(1));
+    }
+    let interrupt = Interrupt::new();
+    let run = {
+        let (rt, loaded, interrupt) = (rt.clone(), loaded.clone(), interrupt.clone());
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(rt.run_async(
+                    &loaded,
+                    RunOptions {
+                        interrupt: Some(interrupt),
+                        ..Default::default()
+                    },
+                ))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    interrupt.stop();
+    assert!(matches!(run.join().unwrap(), Err(Error::Stopped)));
+    // Not stopped: a timeout is still a timeout.
+    let e = rt
+        .run(
+            &loaded,
+            RunOptions {
+                limits: Limits {
+                    timeout: Some(Duration::from_millis(100)),
+                    ..Default::default()
+                },
+                interrupt: Some(Interrupt::new()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e}");
 }
 
 #[test]
