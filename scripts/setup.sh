@@ -65,7 +65,7 @@ pip_install() {
 # which the tests start to scrape `serve`'s metrics as a real one would; the
 # CNCF distribution registry, which the OCI tests push to and pull from;
 # containerd and runc, which the shim's tests start; and what building the
-# shim on runwasi needs (protoc, libseccomp, pkg-config); and what the CRI
+# shim's containerd-shimkit needs (protoc, libseccomp, pkg-config); and what the CRI
 # test builds its images from (busybox-static; a static pause built with gcc).
 apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl prometheus \
     docker-registry containerd runc protobuf-compiler libseccomp-dev pkg-config gcc libc6-dev busybox-static

@@ -8,16 +8,13 @@
 //! [limits]                                    # every container's defaults
 //! timeout = "10m"
 //! fuel = 10_000_000_000
-//! max_memory = "512MiB"   # the container's memory cgroup can lower it
+//! max_memory = "512MiB"   # the container's memory limit can lower it
 //! ```
 //!
-//! It is read once, in the shim's process, before any container starts: a
-//! container runs in a clone of that process after its root has changed to
-//! the image's, where the host's files are out of sight. A configuration
-//! that cannot be read fails every container with the reason, in its log.
-//! The compile cache is opened here too, and reached from the container
-//! through the open directory (`/proc/self/fd/N`): containers of the same
-//! module share it, so only the first one compiles.
+//! It is read once per shim process (one per pod), before any container
+//! starts. A configuration that cannot be read fails every container's
+//! creation with the reason. Containers of the same module share the
+//! compile cache, so only the first one on a node compiles.
 
 use serde::Deserialize;
 use std::os::unix::fs::DirBuilderExt;
@@ -35,19 +32,9 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/lib/wasmlayer/cache";
 pub struct ShimConfig {
     pub policy: Option<ReadPolicy>,
     pub limits: Limits,
-    /// The compile cache's directory, held open; none when off or when it
-    /// could not be opened.
-    pub cache: Option<std::fs::File>,
-}
-
-impl ShimConfig {
-    /// The compile cache's directory as the container reaches it.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
-        use std::os::fd::AsRawFd;
-        self.cache
-            .as_ref()
-            .map(|d| PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())))
-    }
+    /// The compile cache's directory; none when off or when it could not
+    /// be made.
+    pub cache: Option<PathBuf>,
 }
 
 /// An admission policy, read from its files.
@@ -116,7 +103,7 @@ fn from_file(file: File, policy: Option<ReadPolicy>) -> ShimConfig {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .and_then(|()| std::fs::File::open(&dir))
+            .map(|()| dir.clone())
             .map_err(|e| log::warn!("no compile cache at {}: {e}", dir.display()))
             .ok()
     });
@@ -180,7 +167,7 @@ mod tests {
         std::fs::write(&conf, format!("cache_dir = {:?}\n", cache)).unwrap();
         let c = read_file(&conf).unwrap();
         assert!(cache.is_dir());
-        assert!(c.cache_dir().unwrap().starts_with("/proc/self/fd/"));
+        assert_eq!(c.cache, Some(cache));
 
         std::fs::write(&conf, "polcy = \"x.rego\"\n").unwrap();
         let e = read_file(&conf).unwrap_err();

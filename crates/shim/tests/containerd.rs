@@ -6,6 +6,7 @@
 //! mount that does not exist).
 
 mod common;
+use common::registry::Registry;
 use common::{guest, Containerd, Setup};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -191,22 +192,31 @@ fn wasm_containers_run_on_containerd() {
         "RO"
     );
 
-    // A mount whose source does not exist: the container is not created
-    // (youki, inside runwasi, reports it as a rootfs it cannot prepare; CRI
-    // creates a missing host directory before it gets here, as the kubelet
-    // expects), and nothing is left.
+    // A mount whose source does not exist: the task is not created, and
+    // the reason says which (CRI creates a missing host directory before
+    // it gets here, as the kubelet expects). Nothing is left.
     let mount = "type=bind,src=/nonexistent/wasmlayer,dst=/data,options=rbind:ro";
     let (code, out, err) = c.run("nomount", &root, &["--mount", mount], &["/hello.wasm"]);
     assert_ne!(code, 0, "{out}{err}");
-    assert!(err.contains("failed to prepare rootfs"), "{out}{err}");
+    assert!(
+        err.contains("mount /data: its source /nonexistent/wasmlayer cannot be used"),
+        "{out}{err}"
+    );
 
-    // No Wasm where the args point: a clear failure, not a hang.
+    // No Wasm where the args point: a clear failure at once, not a hang.
     let empty = c.rootfs("empty", &[]);
     let start = Instant::now();
     let (code, out, err) = c.run("nowasm", &empty, &[], &["/missing.wasm"]);
-    assert_eq!(code, 126, "{out}{err}");
+    assert_ne!(code, 0, "{out}{err}");
     assert!(
         err.contains("the image holds no Wasm: /missing.wasm does not exist"),
+        "{out}{err}"
+    );
+    std::fs::write(empty.join("app.txt"), "text").unwrap();
+    let (code, out, err) = c.run("notwasm", &empty, &[], &["/app.txt"]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("the image holds no Wasm: /app.txt is not a Wasm module or component"),
         "{out}{err}"
     );
     assert!(start.elapsed() < Duration::from_secs(30));
@@ -214,10 +224,110 @@ fn wasm_containers_run_on_containerd() {
     // Nothing is left behind.
     let left = c.ctr(&["containers", "ls", "-q"]);
     let left = String::from_utf8_lossy(&left.stdout);
-    for id in ["nomount", "nowasm"] {
+    for id in ["nomount", "nowasm", "notwasm"] {
         if left.lines().any(|l| l == id) {
             // `ctr run --rm` removes a container only when its task ran.
             assert!(c.ctr(&["containers", "rm", id]).status.success());
         }
     }
+}
+
+/// A CNCF Wasm OCI artifact (config `application/vnd.wasm.config.v0+json`,
+/// one `application/wasm` layer) from a registry on loopback: fetched into
+/// containerd's content store (`ctr content fetch`; containerd 1.6.20 does
+/// not unpack such images into a snapshot), a container of that image
+/// created through containerd's API, and its task started with `ctr`. The
+/// shim reads the layer from the content store, checked against its
+/// digest, and runs it.
+#[test]
+fn a_wasm_artifact_runs_from_containerds_content_store() {
+    let reg = Registry::start();
+    let module = std::fs::read(guest("hello-p1.wasm")).unwrap();
+    let layer = reg.put_blob("hello", &module);
+    let config = br#"{"created":"2026-01-01T00:00:00Z","architecture":"wasm","os":"wasip1","layerDigests":[]}"#;
+    let config_digest = reg.put_blob("hello", config);
+    reg.put_manifest(
+        "hello",
+        "artifact",
+        &serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": "application/vnd.wasm.config.v0+json",
+            "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/wasm", "digest": layer, "size": module.len()}],
+        }),
+    );
+    let c = Containerd::start(Setup::default());
+    let image = format!("{}/hello:artifact", reg.addr);
+    let o = c.ctr(&[
+        "content",
+        "fetch",
+        "--plain-http",
+        "--all-platforms",
+        &image,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The container record, as a client of containerd makes it: the
+    // image, our runtime, a spec whose args name no file of the (empty)
+    // root.
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": ["/hello.wasm", "artifact"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": []},
+        "root": {"path": "rootfs"},
+        "linux": {},
+    });
+    create_container(&c, "artifact", &image, &spec);
+    let o = c.ctr(&["task", "start", "artifact"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        c.log()
+    );
+    assert!(out.contains("Hello, artifact!"), "{out}");
+    // `ctr task start` deleted the task when it ended.
+    assert!(c.ctr(&["containers", "rm", "artifact"]).status.success());
+}
+
+/// Creates a container record through containerd's API (the Containers
+/// service), with no snapshot.
+fn create_container(c: &Containerd, id: &str, image: &str, spec: &serde_json::Value) {
+    use containerd_client::services::v1::container::Runtime;
+    use containerd_client::services::v1::containers_client::ContainersClient;
+    use containerd_client::services::v1::{Container, CreateContainerRequest};
+    use containerd_client::tonic::Request;
+    use containerd_client::with_namespace;
+    let namespace = c.namespace();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let channel = containerd_client::connect(c.sock()).await.unwrap();
+            let container = Container {
+                id: id.into(),
+                image: image.into(),
+                runtime: Some(Runtime {
+                    name: "io.containerd.wasmlayer.v1".into(),
+                    options: None,
+                }),
+                spec: Some(prost_types::Any {
+                    type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                    value: serde_json::to_vec(spec).unwrap(),
+                }),
+                ..Default::default()
+            };
+            let req = with_namespace!(
+                CreateContainerRequest {
+                    container: Some(container)
+                },
+                namespace
+            );
+            ContainersClient::new(channel)
+                .create(req)
+                .await
+                .unwrap_or_else(|e| panic!("create container {id}: {e}"));
+        });
 }
