@@ -75,11 +75,6 @@ enum Paths {
 
 static CONFIG: OnceLock<Result<ShimConfig, String>> = OnceLock::new();
 
-/// Reads the configuration (once).
-pub fn load() {
-    CONFIG.get_or_init(read);
-}
-
 /// The configuration, or why it could not be read.
 pub fn get() -> Result<&'static ShimConfig, &'static String> {
     CONFIG.get_or_init(read).as_ref()

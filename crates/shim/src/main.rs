@@ -63,7 +63,9 @@ fn container_runtime(config: &ShimConfig) -> Result<Runtime, Error> {
 }
 
 fn main() {
-    config::load();
+    // The configuration is read when the first container needs it, in the
+    // pod's shim process: containerd's short-lived `start` and `delete`
+    // invocations of this binary never read it.
     shim_main::<instance::WasmInstance>(
         "wasmlayer",
         shim_version!(),
