@@ -27,7 +27,8 @@
 #
 # Usage: scripts/build-guests.sh [rust|c|cpp|go|assemblyscript ...]
 # (no argument: all of them). Each group is rebuilt only when the hash of its
-# sources and of its toolchain's version changes (stamps in $GUESTS_DIR/.stamps).
+# sources and of its toolchain's version changes (stamps in $GUESTS_DIR/.stamps),
+# and copied from the machine's guest cache when it was built there before.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,17 +67,49 @@ up_to_date() {
 
 size_of() { printf '  %-24s %10s bytes\n' "$1" "$(wc -c <"$OUT_DIR/$1" | tr -d ' ')"; }
 
+# Guests built from the same sources with the same toolchain are the same:
+# each group's artifacts are kept by content hash outside the checkout, so a
+# fresh clone on this machine (CI) copies them instead of building them.
+# WASMLAYER_GUEST_CACHE=off turns it off.
+GUEST_CACHE="${WASMLAYER_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wasmlayer/guests}"
+
+# restore GROUP HASH: copies the group's artifacts from the cache, if all there.
+restore() {
+    local dir="$GUEST_CACHE/$1-$2" a
+    [ "$GUEST_CACHE" != off ] && [ -d "$dir" ] || return 1
+    for a in "${ARTIFACTS[@]}"; do [ -f "$dir/$a" ] || return 1; done
+    for a in "${ARTIFACTS[@]}"; do cp "$dir/$a" "$OUT_DIR/$a"; done
+}
+
+# keep GROUP HASH: stores the group's artifacts in the cache (the three
+# newest versions of each group are kept).
+keep() {
+    [ "$GUEST_CACHE" != off ] || return 0
+    local dir="$GUEST_CACHE/$1-$2" tmp a
+    mkdir -p "$GUEST_CACHE" 2>/dev/null || return 0
+    tmp="$(mktemp -d "$GUEST_CACHE/.tmp.XXXXXX")" || return 0
+    for a in "${ARTIFACTS[@]}"; do cp "$OUT_DIR/$a" "$tmp/$a"; done
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    # shellcheck disable=SC2012
+    ls -1dt "$GUEST_CACHE/$1-"* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+}
+
 # Runs BUILD_CMD... unless GROUP's hash is unchanged; ARTIFACTS are listed in $ARTIFACTS.
 build_group() {
     local group="$1" hash="$2"
     shift 2
     if up_to_date "$group" "$hash" "${ARTIFACTS[@]}"; then
         echo "$group guests up to date"
+    elif restore "$group" "$hash"; then
+        echo "$group guests from the cache ($GUEST_CACHE, same sources and toolchain)"
+        echo "$hash" >"$OUT_DIR/.stamps/$group"
     else
         rm -f "$OUT_DIR/.stamps/$group"
         echo "building $group guests"
         "$@"
         echo "$hash" >"$OUT_DIR/.stamps/$group"
+        keep "$group" "$hash"
     fi
     local a
     for a in "${ARTIFACTS[@]}"; do size_of "$a"; done
