@@ -162,7 +162,16 @@ mod tests {
         std::fs::write(&conf, format!("cache_dir = {:?}\n", cache)).unwrap();
         let c = read_file(&conf).unwrap();
         assert!(cache.is_dir());
-        assert_eq!(c.cache, Some(cache));
+        assert_eq!(c.cache, Some(cache.clone()));
+
+        // The configuration deploy/k8s ships parses, with its limits.
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s/shim.toml");
+        let text = std::fs::read_to_string(&shipped).unwrap();
+        let text = text.replace("/var/lib/wasmlayer/cache", &cache.display().to_string());
+        std::fs::write(&conf, text).unwrap();
+        let c = read_file(&conf).unwrap();
+        assert_eq!(c.limits.max_memory, Some(512 << 20));
+        assert_eq!(c.limits.timeout, Some(std::time::Duration::from_secs(3600)));
 
         std::fs::write(&conf, "polcy = \"x.rego\"\n").unwrap();
         let e = read_file(&conf).unwrap_err();
