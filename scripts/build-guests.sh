@@ -170,6 +170,14 @@ build_rust() {
 
 version_of() { "$@" 2>/dev/null | head -n 3 || echo "missing: $*"; }
 
+# The toolchain a group is built with: its version and the variables that
+# point the build scripts at another compiler, sysroot or runtime.
+toolchain() {
+    version_of "$@"
+    local v
+    for v in CC_WASI CXX_WASI WASI_SYSROOT GO NODE; do echo "$v=${!v-}"; done
+}
+
 for group in "${groups[@]}"; do
     case "$group" in
         rust)
@@ -181,22 +189,22 @@ for group in "${groups[@]}"; do
             ;;
         c)
             ARTIFACTS=(transform-c.wasm)
-            hash=$(version_of "${CC_WASI:-clang}" --version | content_hash examples/c examples/lib)
+            hash=$(toolchain "${CC_WASI:-clang}" --version | content_hash examples/c examples/lib)
             build_group c "$hash" bash "$EX/c/build.sh" "$OUT_DIR/transform-c.wasm"
             ;;
         cpp)
             ARTIFACTS=(transform-cpp.wasm)
-            hash=$(version_of "${CXX_WASI:-clang++}" --version | content_hash examples/cpp examples/lib)
+            hash=$(toolchain "${CXX_WASI:-clang++}" --version | content_hash examples/cpp examples/lib)
             build_group cpp "$hash" bash "$EX/cpp/build.sh" "$OUT_DIR/transform-cpp.wasm"
             ;;
         go)
             ARTIFACTS=(transform-go.wasm)
-            hash=$(version_of "$(. "$EX/lib/toolchain.sh"; find_go)" version | content_hash examples/go examples/lib)
+            hash=$(toolchain "$(. "$EX/lib/toolchain.sh"; find_go)" version | content_hash examples/go examples/lib)
             build_group go "$hash" bash "$EX/go/build.sh" "$OUT_DIR/transform-go.wasm"
             ;;
         assemblyscript)
             ARTIFACTS=(transform-as.wasm)
-            hash=$(version_of "${NODE:-node}" --version | content_hash examples/assemblyscript examples/lib)
+            hash=$(toolchain "${NODE:-node}" --version | content_hash examples/assemblyscript examples/lib)
             build_group assemblyscript "$hash" bash "$EX/assemblyscript/build.sh" "$OUT_DIR/transform-as.wasm"
             ;;
         *)

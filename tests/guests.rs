@@ -5,7 +5,7 @@
 mod common;
 use common::transform::{check_example, EXAMPLES};
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[test]
 fn every_language_behaves_the_same() {
@@ -86,6 +86,42 @@ fn build_without(group: &str, var: &str) -> Run {
     let r = output(o);
     assert!(!out.path().join(format!("transform-{group}.wasm")).exists());
     r
+}
+
+/// A group built once is copied from the machine's guest cache into
+/// another guests directory (a fresh clone), byte for byte, instead of
+/// being built again; a different toolchain is a different entry.
+#[test]
+fn built_guests_are_reused_by_content_hash() {
+    let cache = tempdir();
+    let build = |dir: &Path, env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(build_script())
+            .arg("c")
+            .env("GUESTS_DIR", dir)
+            .env("WASMLAYER_GUEST_CACHE", cache.path());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let r = output(c.output().unwrap());
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout
+    };
+    let (first, second) = (tempdir(), tempdir());
+    assert!(build(first.path(), &[]).contains("building c guests"));
+    let out = build(second.path(), &[]);
+    assert!(out.contains("c guests from the cache"), "{out}");
+    let read = |d: &Path| std::fs::read(d.join("transform-c.wasm")).unwrap();
+    assert_eq!(read(first.path()), read(second.path()));
+    // Another compiler (here the same one by another name): built again.
+    let clang = std::process::Command::new("sh")
+        .args(["-c", "command -v clang"])
+        .output()
+        .unwrap();
+    let clang = String::from_utf8_lossy(&clang.stdout).trim().to_string();
+    let third = tempdir();
+    let out = build(third.path(), &[("CC_WASI", &clang)]);
+    assert!(out.contains("building c guests"), "{out}");
 }
 
 #[test]
