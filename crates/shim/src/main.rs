@@ -82,8 +82,8 @@ mod tests {
     use wasmlayer_core::{AdmissionContext, Capabilities, LoadOptions, RunOptions};
 
     /// A Wasm (OPA ABI) admission policy is compiled into the shim's
-    /// compile cache, which the container reaches through the open
-    /// directory, and not into the container's `$HOME/.cache`.
+    /// compile cache, not into `$HOME/.cache` of the process containerd
+    /// starts the shim in.
     #[test]
     fn a_wasm_policy_compiles_into_the_shims_cache() {
         let dir = tempfile::tempdir().unwrap();
