@@ -13,12 +13,9 @@ rm -rf target/test-cache
 if [ ! -d target/debug/deps ]; then
     echo "[test] building the tests: the first build takes about 10 minutes on 2 cores; cargo's progress follows"
 fi
-# The build without a compiler, serve or policy (crates/cli features), kept
-# apart from the full binary for tests/cache.rs.
-echo "[test] building wasmlayer without default features (runs precompiled code only)"
-cargo build -p wasmlayer-cli --no-default-features
-mkdir -p target/minimal
-cp target/debug/wasmlayer target/minimal/wasmlayer
+# The edge build (no compiler, serve, policy, registry or wasi-nn; optimised
+# for size), which tests/edge.rs runs and measures.
+bash scripts/build-edge.sh
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
     # The GPU path builds behind its feature; on this CPU-only ONNX Runtime

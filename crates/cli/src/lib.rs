@@ -105,6 +105,13 @@ struct RunArgs {
     /// Allow loading precompiled code (.cwasm). Only for files from a trusted source.
     #[arg(long)]
     allow_precompiled: bool,
+    /// Do not confine this process around the guest (Landlock, seccomp).
+    #[arg(long)]
+    no_host_sandbox: bool,
+    /// Run FILE from this local artifact store (offline): a name recorded
+    /// by `compile --store` or `oci pull --store`, or a digest (sha256:HEX).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// An OCI reference's registry speaks plain HTTP (a registry on loopback).
     #[cfg(feature = "oci")]
     #[arg(long)]
@@ -206,14 +213,24 @@ impl LimitArgs {
 #[cfg(feature = "compiler")]
 #[derive(Args, Debug)]
 struct CompileArgs {
-    /// The module or component to compile.
+    /// The module or component to compile (with --store, also a name or digest already stored).
     file: PathBuf,
     /// Where to write the precompiled artifact.
-    #[arg(short, long, value_name = "OUT.cwasm")]
-    output: PathBuf,
+    #[arg(short, long, value_name = "OUT.cwasm", required_unless_present = "store")]
+    output: Option<PathBuf>,
+    /// Put the module and its precompiled code into this artifact store, for `run --store` (an edge build runs it without compiling).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// With --store: record the artifact under this name too.
+    #[arg(long, value_name = "NAME", requires = "store")]
+    name: Option<String>,
     /// Compile with fuel metering (needed to run it with --fuel).
     #[arg(long)]
     fuel: bool,
+    /// Compile -o's output for the edge build (without WASI 0.3); --store
+    /// always writes the code for both.
+    #[arg(long)]
+    edge: bool,
 }
 
 #[cfg(feature = "serve")]
@@ -266,6 +283,9 @@ struct ServeArgs {
     max_body: Option<String>,
     #[command(flatten)]
     cache: CacheArgs,
+    /// Do not confine this process (Landlock, seccomp) once the routes are loaded.
+    #[arg(long)]
+    no_host_sandbox: bool,
 }
 
 #[cfg(feature = "nn")]
@@ -349,6 +369,10 @@ enum OciCommand {
         /// The registry speaks plain HTTP (a registry on loopback).
         #[arg(long)]
         insecure: bool,
+        /// Pull into this artifact store instead of the default one, and
+        /// precompile it there, for `run --store` (an edge build runs it without compiling).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
     },
 }
 
@@ -374,10 +398,20 @@ fn oci(cmd: OciCommand) -> Result<i32, Error> {
             reference,
             output,
             insecure,
+            store: store_dir,
         } => {
-            let store = wasmlayer_oci::Store::default_location()?;
+            let store = match &store_dir {
+                Some(dir) => wasmlayer_oci::Store::open(dir.clone()),
+                None => wasmlayer_oci::Store::default_location()?,
+            };
             let pulled =
                 wasmlayer_oci::pull(&reference, &store, wasmlayer_oci::Options { insecure })?;
+            #[cfg(feature = "compiler")]
+            if store_dir.is_some() {
+                for code in precompile_into(&store, &pulled.path, &pulled.layer, false)? {
+                    eprintln!("precompiled into {}", code.display());
+                }
+            }
             if let Some(out) = &output {
                 let bytes = store.blob(&pulled.layer).ok_or_else(|| {
                     Error::host(format!(
@@ -531,7 +565,9 @@ fn init_logging(verbose: bool) {
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(
+            cfg!(feature = "rich-cli") && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        );
     let _ = tracing_subscriber::registry()
         .with(fmt)
         .with(filter)
@@ -633,7 +669,9 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     #[cfg(feature = "oci")]
     let text = args.file.to_string_lossy();
     #[cfg(feature = "oci")]
-    let loaded = if wasmlayer_oci::looks_like_reference(&text) {
+    let loaded = if let Some(dir) = &args.store {
+        load_from_store(&rt, dir, &args.file, args.limits.fuel.is_some())?
+    } else if wasmlayer_oci::looks_like_reference(&text) {
         let store = wasmlayer_oci::Store::default_location()?;
         let pulled = wasmlayer_oci::resolve(
             &text,
@@ -651,7 +689,10 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         rt.load(&args.file, load)?
     };
     #[cfg(not(feature = "oci"))]
-    let loaded = rt.load(&args.file, load)?;
+    let loaded = match &args.store {
+        Some(dir) => load_from_store(&rt, dir, &args.file, args.limits.fuel.is_some())?,
+        None => rt.load(&args.file, load)?,
+    };
     tracing::debug!(kind = %loaded.facts.kind, cache = ?loaded.cache, "loaded");
     let program_name = args
         .file
@@ -672,6 +713,7 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
                 command: "run".into(),
                 ..Default::default()
             },
+            host_sandbox: !args.no_host_sandbox,
             ..Default::default()
         },
     )?;
@@ -706,27 +748,160 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
     Ok(outcome.exit_code)
 }
 
+/// Loads `name` from the artifact store in `dir`, offline: its precompiled
+/// code when the store has it (the store is trusted like the compile
+/// cache: only `compile --store` and `oci pull --store` write it), else the
+/// module itself, which needs a compiler.
+fn load_from_store(
+    rt: &Runtime,
+    dir: &std::path::Path,
+    name: &std::path::Path,
+    fuel: bool,
+) -> Result<wasmlayer_core::Loaded, Error> {
+    let store = wasmlayer_core::store::Store::open(dir.to_path_buf());
+    let record = store.resolve(&name.to_string_lossy())?;
+    let code = store
+        .precompiled_path(&record.layer, fuel, cfg!(not(feature = "p3")))
+        .filter(|p| p.is_file());
+    let mut loaded = match code {
+        Some(code) => {
+            let mut loaded = rt.load(
+                &code,
+                LoadOptions {
+                    allow_precompiled: true,
+                },
+            )?;
+            // Admission judges the module, not its compiled form.
+            loaded.facts.sha256 = record.layer["sha256:".len()..].to_string();
+            loaded.facts.size = record.size;
+            loaded
+        }
+        None if cfg!(feature = "compiler") => rt.load(&record.path, LoadOptions::default())?,
+        None => {
+            return Err(Error::usage(format!(
+                "{}: the store {} has no precompiled code for it{}; add it with a full build: `wasmlayer compile --store {}{} {}`",
+                name.display(),
+                dir.display(),
+                if fuel { " instrumented for fuel" } else { "" },
+                dir.display(),
+                if fuel { " --fuel" } else { "" },
+                record.layer
+            )))
+        }
+    };
+    loaded.path = name.to_path_buf();
+    Ok(loaded)
+}
+
 #[cfg(feature = "compiler")]
 fn compile(args: CompileArgs) -> Result<i32, Error> {
-    let rt = runtime(
-        &CacheArgs {
-            no_cache: true,
-            cache_dir: None,
-        },
-        args.fuel,
-        Arc::new(wasmlayer_core::GrantRequested),
-    )?;
-    let loaded = rt.load(&args.file, LoadOptions::default())?;
-    let code = rt.to_precompiled(&loaded.compiled)?;
-    write_file_atomic(&args.output, &code)?;
-    eprintln!(
-        "compiled {} ({}) to {} ({} bytes)",
-        args.file.display(),
-        loaded.facts.kind,
-        args.output.display(),
-        code.len()
-    );
+    let rt = Runtime::builder()
+        .engine_options(EngineOptions {
+            fuel: args.fuel,
+            without_p3: args.edge,
+            ..Default::default()
+        })
+        .cache(false)
+        .admission(Arc::new(wasmlayer_core::GrantRequested))
+        .build()?;
+    if let Some(dir) = &args.store {
+        let store = wasmlayer_core::store::Store::open(dir.clone());
+        // A file, or what the store already holds under that name.
+        let bytes = match std::fs::metadata(&args.file) {
+            Ok(_) => wasm_binary(&args.file)?,
+            Err(_) => {
+                let record = store.resolve(&args.file.to_string_lossy())?;
+                std::fs::read(&record.path).map_err(|e| Error::io(&record.path, e))?
+            }
+        };
+        let digest = store.put_blob(&bytes)?;
+        let blob = store.blob_path(&digest).expect("a computed digest");
+        if let Some(name) = &args.name {
+            store.record(
+                wasmlayer_core::store::Record {
+                    reference: name.clone(),
+                    manifest: String::new(),
+                    layer: digest.clone(),
+                    size: bytes.len() as u64,
+                    path: PathBuf::new(),
+                },
+                &bytes,
+            )?;
+        }
+        for code in precompile_into(&store, &blob, &digest, args.fuel)? {
+            eprintln!(
+                "compiled {} into the store {} ({})",
+                args.file.display(),
+                dir.display(),
+                code.display()
+            );
+        }
+        println!("{digest}");
+    }
+    if let Some(output) = &args.output {
+        let loaded = rt.load(&args.file, LoadOptions::default())?;
+        let code = rt.to_precompiled(&loaded.compiled)?;
+        write_file_atomic(output, &code)?;
+        eprintln!(
+            "compiled {} ({}) to {} ({} bytes)",
+            args.file.display(),
+            loaded.facts.kind,
+            output.display(),
+            code.len()
+        );
+    }
     Ok(0)
+}
+
+/// The binary WebAssembly of a file (text is converted): what a store
+/// keeps, by its digest.
+#[cfg(feature = "compiler")]
+fn wasm_binary(path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    let bytes = wasmlayer_core::runtime::read_artifact(path)?;
+    match wasmlayer_core::artifact::detect(&bytes) {
+        Ok((wasmlayer_core::Format::Wat, _)) => wat::parse_bytes(&bytes)
+            .map(|b| b.into_owned())
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display()))),
+        Ok((wasmlayer_core::Format::Precompiled, _)) => Err(Error::usage(format!(
+            "{}: is precompiled code already; the store keeps modules and components and compiles them itself",
+            path.display()
+        ))),
+        Ok(_) => Ok(bytes),
+        Err(e) => Err(Error::invalid(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Compiles the stored blob `digest` (at `blob`) and stores its code, for
+/// this build and for the edge build (without WASI 0.3).
+#[cfg(feature = "compiler")]
+fn precompile_into(
+    store: &wasmlayer_core::store::Store,
+    blob: &std::path::Path,
+    digest: &str,
+    fuel: bool,
+) -> Result<Vec<PathBuf>, Error> {
+    // A build without WASI 0.3 makes only code like its own.
+    let variants: &[bool] = if cfg!(feature = "p3") {
+        &[false, true]
+    } else {
+        &[true]
+    };
+    let mut written = Vec::new();
+    for &edge in variants {
+        let rt = Runtime::builder()
+            .engine_options(EngineOptions {
+                fuel,
+                without_p3: edge,
+                ..Default::default()
+            })
+            .cache(false)
+            .admission(Arc::new(wasmlayer_core::GrantRequested))
+            .build()?;
+        let loaded = rt.load(blob, LoadOptions::default())?;
+        let code = rt.to_precompiled(&loaded.compiled)?;
+        written.push(store.put_precompiled(digest, fuel, edge, &code)?);
+    }
+    Ok(written)
 }
 
 #[cfg(feature = "serve")]
@@ -822,6 +997,7 @@ fn serve(args: ServeArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         watch_interval: std::time::Duration::from_millis(500),
         cache_dir: args.cache.cache_dir.clone(),
         cache: !args.cache.no_cache,
+        host_sandbox: !args.no_host_sandbox,
     })
 }
 

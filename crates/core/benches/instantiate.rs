@@ -115,6 +115,7 @@ fn main() {
     let pooling = build_engine(&EngineOptions {
         fuel: false,
         pooling: Some(PoolingOptions::default()),
+        without_p3: false,
     })
     .expect("engine");
     let on_demand = build_engine(&EngineOptions::default()).expect("engine");

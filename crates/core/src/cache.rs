@@ -111,18 +111,31 @@ impl Cache {
     /// compiled code is trusted when loaded, so its directory must be ours.
     pub fn open(root: &Path, engine_id: &str) -> Result<Cache, String> {
         let dir = root.join("v1").join(engine_id);
-        let mk = |p: &Path| fs::DirBuilder::new().recursive(true).mode(0o700).create(p);
-        mk(&dir.join("objects")).map_err(|e| format!("cache {}: {e}", dir.display()))?;
-        mk(&dir.join("index")).map_err(|e| format!("cache {}: {e}", dir.display()))?;
         // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() };
-        for p in [
+        // Each level is checked before anything is made inside it, so that
+        // nothing is written into a directory that is not ours (only the
+        // root's missing parents are made all at once).
+        for (i, p) in [
             root.to_path_buf(),
             root.join("v1"),
             dir.clone(),
             dir.join("objects"),
             dir.join("index"),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            match fs::DirBuilder::new()
+                .recursive(i == 0)
+                .mode(0o700)
+                .create(&p)
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(format!("cache {}: {e}", p.display()));
+                }
+                _ => {}
+            }
             let m = fs::metadata(&p).map_err(|e| format!("cache {}: {e}", p.display()))?;
             if m.uid() != uid || m.permissions().mode() & 0o022 != 0 {
                 return Err(format!(
@@ -365,7 +378,12 @@ mod tests {
         Cache::open(&root, "e").unwrap();
         fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
         assert!(Cache::open(&root, "e").unwrap_err().contains("not private"));
+        // Nothing is made inside a directory that is refused.
+        fs::remove_dir_all(root.join("v1")).unwrap();
+        assert!(Cache::open(&root, "e").unwrap_err().contains("not private"));
+        assert!(!root.join("v1").exists(), "made v1 in a refused directory");
         fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
+        Cache::open(&root, "e").unwrap();
         // Every directory below the root is checked too.
         for sub in ["v1", "v1/e", "v1/e/objects", "v1/e/index"] {
             let d = root.join(sub);

@@ -153,22 +153,17 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `ip` is in the block `net/bits` (a prefix past the address's
+/// length counts as the whole address).
 fn cidr_contains(net: IpAddr, bits: u8, ip: IpAddr) -> bool {
+    let host_bits = |len: u32| len.saturating_sub(u32::from(bits));
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u32::MAX << (32 - bits as u32)
-            };
+            let mask = u32::MAX.checked_shl(host_bits(32)).unwrap_or(0);
             u32::from(n) & mask == u32::from(i) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = if bits == 0 {
-                0
-            } else {
-                u128::MAX << (128 - bits as u32)
-            };
+            let mask = u128::MAX.checked_shl(host_bits(128)).unwrap_or(0);
             u128::from(n) & mask == u128::from(i) & mask
         }
         _ => false,
@@ -229,7 +224,18 @@ impl FromStr for NetPattern {
             if bits > max {
                 return Err(bad("CIDR prefix too long"));
             }
-            HostPattern::Cidr(canonical_ip(ip), bits)
+            match (ip, canonical_ip(ip)) {
+                // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4
+                // block it maps (`10.0.0.0/8`): addresses are compared in
+                // their IPv4 form, so its prefix counts IPv4 bits.
+                (IpAddr::V6(_), v4 @ IpAddr::V4(_)) => {
+                    let bits = bits
+                        .checked_sub(96)
+                        .ok_or_else(|| bad("an IPv4-mapped CIDR block needs a prefix of /96 or longer"))?;
+                    HostPattern::Cidr(v4, bits)
+                }
+                (ip, _) => HostPattern::Cidr(ip, bits),
+            }
         } else if let Ok(ip) = host.parse::<IpAddr>() {
             let ip = canonical_ip(ip);
             HostPattern::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 })
@@ -591,6 +597,35 @@ mod tests {
         ] {
             assert!(bad.parse::<NetPattern>().is_err(), "{bad}");
         }
+    }
+
+    /// Found by the `caps` fuzz target: an IPv4-mapped block kept its
+    /// IPv6 prefix on the IPv4 address (`10.0.0.0/104`), which printed as
+    /// a pattern that does not parse and made matching overflow its mask.
+    #[test]
+    fn fuzz_regression_ipv4_mapped_cidr() {
+        let p: NetPattern = "::ffff:10.0.0.0/104:1-2".parse().unwrap();
+        assert_eq!(p, "10.0.0.0/8:1-2".parse().unwrap());
+        assert_eq!(p.to_string(), "10.0.0.0/8:1-2");
+        assert_eq!(p.to_string().parse::<NetPattern>().unwrap(), p);
+        assert!(p.matches(&addr("10.1.2.3:2")));
+        assert!(p.matches(&addr("[::ffff:10.1.2.3]:1")));
+        assert!(!p.matches(&addr("11.0.0.1:1")));
+        assert!(p.matches_authority("10.255.0.1", 1));
+        let p: NetPattern = "[::ffff:192.0.2.1]:80".parse().unwrap();
+        assert_eq!(p.to_string(), "192.0.2.1:80");
+        let p: NetPattern = "::ffff:0.0.0.0/96:*".parse().unwrap();
+        assert!(p.matches(&addr("203.0.113.9:443")));
+        let e = "::ffff:10.0.0.0/95:1".parse::<NetPattern>().unwrap_err();
+        assert!(e.contains("/96 or longer"), "{e}");
+        // A block built by hand with a prefix past the address's length
+        // matches as the whole address, without overflowing the mask.
+        let p = NetPattern {
+            host: HostPattern::Cidr("10.0.0.1".parse().unwrap(), 104),
+            ports: (0, u16::MAX),
+        };
+        assert!(p.matches(&addr("10.0.0.1:1")));
+        assert!(!p.matches(&addr("10.0.0.2:1")));
     }
 
     #[test]

@@ -111,6 +111,14 @@ pub trait Extension: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Before the host sandbox locks the process down
+    /// ([`crate::sandbox`]): opens what must be open by then, and returns
+    /// the host paths this extension still reads for a guest with `grant`.
+    fn before_lockdown(&self, grant: &Grant) -> Result<Vec<std::path::PathBuf>> {
+        let _ = grant;
+        Ok(Vec::new())
+    }
+
     /// Adds imports for core modules.
     fn link_module(&self, linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {
         let _ = linker;
@@ -256,6 +264,17 @@ pub struct Host {
 impl Default for Host {
     fn default() -> Self {
         Host::new()
+    }
+}
+
+impl Host {
+    /// Every extension's [`Extension::before_lockdown`], in order.
+    pub fn before_lockdown(&self, grant: &Grant) -> Result<Vec<std::path::PathBuf>> {
+        let mut paths = Vec::new();
+        for e in &self.extensions {
+            paths.extend(e.before_lockdown(grant)?);
+        }
+        Ok(paths)
     }
 }
 

@@ -14,6 +14,8 @@ pub mod limits;
 pub mod models;
 pub mod run;
 pub mod runtime;
+pub mod sandbox;
+pub mod store;
 pub mod wasi;
 
 pub use admission::{

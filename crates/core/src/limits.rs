@@ -115,16 +115,28 @@ impl Limits {
     }
 }
 
-/// Formats a byte count the way users write it: `64 MiB`, `1.5 GiB`, `100 bytes`.
+/// Formats a byte count the way users write it: `64 MiB`, `1.5 GiB`,
+/// `100 bytes`. The text is a size [`parse_size`] reads: exactly `n` for a
+/// whole number of units, otherwise `n` to one decimal.
 pub fn format_size(n: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (name, size) in UNITS {
         if n >= size {
-            return if n.is_multiple_of(size) {
-                format!("{} {name}", n / size)
-            } else {
-                format!("{:.1} {name}", n as f64 / size as f64)
-            };
+            if n.is_multiple_of(size) {
+                return format!("{} {name}", n / size);
+            }
+            // Tenths of the unit, rounded half to even, in integers.
+            let (n, size) = (u128::from(n), u128::from(size));
+            let (mut tenths, rest) = (n * 10 / size, n * 10 % size);
+            if 2 * rest > size || (2 * rest == size && tenths % 2 == 1) {
+                tenths += 1;
+            }
+            // Rounded up past the largest size (`17179869184.0 GiB` for
+            // u64::MAX), the text would not parse: round down there.
+            if tenths * size > u128::from(u64::MAX) * 10 {
+                tenths -= 1;
+            }
+            return format!("{}.{} {name}", tenths / 10, tenths % 10);
         }
     }
     format!("{n} bytes")
@@ -346,6 +358,23 @@ mod tests {
         assert_eq!(format_size(64 << 20), "64 MiB");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
         assert_eq!(format_size(100), "100 bytes");
+    }
+
+    /// Found by the `limits` fuzz target: the largest size printed as
+    /// `17179869184.0 GiB`, rounded up past the largest size there is, so
+    /// the text did not parse back.
+    #[test]
+    fn fuzz_regression_format_size_of_the_largest_size() {
+        assert_eq!(format_size(u64::MAX), "17179869183.9 GiB");
+        for n in [u64::MAX, u64::MAX - (50 << 20), (1 << 63) + 1, 3 << 29, 1536, 1025] {
+            let back = parse_size(&format_size(n)).unwrap();
+            assert!(back.abs_diff(n) <= (1 << 30) / 20, "{n}: {back}");
+        }
+        // Rounded as before: half to even, one decimal.
+        assert_eq!(format_size(1280), "1.2 KiB");
+        assert_eq!(format_size(1331), "1.3 KiB");
+        assert_eq!(format_size((1 << 30) + 1), "1.0 GiB");
+        assert_eq!(format_size((2 << 30) - 1), "2.0 GiB");
     }
 
     #[test]

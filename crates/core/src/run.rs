@@ -37,6 +37,10 @@ pub struct RunOptions {
     /// Lets another thread stop the guest ([`Interrupt::stop`]): the run
     /// then ends with [`Error::Stopped`].
     pub interrupt: Option<Interrupt>,
+    /// Confine this process around the guest before it runs
+    /// ([`crate::sandbox`]): for a process that runs this one guest and
+    /// nothing else afterwards, such as `wasmlayer run`.
+    pub host_sandbox: bool,
 }
 
 /// How a run ended when the guest itself ended it.
@@ -111,7 +115,21 @@ impl Runtime {
     /// process). Directories are resolved to absolute paths before
     /// admission, so the admission judges exactly what would be opened.
     pub fn run(&self, loaded: &Loaded, opts: RunOptions) -> Result<RunOutcome> {
+        let sandbox = opts.host_sandbox;
         let job = self.job(loaded, opts)?;
+        if sandbox {
+            // After admission (the plan is the grant) and before the guest:
+            // the guest's thread is this one or starts from it.
+            let extra = self.host.before_lockdown(&job.grant)?;
+            let plan = crate::sandbox::Plan::for_grant(
+                &job.grant,
+                self.cache().map(|c| c.dir()),
+                extra,
+            );
+            let report = crate::sandbox::confine(&plan);
+            tracing::info!("host sandbox: {report}");
+        }
+        crate::sandbox::probe();
         match job.grant.limits.timeout {
             None => job.execute(),
             Some(timeout) => run_with_timeout(job, timeout),
@@ -423,6 +441,14 @@ async fn run_component(
             start_check.check()?;
             command.wasi_cli_run().call_run(&mut *store).await
         }
+        #[cfg(not(feature = "p3"))]
+        CommandWorld::P3 => {
+            return Err(Error::invalid(
+                "a WASI 0.3 component, and this wasmlayer is built without WASI 0.3 (feature p3)",
+            )
+            .into())
+        }
+        #[cfg(feature = "p3")]
         CommandWorld::P3 => {
             let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)
                 .map_err(instantiate_error)?;

@@ -21,6 +21,10 @@ pub struct EngineOptions {
     pub fuel: bool,
     /// Use the pooling instance allocator with room for this many instances.
     pub pooling: Option<PoolingOptions>,
+    /// Without the component model's async ABI (WASI 0.3): code for a build
+    /// without the `p3` feature, such as the edge build, which loads only
+    /// code compiled this way.
+    pub without_p3: bool,
 }
 
 /// Pooling allocator sizing, for hosts that keep many instances alive.
@@ -74,6 +78,10 @@ fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
     let _ = compiler;
     config.epoch_interruption(true);
     config.consume_fuel(opts.fuel);
+    #[cfg(feature = "p3")]
+    if opts.without_p3 {
+        config.concurrency_support(false);
+    }
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
     if let Some(p) = &opts.pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();

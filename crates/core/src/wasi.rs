@@ -55,6 +55,7 @@ fn add_wasi_to_linker(
         >(linker, lookup)?;
         linker.allow_shadowing(false);
     }
+    #[cfg(feature = "p3")]
     if p3 {
         wasmtime_wasi::p3::add_to_linker(linker)?;
         linker.allow_shadowing(true);
@@ -242,6 +243,7 @@ mod lookup {
     }
 
     /// WASI 0.3's lookups: the same check, then WASI's own resolver.
+    #[cfg(feature = "p3")]
     mod p3 {
         use super::super::{ComponentState, FilteredLookupData};
         use super::FilteredLookup;

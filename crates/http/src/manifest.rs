@@ -144,7 +144,14 @@ impl Manifest {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            // A file that is not text is a bad manifest, not a host failure.
+            std::io::ErrorKind::InvalidData => Error::usage(format!(
+                "{}: not a manifest: the file is not UTF-8 text",
+                path.display()
+            )),
+            _ => Error::io(path, e),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_str(&text, base).map_err(|e| Error::usage(format!("{}: {e}", path.display())))
     }

@@ -48,6 +48,11 @@ pub struct ServeOptions {
     pub watch_interval: Duration,
     pub cache_dir: Option<PathBuf>,
     pub cache: bool,
+    /// Confine the process before serving ([`wasmlayer_core::sandbox`]):
+    /// the routes' grants, their components and the manifest (for
+    /// reloads), the compile cache; sockets, but outbound TCP only when a
+    /// route may make outbound requests.
+    pub host_sandbox: bool,
 }
 
 struct Shared {
@@ -166,6 +171,7 @@ fn runtime(settings: &ServerSettings, opts: &ServeOptions) -> Result<Runtime> {
         .engine_options(EngineOptions {
             fuel: true,
             pooling: Some(pooling),
+            without_p3: false,
         })
         .cache_dir(opts.cache_dir.clone())
         .cache(opts.cache)
@@ -180,6 +186,11 @@ pub fn serve(opts: ServeOptions) -> Result<i32> {
     fit_pool(&mut settings)?;
     let runtime = Arc::new(runtime(&settings, &opts)?);
     let app = App::build(&runtime, &manifest, opts.policy.as_ref())?;
+    if opts.host_sandbox {
+        // Before any worker thread starts: they all inherit it.
+        let plan = sandbox_plan(&opts, &manifest, &runtime, &app)?;
+        tracing::info!("host sandbox: {}", wasmlayer_core::sandbox::confine(&plan));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -200,6 +211,45 @@ pub fn serve(opts: ServeOptions) -> Result<i32> {
     // Guests still running past the drain deadline are dropped with it.
     guests.shutdown_background();
     code
+}
+
+/// What the server may reach once confined.
+fn sandbox_plan(
+    opts: &ServeOptions,
+    manifest: &Manifest,
+    runtime: &Runtime,
+    app: &App,
+) -> Result<wasmlayer_core::sandbox::Plan> {
+    use wasmlayer_core::sandbox::Plan;
+    let cache = runtime.cache().map(|c| c.dir());
+    let mut plan = Plan {
+        // A server listens even when no guest may connect out.
+        sockets: true,
+        ..Plan::default()
+    };
+    for route in &app.routes {
+        let extra = route.host.before_lockdown(&route.grant)?;
+        plan.merge(Plan::for_grant(&route.grant, cache, extra));
+    }
+    // Reloads read the manifest and the components again.
+    let mut reread: Vec<PathBuf> = manifest
+        .routes
+        .iter()
+        .map(|r| r.component.clone())
+        .chain(manifest.policy.iter().cloned())
+        .collect();
+    // The pool reads the process's limits when instances run out.
+    reread.push("/proc/self".into());
+    reread.push("/proc/sys/vm/max_map_count".into());
+    if let Source::Manifest(path) = &opts.source {
+        reread.push(path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf());
+    }
+    plan.read_only.extend(
+        reread
+            .into_iter()
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p)),
+    );
+    Ok(plan)
 }
 
 async fn run(

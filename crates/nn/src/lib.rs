@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmlayer_core::host::{ComponentState, Extension, Imports, ModuleState, Setup};
-use wasmlayer_core::Result;
+use wasmlayer_core::{Grant, Result};
 use wasmtime::component::Linker as ComponentLinker;
 use wasmtime::Linker;
 
@@ -188,6 +188,24 @@ impl Extension for WasiNn {
         let wit = wasmtime_wasi_nn::wit::WasiNnCtx::new(backends(), registry());
         setup.insert(NnState { witx, wit, meter });
         Ok(())
+    }
+
+    fn before_lockdown(&self, grant: &Grant) -> Result<Vec<std::path::PathBuf>> {
+        let caps = &grant.capabilities;
+        if registry::granted(&caps.nn_graphs, caps.nn_dir.as_deref()).is_empty() {
+            return Ok(Vec::new());
+        }
+        // ONNX Runtime is loaded now; it may still open its providers,
+        // which sit beside it.
+        let lib = runtime_lib::ensure().map_err(wasmlayer_core::Error::usage)?;
+        // ONNX Runtime sizes its thread pools from the CPU topology.
+        let mut paths: Vec<std::path::PathBuf> =
+            ["/sys/devices/system/cpu", "/proc/cpuinfo", "/proc/self"]
+                .iter()
+                .map(Into::into)
+                .collect();
+        paths.extend(lib.path.parent().map(|d| d.to_path_buf()));
+        Ok(paths)
     }
 
     fn link_module(&self, linker: &mut Linker<ModuleState>) -> wasmtime::Result<()> {

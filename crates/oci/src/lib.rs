@@ -4,19 +4,14 @@
 //! content-addressed store of what was pulled so that `run` (and the shim)
 //! use it without another download.
 //!
-//! The store, under the cache root (`$XDG_CACHE_HOME/wasmlayer/oci`):
-//!
-//! ```text
-//! blobs/sha256/<hex>     a layer, checked against its digest when stored and when read
-//! refs/<sha256 of ref>   {"reference", "manifest", "layer", "size"}: what a reference pulled
-//! ```
+//! The store is `wasmlayer_core::store` (by default under the cache root,
+//! `$XDG_CACHE_HOME/wasmlayer/oci`): layers by digest, checked when stored
+//! and when read, and a record of what each reference pulled.
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use wasmlayer_core::{Error, Result};
 
@@ -43,18 +38,10 @@ pub struct Pushed {
 }
 
 /// A pulled artifact in the store.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Pulled {
-    pub reference: String,
-    /// The manifest's digest.
-    pub manifest: String,
-    /// The Wasm layer's digest (the SHA-256 of the module or component).
-    pub layer: String,
-    pub size: u64,
-    /// Where the layer is stored.
-    #[serde(skip)]
-    pub path: PathBuf,
-}
+pub use wasmlayer_core::store::Record as Pulled;
+/// The content-addressed store of pulled artifacts (shared with `compile
+/// --store` and `run --store`).
+pub use wasmlayer_core::store::{sha256_digest, Store};
 
 /// Whether `s` names an OCI artifact rather than a file: a registry host
 /// (with a `.` or a port, or `localhost`), a repository and a tag or digest.
@@ -158,16 +145,6 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     last
 }
 
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let d = Sha256::digest(bytes);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in d {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 /// Pushes `wasm` (a module or component) as a CNCF Wasm artifact.
 pub fn push(wasm: &[u8], reference: &str, opts: Options) -> Result<Pushed> {
     let (format, kind) = wasmlayer_core::artifact::detect(wasm)?;
@@ -221,68 +198,6 @@ pub fn push(wasm: &[u8], reference: &str, opts: Options) -> Result<Pushed> {
         digest,
         manifest_url: pushed.manifest_url,
     })
-}
-
-/// The content-addressed store of pulled artifacts.
-#[derive(Debug, Clone)]
-pub struct Store {
-    root: PathBuf,
-}
-
-impl Store {
-    pub fn open(root: PathBuf) -> Store {
-        Store { root }
-    }
-
-    /// `$XDG_CACHE_HOME/wasmlayer/oci` (or `~/.cache/...`).
-    pub fn default_location() -> Result<Store> {
-        wasmlayer_core::cache::default_root()
-            .map(|r| Store::open(r.join("oci")))
-            .ok_or_else(|| Error::host("no cache directory (set XDG_CACHE_HOME or HOME)"))
-    }
-
-    fn blob_path(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| self.root.join("blobs/sha256").join(hex))
-    }
-
-    fn ref_path(&self, reference: &str) -> PathBuf {
-        let key = sha256_digest(reference.as_bytes());
-        self.root.join("refs").join(&key["sha256:".len()..])
-    }
-
-    /// A blob's bytes, when stored and intact.
-    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
-        let bytes = std::fs::read(self.blob_path(digest)?).ok()?;
-        (sha256_digest(&bytes) == digest).then_some(bytes)
-    }
-
-    fn put(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let dir = path.parent().expect("a store path has a parent");
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        wasmlayer_core::cache::write_file_atomic(path, bytes)
-    }
-
-    /// What `reference` pulled before, if its layer is still stored intact.
-    pub fn lookup(&self, reference: &str) -> Option<Pulled> {
-        let text = std::fs::read(self.ref_path(reference)).ok()?;
-        let mut pulled: Pulled = serde_json::from_slice(&text).ok()?;
-        pulled.path = self.blob_path(&pulled.layer)?;
-        self.blob(&pulled.layer)?;
-        Some(pulled)
-    }
-
-    fn record(&self, mut pulled: Pulled, layer: &[u8]) -> Result<Pulled> {
-        let path = self
-            .blob_path(&pulled.layer)
-            .ok_or_else(|| Error::invalid(format!("unsupported digest {}", pulled.layer)))?;
-        self.put(&path, layer)?;
-        let refs = serde_json::to_vec(&pulled).expect("JSON");
-        self.put(&self.ref_path(&pulled.reference), &refs)?;
-        pulled.path = path;
-        Ok(pulled)
-    }
 }
 
 /// Pulls a CNCF Wasm artifact (or an image whose layers include one
@@ -413,32 +328,5 @@ mod tests {
         assert!(!looks_like_reference("hello.wasm"));
         assert!(!looks_like_reference("target/guests/hello-p1.wasm"));
         assert!(!looks_like_reference("./x/y.wasm"));
-    }
-
-    #[test]
-    fn the_store_checks_blobs_against_their_digest() {
-        let dir = std::env::temp_dir().join(format!("wasmlayer-oci-test-{}", std::process::id()));
-        let store = Store::open(dir.clone());
-        let bytes = b"\0asm\x01\0\0\0".to_vec();
-        let pulled = store
-            .record(
-                Pulled {
-                    reference: "localhost/x:1".into(),
-                    manifest: sha256_digest(b"m"),
-                    layer: sha256_digest(&bytes),
-                    size: 8,
-                    path: PathBuf::new(),
-                },
-                &bytes,
-            )
-            .unwrap();
-        assert_eq!(store.lookup("localhost/x:1").unwrap(), pulled);
-        assert!(store.lookup("localhost/x:2").is_none());
-        std::fs::write(&pulled.path, b"tampered").unwrap();
-        assert!(
-            store.lookup("localhost/x:1").is_none(),
-            "a damaged blob is not used"
-        );
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

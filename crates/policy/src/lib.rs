@@ -197,6 +197,7 @@ pub fn init_policy_runtime(
         wasmlayer_core::EngineOptions {
             fuel: false,
             pooling: None,
+            without_p3: false,
         },
     ))
     .build()?;

@@ -1,0 +1,404 @@
+//! The host sandbox: the second wall. Before a guest runs, the host
+//! confines its own process, so that code which escaped WebAssembly's
+//! sandbox still cannot reach what the guest was not granted.
+//!
+//! - **Landlock** limits the filesystem to the granted directories (with
+//!   their read-only flag), the granted model files, the compile cache and
+//!   the few device files the host itself uses; without a network grant it
+//!   also refuses every TCP bind and connect, and it scopes signals and
+//!   abstract UNIX sockets to the sandbox. It applies to the calling thread
+//!   and the threads it starts later (to every thread where the kernel has
+//!   Landlock's thread synchronisation, ABI 8).
+//! - **seccomp** (all threads) removes system calls a guest host never
+//!   needs: running programs, tracing or reading other processes, mounts,
+//!   kernel modules, new namespaces, BPF, io_uring (which would bypass the
+//!   filter), keyrings, and socket creation unless the network was granted.
+//!
+//! What the kernel lacks is not fatal: [`Report`] says what was applied and
+//! what was refused (`wasmlayer -v` prints it).
+
+use crate::admission::Grant;
+use std::path::{Path, PathBuf};
+
+/// What a confined host process may still reach.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Readable (files and directories beneath).
+    pub read_only: Vec<PathBuf>,
+    /// Readable and writable (create, remove, truncate beneath).
+    pub read_write: Vec<PathBuf>,
+    /// The host may create sockets (a network grant, or a server).
+    pub sockets: bool,
+    /// The host may make outbound TCP connections.
+    pub connect: bool,
+}
+
+/// Device files the host itself opens.
+const DEVICES_RW: &[&str] = &["/dev/null"];
+const DEVICES_RO: &[&str] = &["/dev/urandom", "/dev/random"];
+
+/// Files the C library reads to resolve host names (a network grant with
+/// names), and the libraries its name service loads.
+const NAME_LOOKUP: &[&str] = &[
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+];
+
+impl Plan {
+    /// The plan for a guest run with `grant`: its directories and model
+    /// files, the compile cache (`cache`), and `extra` read-only paths
+    /// (what extensions open for the guest).
+    pub fn for_grant(grant: &Grant, cache: Option<&Path>, extra: Vec<PathBuf>) -> Plan {
+        let caps = &grant.capabilities;
+        let mut plan = Plan::default();
+        for d in &caps.dirs {
+            match d.read_only {
+                true => plan.read_only.push(d.host.clone()),
+                false => plan.read_write.push(d.host.clone()),
+            }
+        }
+        plan.read_only.extend(caps.nn_graphs.values().cloned());
+        plan.read_only.extend(caps.nn_dir.iter().cloned());
+        plan.read_only.extend(extra);
+        plan.read_write.extend(cache.map(Path::to_path_buf));
+        let outbound = caps.allow_net.iter().chain(&caps.allow_http);
+        let network = outbound.clone().next().is_some();
+        plan.sockets = network;
+        plan.connect = network;
+        if outbound.into_iter().any(|n| n.needs_name_lookup()) {
+            plan.read_only.extend(NAME_LOOKUP.iter().map(PathBuf::from));
+        }
+        plan
+    }
+
+    /// What either plan allows (a server's routes).
+    pub fn merge(&mut self, other: Plan) {
+        self.read_only.extend(other.read_only);
+        self.read_write.extend(other.read_write);
+        self.sockets |= other.sockets;
+        self.connect |= other.connect;
+    }
+}
+
+/// What confinement did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// What was applied, one phrase each.
+    pub applied: Vec<String>,
+    /// What the kernel (or the process) refused, with the reason.
+    pub refused: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "applied: ")?;
+        match self.applied.is_empty() {
+            true => write!(f, "nothing")?,
+            false => write!(f, "{}", self.applied.join("; "))?,
+        }
+        if !self.refused.is_empty() {
+            write!(f, "; refused: {}", self.refused.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Confines the calling process as `plan` says. Call it on the thread that
+/// will run the guest (or start the threads that will), after everything
+/// outside the plan has been opened.
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+pub fn confine(plan: &Plan) -> Report {
+    let mut report = Report::default();
+    landlock_confine(plan, &mut report);
+    seccomp_confine(plan, &mut report);
+    report
+}
+
+#[cfg(not(all(feature = "host-sandbox", target_os = "linux")))]
+pub fn confine(_plan: &Plan) -> Report {
+    Report {
+        applied: Vec::new(),
+        refused: vec!["this wasmlayer is built without the host sandbox (feature host-sandbox, Linux)".into()],
+    }
+}
+
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+fn landlock_confine(plan: &Plan, report: &mut Report) {
+    use landlock::{
+        Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd,
+        RestrictSelfAttr, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    };
+    // The newest ABI this code knows; older kernels enforce what they can.
+    let abi = ABI::V7;
+    let result = (|| -> Result<_, landlock::RulesetError> {
+        let mut ruleset = Ruleset::default()
+            .set_compatibility(CompatLevel::BestEffort)
+            .handle_access(AccessFs::from_all(abi))?
+            .scope(Scope::from_all(abi))?;
+        if !plan.connect {
+            ruleset = ruleset.handle_access(AccessNet::from_all(abi))?;
+        }
+        let mut created = ruleset.create()?;
+        let read = AccessFs::ReadFile | AccessFs::ReadDir;
+        let write = AccessFs::from_all(abi) & !AccessFs::Execute;
+        let files = AccessFs::from_file(abi);
+        let rules = plan
+            .read_only
+            .iter()
+            .map(|p| (p.as_path(), read))
+            .chain(DEVICES_RO.iter().map(|p| (Path::new(*p), read)))
+            .chain(plan.read_write.iter().map(|p| (p.as_path(), write)))
+            .chain(DEVICES_RW.iter().map(|p| (Path::new(*p), write)));
+        let mut granted = 0;
+        for (path, access) in rules {
+            let Ok(fd) = PathFd::new(path) else {
+                // Missing (a cache not made yet, a device this system
+                // lacks): nothing to grant.
+                continue;
+            };
+            // A rule on a file may only carry file rights.
+            let access = match path.is_dir() {
+                true => access,
+                false => access & files,
+            };
+            created = created.add_rule(PathBeneath::new(fd, access))?;
+            granted += 1;
+        }
+        let status = created.all_threads(true)?.restrict_self()?;
+        Ok((status, granted))
+    })();
+    match result {
+        Ok((status, granted)) => {
+            let scope = match status.all_threads {
+                true => "every thread",
+                false => "this thread and the threads it starts",
+            };
+            match status.ruleset {
+                RulesetStatus::FullyEnforced => report.applied.push(format!(
+                    "Landlock (ABI {}): filesystem limited to {granted} granted path(s){}, for {scope}",
+                    kernel_abi(),
+                    if plan.connect { "" } else { ", no TCP bind or connect" }
+                )),
+                RulesetStatus::PartiallyEnforced => {
+                    let abi = kernel_abi();
+                    report.applied.push(format!(
+                        "Landlock (ABI {abi}): filesystem limited to {granted} granted path(s){}, for {scope}",
+                        if plan.connect || abi < 4 { "" } else { ", no TCP bind or connect" }
+                    ));
+                    report.refused.push(match abi {
+                        ..=6 => format!("Landlock: this kernel (ABI {abi}) lacks some rights of ABI 7 (network before 4, ioctl before 5, scoping before 6)"),
+                        _ => format!("Landlock: applying to every thread at once needs ABI 8; this kernel has ABI {abi}"),
+                    });
+                }
+                RulesetStatus::NotEnforced => report
+                    .refused
+                    .push("Landlock: not supported or disabled by this kernel".into()),
+            }
+        }
+        Err(e) => report.refused.push(format!("Landlock: {e}")),
+    }
+}
+
+/// The Landlock ABI the kernel speaks (0: none).
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+fn kernel_abi() -> i64 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: the version query takes no ruleset and writes nothing.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    v.max(0)
+}
+
+/// The system calls the filter refuses with EPERM, always.
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+const DENIED: &[(&str, i64)] = &[
+    ("execve", libc::SYS_execve),
+    ("execveat", libc::SYS_execveat),
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("chroot", libc::SYS_chroot),
+    ("open_tree", libc::SYS_open_tree),
+    ("move_mount", libc::SYS_move_mount),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("unshare", libc::SYS_unshare),
+    ("setns", libc::SYS_setns),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("acct", libc::SYS_acct),
+    ("quotactl", libc::SYS_quotactl),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("adjtimex", libc::SYS_adjtimex),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("kcmp", libc::SYS_kcmp),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    #[cfg(target_arch = "x86_64")]
+    ("iopl", libc::SYS_iopl),
+    #[cfg(target_arch = "x86_64")]
+    ("ioperm", libc::SYS_ioperm),
+];
+
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+fn seccomp_confine(plan: &Plan, report: &mut Report) {
+    use seccompiler::{
+        apply_filter_all_threads, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
+        SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    };
+    use std::collections::BTreeMap;
+    #[cfg(target_arch = "x86_64")]
+    let arch = TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    let arch = TargetArch::aarch64;
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = plan;
+        report
+            .refused
+            .push("seccomp: no filter for this architecture".into());
+        return;
+    }
+    let build = || -> Result<(BpfProgram, BpfProgram), seccompiler::BackendError> {
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+            DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
+        // socket(2) makes every network socket; socketpair(2) only a
+        // connected local pair, which Tokio's signal handling uses.
+        if !plan.sockets {
+            rules.insert(libc::SYS_socket, Vec::new());
+        }
+        // clone with any new-namespace flag: one rule per flag (rules of
+        // a system call are alternatives).
+        let namespaces = [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWCGROUP,
+        ];
+        let clone_rules = namespaces
+            .iter()
+            .map(|&flag| {
+                let flag = flag as u64;
+                SeccompRule::new(vec![SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(flag),
+                    flag,
+                )?])
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(libc::SYS_clone, clone_rules);
+        let deny = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            arch,
+        )?;
+        // clone3 passes its flags in memory a filter cannot read: it gets
+        // ENOSYS, and the C library falls back to clone, which is checked.
+        let clone3 = SeccompFilter::new(
+            BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::ENOSYS as u32),
+            arch,
+        )?;
+        Ok((deny.try_into()?, clone3.try_into()?))
+    };
+    let (deny, clone3) = match build() {
+        Ok(p) => p,
+        Err(e) => {
+            report.refused.push(format!("seccomp: {e}"));
+            return;
+        }
+    };
+    for (what, prog) in [("deny-list", &deny), ("clone3", &clone3)] {
+        if let Err(e) = apply_filter_all_threads(prog) {
+            report.refused.push(format!("seccomp ({what}): {e}"));
+            return;
+        }
+    }
+    report.applied.push(format!(
+        "seccomp on every thread: {} system calls refused ({}, new namespaces{})",
+        DENIED.len() + usize::from(!plan.sockets),
+        "exec, ptrace, mount, kernel modules, bpf, io_uring, keyrings",
+        if plan.sockets { "" } else { ", socket creation" }
+    ));
+}
+
+/// Tests only (debug builds): with `WASMLAYER_SANDBOX_PROBE=PATH`, right
+/// where a guest would start (after lockdown, if any) the host tries to
+/// read PATH, run a program and open a socket, and prints what happened on
+/// stderr, one line each. The confinement tests read these lines; release
+/// builds have no probe.
+#[cfg(not(debug_assertions))]
+pub fn probe() {}
+
+/// See above.
+#[cfg(debug_assertions)]
+pub fn probe() {
+    let Some(path) = std::env::var_os("WASMLAYER_SANDBOX_PROBE") else {
+        return;
+    };
+    let outcome = |r: std::io::Result<()>| match r {
+        Ok(()) => "allowed".to_string(),
+        Err(e) => format!("denied ({e})"),
+    };
+    let open = std::fs::read(&path).map(|_| ());
+    eprintln!(
+        "sandbox probe: open {}: {}",
+        Path::new(&path).display(),
+        outcome(open)
+    );
+    let exec = std::process::Command::new("/bin/true")
+        .status()
+        .map(|_| ());
+    eprintln!("sandbox probe: exec /bin/true: {}", outcome(exec));
+    // SAFETY: socket(2) with constant arguments; the descriptor is closed.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    let socket = match fd {
+        -1 => Err(std::io::Error::last_os_error()),
+        fd => {
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+    };
+    eprintln!("sandbox probe: socket AF_INET: {}", outcome(socket));
+}
