@@ -49,7 +49,15 @@ impl Admission for NoNetwork {
 
 fn cli(admission: Arc<dyn Admission>, args: &[&str]) -> i32 {
     let cache = s(&shared_cache());
-    let mut v = vec!["wasmlayer", "run", "--cache-dir", &cache];
+    // In-process: the host sandbox would confine the test itself (no
+    // exec of the binary afterwards); tests/sandbox.rs covers it.
+    let mut v = vec![
+        "wasmlayer",
+        "run",
+        "--no-host-sandbox",
+        "--cache-dir",
+        &cache,
+    ];
     v.extend(args);
     wasmlayer_cli::main_with(v, admission)
 }

@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Command;
 
 fn run_cached(cache: &Path, file: &Path, extra: &[&str]) -> Run {
     let mut v = vec![

@@ -53,7 +53,10 @@ fn the_edge_build_runs_precompiled_code_only() {
     let full = t.path().join("full.cwasm");
     let r = run(["compile", &s(&guest("hostile-p1.wasm")), "-o", &s(&full)]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = run_edge(&cache, &["run", "--allow-precompiled", &s(&full), "exit", "7"]);
+    let r = run_edge(
+        &cache,
+        &["run", "--allow-precompiled", &s(&full), "exit", "7"],
+    );
     assert_eq!(r.code, 126, "{r:?}");
     assert!(r.stderr.contains("same engine settings"), "{r:?}");
     let r = run([
@@ -64,7 +67,10 @@ fn the_edge_build_runs_precompiled_code_only() {
         &s(&cwasm),
     ]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = run_edge(&cache, &["run", "--allow-precompiled", &s(&cwasm), "exit", "7"]);
+    let r = run_edge(
+        &cache,
+        &["run", "--allow-precompiled", &s(&cwasm), "exit", "7"],
+    );
     assert_eq!(r.code, 7, "{r:?}");
     let r = run_edge(
         &cache,
@@ -81,7 +87,14 @@ fn the_edge_build_runs_precompiled_code_only() {
     assert!(r.stderr.contains("16 MiB"), "{r:?}");
     let r = run_edge(
         &cache,
-        &["run", "--allow-precompiled", "--timeout", "200ms", &s(&cwasm), "loop"],
+        &[
+            "run",
+            "--allow-precompiled",
+            "--timeout",
+            "200ms",
+            &s(&cwasm),
+            "loop",
+        ],
     );
     assert_eq!(r.code, 124, "{r:?}");
     // A precompiled file is refused without --allow-precompiled.
@@ -98,7 +111,10 @@ fn the_edge_build_runs_precompiled_code_only() {
         &["-v", "run", "--allow-precompiled", &s(&cwasm), "exit", "0"],
     );
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("host sandbox: applied: Landlock"), "{r:?}");
+    assert!(
+        r.stderr.contains("host sandbox: applied: Landlock"),
+        "{r:?}"
+    );
     // Serve, policy, componentize, compile and oci are not in this build.
     for cmd in ["serve", "policy", "componentize", "compile", "oci", "nn"] {
         let r = run_edge(&cache, &[cmd, "--help"]);

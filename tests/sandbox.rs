@@ -40,7 +40,10 @@ fn the_host_process_is_confined_around_the_guest() {
     let r = probe(&[]);
     assert_eq!(r.code, 0, "the guest still reads its grant: {r:?}");
     assert!(r.stdout.contains("granted"), "{r:?}");
-    assert!(r.stderr.contains("host sandbox: applied: Landlock"), "{r:?}");
+    assert!(
+        r.stderr.contains("host sandbox: applied: Landlock"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains("seccomp on every thread"), "{r:?}");
     for what in ["open", "exec", "socket"] {
         let line = probed(&r.stderr, what);
@@ -54,7 +57,10 @@ fn the_host_process_is_confined_around_the_guest() {
     assert!(!r.stderr.contains("host sandbox:"), "{r:?}");
     for what in ["open", "exec", "socket"] {
         let line = probed(&r.stderr, what);
-        assert!(line.contains("allowed"), "{what} without the sandbox: {line}");
+        assert!(
+            line.contains("allowed"),
+            "{what} without the sandbox: {line}"
+        );
     }
 }
 

@@ -216,7 +216,12 @@ struct CompileArgs {
     /// The module or component to compile (with --store, also a name or digest already stored).
     file: PathBuf,
     /// Where to write the precompiled artifact.
-    #[arg(short, long, value_name = "OUT.cwasm", required_unless_present = "store")]
+    #[arg(
+        short,
+        long,
+        value_name = "OUT.cwasm",
+        required_unless_present = "store"
+    )]
     output: Option<PathBuf>,
     /// Put the module and its precompiled code into this artifact store, for `run --store` (an edge build runs it without compiling).
     #[arg(long, value_name = "DIR")]
@@ -463,7 +468,10 @@ struct InspectArgs {
 }
 
 /// Parses `args`, runs the command and returns the process exit code.
-/// `admission` decides what `run` may grant.
+/// `admission` decides what `run` may grant. As in the binary, `run` and
+/// `serve` confine the calling process (the host sandbox) unless
+/// `--no-host-sandbox` is among `args`: an embedder that goes on to do
+/// other work afterwards passes it.
 pub fn main_with<I, T>(args: I, admission: Arc<dyn Admission>) -> i32
 where
     I: IntoIterator<Item = T>,
@@ -795,15 +803,6 @@ fn load_from_store(
 
 #[cfg(feature = "compiler")]
 fn compile(args: CompileArgs) -> Result<i32, Error> {
-    let rt = Runtime::builder()
-        .engine_options(EngineOptions {
-            fuel: args.fuel,
-            without_p3: args.edge,
-            ..Default::default()
-        })
-        .cache(false)
-        .admission(Arc::new(wasmlayer_core::GrantRequested))
-        .build()?;
     if let Some(dir) = &args.store {
         let store = wasmlayer_core::store::Store::open(dir.clone());
         // A file, or what the store already holds under that name.
@@ -839,6 +838,7 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
         println!("{digest}");
     }
     if let Some(output) = &args.output {
+        let rt = compiler_runtime(args.fuel, args.edge)?;
         let loaded = rt.load(&args.file, LoadOptions::default())?;
         let code = rt.to_precompiled(&loaded.compiled)?;
         write_file_atomic(output, &code)?;
@@ -851,6 +851,21 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
         );
     }
     Ok(0)
+}
+
+/// A runtime that compiles for `compile`: no compile cache, fuel metering
+/// as asked, and without WASI 0.3 for the edge build.
+#[cfg(feature = "compiler")]
+fn compiler_runtime(fuel: bool, without_p3: bool) -> Result<Runtime, Error> {
+    Runtime::builder()
+        .engine_options(EngineOptions {
+            fuel,
+            without_p3,
+            ..Default::default()
+        })
+        .cache(false)
+        .admission(Arc::new(wasmlayer_core::GrantRequested))
+        .build()
 }
 
 /// The binary WebAssembly of a file (text is converted): what a store
@@ -888,15 +903,7 @@ fn precompile_into(
     };
     let mut written = Vec::new();
     for &edge in variants {
-        let rt = Runtime::builder()
-            .engine_options(EngineOptions {
-                fuel,
-                without_p3: edge,
-                ..Default::default()
-            })
-            .cache(false)
-            .admission(Arc::new(wasmlayer_core::GrantRequested))
-            .build()?;
+        let rt = compiler_runtime(fuel, edge)?;
         let loaded = rt.load(blob, LoadOptions::default())?;
         let code = rt.to_precompiled(&loaded.compiled)?;
         written.push(store.put_precompiled(digest, fuel, edge, &code)?);

@@ -229,9 +229,9 @@ impl FromStr for NetPattern {
                 // block it maps (`10.0.0.0/8`): addresses are compared in
                 // their IPv4 form, so its prefix counts IPv4 bits.
                 (IpAddr::V6(_), v4 @ IpAddr::V4(_)) => {
-                    let bits = bits
-                        .checked_sub(96)
-                        .ok_or_else(|| bad("an IPv4-mapped CIDR block needs a prefix of /96 or longer"))?;
+                    let bits = bits.checked_sub(96).ok_or_else(|| {
+                        bad("an IPv4-mapped CIDR block needs a prefix of /96 or longer")
+                    })?;
                     HostPattern::Cidr(v4, bits)
                 }
                 (ip, _) => HostPattern::Cidr(ip, bits),

@@ -29,7 +29,8 @@ pub const MAX_INSTANCES_PER_STORE: usize = 10_000;
 /// Size of one table element, as counted against the memory limit.
 pub const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
-/// Parses `64MiB`, `1GiB`, `512KiB`, `100MB`, `65536` (bytes), `2g`...
+/// Parses `64MiB`, `1GiB`, `512KiB`, `100MB`, `65536` (bytes), `2g`,
+/// `100 bytes`... (whatever [`format_size`] prints).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
@@ -40,7 +41,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let bad_number =
         || format!("invalid size `{s}`: expected a number with an optional unit such as 64MiB");
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
+        "" | "b" | "byte" | "bytes" => 1,
         "k" | "kib" => 1 << 10,
         "m" | "mib" => 1 << 20,
         "g" | "gib" => 1 << 30,
@@ -143,29 +144,55 @@ pub fn format_size(n: u64) -> String {
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `1m`, `250us`; a bare number is seconds.
+/// The number is read exactly, to the nearest nanosecond, so whatever
+/// [`format_duration`] prints reads back as the same duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}`: expected e.g. 500ms, 2s, 1m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => num,
-        "ms" => num / 1e3,
-        "us" | "µs" => num / 1e6,
-        "ns" => num / 1e9,
-        "m" | "min" => num * 60.0,
-        "h" => num * 3600.0,
+    let bad_number = || format!("invalid duration `{s}`: expected e.g. 500ms, 2s, 1m");
+    let out_of_range = || format!("invalid duration `{s}`: out of range");
+    // Nanoseconds in one unit.
+    let unit_ns: u128 = match unit.trim() {
+        "" | "s" => 1_000_000_000,
+        "ms" => 1_000_000,
+        "us" | "µs" => 1_000,
+        "ns" => 1,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         other => {
             return Err(format!(
                 "invalid duration `{s}`: unknown unit `{other}` (use ns, us, ms, s, m, h)"
             ))
         }
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration `{s}`: out of range"))
+    // Digits, with at most one decimal point and at least one digit.
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    if frac.contains('.') || (whole.is_empty() && frac.is_empty()) {
+        return Err(bad_number());
+    }
+    let whole: u128 = match whole {
+        "" => 0,
+        w => w.parse().map_err(|_| out_of_range())?,
+    };
+    // The fraction times the unit, digit by digit from the last: what is
+    // carried is the whole nanoseconds, the last remainder the first digit
+    // past them, which rounds.
+    let mut carry: u128 = 0;
+    let mut first_dropped = 0;
+    for d in frac.bytes().rev() {
+        let v = u128::from(d - b'0') * unit_ns + carry;
+        carry = v / 10;
+        first_dropped = v % 10;
+    }
+    let nanos = whole
+        .checked_mul(unit_ns)
+        .and_then(|n| n.checked_add(carry + u128::from(first_dropped >= 5)))
+        .ok_or_else(out_of_range)?;
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| out_of_range())?;
+    Ok(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
 /// Formats a duration compactly: `500ms`, `2s`, `1.5s`.
@@ -366,15 +393,40 @@ mod tests {
     #[test]
     fn fuzz_regression_format_size_of_the_largest_size() {
         assert_eq!(format_size(u64::MAX), "17179869183.9 GiB");
-        for n in [u64::MAX, u64::MAX - (50 << 20), (1 << 63) + 1, 3 << 29, 1536, 1025] {
+        // Within half a tenth of the unit; a tenth at the very top, where
+        // rounding up would pass the largest size (and the float a
+        // fraction goes through in parse_size).
+        for (n, unit, off) in [
+            (u64::MAX, 1 << 30, 10),
+            (u64::MAX - (50 << 20), 1 << 30, 10),
+            (u64::MAX - (60 << 20), 1 << 30, 20),
+            ((1 << 63) + 1, 1 << 30, 20),
+            (3 << 29, 1 << 30, 20),
+            (1536, 1 << 10, 20),
+            (1025, 1 << 10, 20),
+        ] {
             let back = parse_size(&format_size(n)).unwrap();
-            assert!(back.abs_diff(n) <= (1 << 30) / 20, "{n}: {back}");
+            assert!(back.abs_diff(n) <= unit / off + unit / 1000, "{n}: {back}");
         }
         // Rounded as before: half to even, one decimal.
         assert_eq!(format_size(1280), "1.2 KiB");
         assert_eq!(format_size(1331), "1.3 KiB");
         assert_eq!(format_size((1 << 30) + 1), "1.0 GiB");
         assert_eq!(format_size((2 << 30) - 1), "2.0 GiB");
+    }
+
+    /// Found by the `limits` fuzz target: sizes under 1 KiB print as
+    /// `N bytes`, a unit `parse_size` refused.
+    #[test]
+    fn fuzz_regression_format_size_in_bytes() {
+        assert_eq!(format_size(0), "0 bytes");
+        assert_eq!(parse_size("0 bytes"), Ok(0));
+        for n in [0, 1, 100, 1023] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
+        }
+        assert_eq!(parse_size("1 byte"), Ok(1));
+        assert_eq!(parse_size("2 BYTES"), Ok(2));
+        assert!(parse_size("2 bites").is_err());
     }
 
     #[test]
@@ -393,6 +445,62 @@ mod tests {
         assert!(check_timeout(parse_duration("1ms").unwrap()).is_ok());
         assert!(check_timeout(parse_duration("8760h").unwrap()).is_ok());
         assert!(check_timeout(parse_duration("8761h").unwrap()).is_err());
+    }
+
+    /// Found by the `limits` fuzz target: a number was read through a
+    /// float, so a timeout past about 104 days (2^53 ns) printed to the
+    /// nanosecond read back rounded (21136809.999999999s as 21136810s), and
+    /// `Limits` did not survive its own serialisation.
+    #[test]
+    fn fuzz_regression_durations_read_back_exactly() {
+        let d = Duration::new(21_136_809, 999_999_999);
+        assert_eq!(format_duration(d), "21136809.999999999s");
+        assert_eq!(parse_duration("21136809.999999999s"), Ok(d));
+        for d in [
+            Duration::new(10_000_000, 1),
+            Duration::new(MAX_TIMEOUT.as_secs() - 1, 999_999_999),
+            Duration::new(0, 1_500_001),
+            Duration::new(0, 1_001),
+            Duration::new(u64::MAX, 999_999_999),
+            MIN_TIMEOUT,
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+        }
+        let limits = Limits {
+            timeout: Some(Duration::new(21_136_809, 999_999_999)),
+            ..Limits::default()
+        };
+        let json = serde_json::to_string(&limits).unwrap();
+        assert_eq!(serde_json::from_str::<Limits>(&json).unwrap(), limits);
+        // Units, rounding to the nearest nanosecond, and the edges.
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0.25h"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2."), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5ns"), Ok(Duration::from_nanos(2)));
+        assert_eq!(parse_duration("1.4999ns"), Ok(Duration::from_nanos(1)));
+        assert_eq!(
+            parse_duration("0.0000000004999999999999999999999s"),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_duration("1.000000000500000000000000000001s"),
+            Ok(Duration::new(1, 1))
+        );
+        assert_eq!(parse_duration("250 µs"), Ok(Duration::from_micros(250)));
+        for bad in [".", "", "1.2.3s", "s", "-1s", "1e3s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_duration("18446744073709551616s")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse_duration(&"9".repeat(60))
+            .unwrap_err()
+            .contains("out of range"));
+        assert_eq!(
+            parse_duration("18446744073709551615.999999999s"),
+            Ok(Duration::MAX)
+        );
     }
 
     #[test]

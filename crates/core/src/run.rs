@@ -121,11 +121,8 @@ impl Runtime {
             // After admission (the plan is the grant) and before the guest:
             // the guest's thread is this one or starts from it.
             let extra = self.host.before_lockdown(&job.grant)?;
-            let plan = crate::sandbox::Plan::for_grant(
-                &job.grant,
-                self.cache().map(|c| c.dir()),
-                extra,
-            );
+            let plan =
+                crate::sandbox::Plan::for_grant(&job.grant, self.cache().map(|c| c.dir()), extra);
             let report = crate::sandbox::confine(&plan);
             tracing::info!("host sandbox: {report}");
         }
@@ -434,31 +431,30 @@ async fn run_component(
         .instantiate_async(&mut *store, component)
         .await
         .map_err(instantiate_error)?;
-    let result = match world {
-        CommandWorld::P2 => {
-            let command = wasmtime_wasi::p2::bindings::Command::new(&mut *store, &instance)
-                .map_err(instantiate_error)?;
-            start_check.check()?;
-            command.wasi_cli_run().call_run(&mut *store).await
-        }
-        #[cfg(not(feature = "p3"))]
-        CommandWorld::P3 => {
-            return Err(Error::invalid(
+    let result =
+        match world {
+            CommandWorld::P2 => {
+                let command = wasmtime_wasi::p2::bindings::Command::new(&mut *store, &instance)
+                    .map_err(instantiate_error)?;
+                start_check.check()?;
+                command.wasi_cli_run().call_run(&mut *store).await
+            }
+            #[cfg(not(feature = "p3"))]
+            CommandWorld::P3 => return Err(Error::invalid(
                 "a WASI 0.3 component, and this wasmlayer is built without WASI 0.3 (feature p3)",
             )
-            .into())
-        }
-        #[cfg(feature = "p3")]
-        CommandWorld::P3 => {
-            let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)
-                .map_err(instantiate_error)?;
-            start_check.check()?;
-            store
-                .run_concurrent(async |store| command.wasi_cli_run().call_run(store).await)
-                .await
-                .and_then(|r| r)
-        }
-    };
+            .into()),
+            #[cfg(feature = "p3")]
+            CommandWorld::P3 => {
+                let command = wasmtime_wasi::p3::bindings::Command::new(&mut *store, &instance)
+                    .map_err(instantiate_error)?;
+                start_check.check()?;
+                store
+                    .run_concurrent(async |store| command.wasi_cli_run().call_run(store).await)
+                    .await
+                    .and_then(|r| r)
+            }
+        };
     match result.map_err(GuestError::Wasm)? {
         Ok(()) => Ok((0, Vec::new())),
         Err(()) => Ok((1, Vec::new())),

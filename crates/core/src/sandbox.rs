@@ -124,7 +124,9 @@ pub fn confine(plan: &Plan) -> Report {
 pub fn confine(_plan: &Plan) -> Report {
     Report {
         applied: Vec::new(),
-        refused: vec!["this wasmlayer is built without the host sandbox (feature host-sandbox, Linux)".into()],
+        refused: vec![
+            "this wasmlayer is built without the host sandbox (feature host-sandbox, Linux)".into(),
+        ],
     }
 }
 
@@ -359,7 +361,11 @@ fn seccomp_confine(plan: &Plan, report: &mut Report) {
         "seccomp on every thread: {} system calls refused ({}, new namespaces{})",
         DENIED.len() + usize::from(!plan.sockets),
         "exec, ptrace, mount, kernel modules, bpf, io_uring, keyrings",
-        if plan.sockets { "" } else { ", socket creation" }
+        if plan.sockets {
+            ""
+        } else {
+            ", socket creation"
+        }
     ));
 }
 
@@ -387,9 +393,7 @@ pub fn probe() {
         Path::new(&path).display(),
         outcome(open)
     );
-    let exec = std::process::Command::new("/bin/true")
-        .status()
-        .map(|_| ());
+    let exec = std::process::Command::new("/bin/true").status().map(|_| ());
     eprintln!("sandbox probe: exec /bin/true: {}", outcome(exec));
     // SAFETY: socket(2) with constant arguments; the descriptor is closed.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };

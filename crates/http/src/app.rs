@@ -771,7 +771,7 @@ async fn start(
                     Failure::guest(wasmlayer_core::run::classify(e, &limits, hit))
                 })
         };
-        let result = tokio::time::timeout_at(deadline.into(), call).await;
+        let result = until_deadline(deadline, call).await;
         let consumed = fuel - store.get_fuel().unwrap_or(fuel);
         let peak = store.data().limiter().peak();
         let nn = nn_metered(store.data_mut());
@@ -784,8 +784,8 @@ async fn start(
         metrics.in_flight.dec();
         drop(permit);
         match result {
-            Ok(r) => r,
-            Err(_elapsed) => Err(Failure::guest(Error::Timeout(timeout))),
+            Some(r) => r,
+            None => Err(Failure::guest(Error::Timeout(timeout))),
         }
     });
 
@@ -796,6 +796,24 @@ async fn start(
         deadline,
         timeout,
     })
+}
+
+/// Polls a guest's call until `deadline`; None once it has passed. Unlike
+/// `tokio::time::timeout_at`, which polls the inner future first, the clock
+/// is read before every poll: on a busy runtime the timer may fire late, and
+/// a guest whose host call (a sleep, an upstream) completes after its
+/// deadline must not be resumed, nor its late response served as a success.
+async fn until_deadline<F: std::future::Future>(deadline: Instant, call: F) -> Option<F::Output> {
+    use std::future::Future;
+    let mut call = std::pin::pin!(call);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+    std::future::poll_fn(|cx| {
+        if Instant::now() >= deadline || timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        call.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 /// An instance that could not be made: a trap or a limit in its start-up is
@@ -871,5 +889,33 @@ impl Running {
             }
             Err(_elapsed) => failure(&record, route, Failure::guest(Error::Timeout(timeout))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_ready_only_after_its_deadline_is_not_taken() {
+        let deadline = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        // Polled first, a ready call wins over a deadline already past with
+        // tokio's timeout_at; until_deadline reads the clock first.
+        assert!(tokio::time::timeout_at(deadline.into(), async { 1 })
+            .await
+            .is_ok());
+        assert_eq!(until_deadline(deadline, async { 1 }).await, None);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(until_deadline(later, async { 1 }).await, Some(1));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_past_its_deadline_is_dropped() {
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let slow = tokio::time::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        assert_eq!(until_deadline(deadline, slow).await, None);
+        assert!(started.elapsed() < Duration::from_millis(400));
     }
 }

@@ -242,7 +242,11 @@ fn sandbox_plan(
     reread.push("/proc/self".into());
     reread.push("/proc/sys/vm/max_map_count".into());
     if let Source::Manifest(path) = &opts.source {
-        reread.push(path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf());
+        reread.push(
+            path.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf(),
+        );
     }
     plan.read_only.extend(
         reread

@@ -235,9 +235,8 @@ impl OnnxBackend {
     }
 }
 
-/// The CUDA execution provider, when this build has it and ONNX Runtime
-/// can use it.
-#[cfg(feature = "cuda")]
+/// The CUDA execution provider, when the ONNX Runtime library loaded has
+/// it and can use it (a CUDA-enabled build on a machine with a GPU).
 fn cuda() -> Option<ExecutionProviderDispatch> {
     use ort::execution_providers::{CUDAExecutionProvider, ExecutionProvider};
     let p = CUDAExecutionProvider::default();
@@ -245,11 +244,6 @@ fn cuda() -> Option<ExecutionProviderDispatch> {
         Ok(true) => Some(p.build().error_on_failure()),
         _ => None,
     }
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda() -> Option<ExecutionProviderDispatch> {
-    None
 }
 
 impl BackendInner for Loader {
@@ -833,8 +827,8 @@ mod tests {
             e.contains("larger than the guest's memory limit (1048576 bytes)"),
             "{e}"
         );
-        // Built without the `cuda` feature, or with it but on an ONNX
-        // Runtime (or a machine) without a usable CUDA provider.
+        // An ONNX Runtime (or a machine) without a usable CUDA provider,
+        // as here: the CPU-only onnxruntime from PyPI.
         if cuda().is_none() {
             let e = refused(b.session("silero", &model, ExecutionTarget::Gpu));
             assert!(

@@ -195,6 +195,18 @@ fn read_bundle(bytes: &[u8]) -> Result<WasmPolicySource, String> {
         let path = entry
             .path()
             .map_err(|e| format!("bad path in bundle: {e}"))?;
+        // Entries are read in memory, never unpacked; still, a path that
+        // climbs out of the bundle is no bundle's (and would only turn into
+        // data under `..` keys).
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "bad path in bundle: {} leads outside the bundle (`..`)",
+                path.display()
+            ));
+        }
         let path = format!(
             "/{}",
             path.to_string_lossy()
@@ -538,24 +550,7 @@ impl OpaWasmPolicy {
             .call(&mut *store, ())
             .map_err(|e| self.fail(store, e, what))?;
         let json = dump(store, abi, addr).map_err(|e| self.fail(store, e, what))?;
-        let value: Json = serde_json::from_str(&json)
-            .map_err(|e| Error::policy(format!("the module's {what}() is not valid JSON: {e}")))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| Error::policy(format!("the module's {what}() is not a JSON object")))?;
-        obj.iter()
-            .map(|(k, v)| {
-                let id = v
-                    .as_i64()
-                    .and_then(|i| i32::try_from(i).ok())
-                    .ok_or_else(|| {
-                        Error::policy(format!(
-                            "the module's {what}() maps `{k}` to {v}, not an integer id"
-                        ))
-                    })?;
-                Ok((k.clone(), id))
-            })
-            .collect()
+        id_map(&json, what).map_err(Error::policy)
     }
 
     /// Turns a wasmtime error into ours: an abort's message, a failed
@@ -745,22 +740,49 @@ impl OpaWasmPolicy {
                 Error::policy("evaluation failed: the policy module returned no result").into(),
             );
         }
-        let text = read_cstr(store, &abi.memory, result_addr)
-            .map_err(|e| Error::policy(format!("evaluation failed: {e}")))?;
-        let value: Json = serde_json::from_str(&text).map_err(|e| {
-            Error::policy(format!(
-                "evaluation failed: the policy module returned malformed JSON ({e})"
-            ))
-        })?;
-        if !value.is_array() {
-            return Err(Error::policy(format!(
-                "evaluation failed: the policy module returned {}, not a result set",
-                truncate(&text)
-            ))
-            .into());
-        }
-        Ok(value)
+        result_set(abi.memory.data(&*store), result_addr)
+            .map_err(|e| Error::policy(format!("evaluation failed: {e}")).into())
     }
+}
+
+/// Reads the result an evaluation returned at `addr` in the module's
+/// memory: NUL-terminated JSON text holding OPA's result set (an array).
+/// Public for the fuzz targets.
+#[doc(hidden)]
+pub fn result_set(memory: &[u8], addr: i32) -> Result<Json, String> {
+    let text = cstr_in(memory, addr)?;
+    let value: Json = serde_json::from_str(&text)
+        .map_err(|e| format!("the policy module returned malformed JSON ({e})"))?;
+    if !value.is_array() {
+        return Err(format!(
+            "the policy module returned {}, not a result set",
+            truncate(&text)
+        ));
+    }
+    Ok(value)
+}
+
+/// Reads what the module's `entrypoints()` or `builtins()` (`what`)
+/// returned: a JSON object of names to integer ids. Public for the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn id_map(json: &str, what: &str) -> Result<HashMap<String, i32>, String> {
+    let value: Json = serde_json::from_str(json)
+        .map_err(|e| format!("the module's {what}() is not valid JSON: {e}"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| format!("the module's {what}() is not a JSON object"))?;
+    obj.iter()
+        .map(|(k, v)| {
+            let id = v
+                .as_i64()
+                .and_then(|i| i32::try_from(i).ok())
+                .ok_or_else(|| {
+                    format!("the module's {what}() maps `{k}` to {v}, not an integer id")
+                })?;
+            Ok((k.clone(), id))
+        })
+        .collect()
 }
 
 /// Compiles a policy module with the runtime, through its compile cache
@@ -940,7 +962,11 @@ fn read_cstr(
     memory: &Memory,
     addr: i32,
 ) -> Result<String, String> {
-    let data = memory.data(&store);
+    cstr_in(memory.data(&store), addr)
+}
+
+/// A NUL-terminated UTF-8 string at `addr` in `data`.
+fn cstr_in(data: &[u8], addr: i32) -> Result<String, String> {
     let start = addr as u32 as usize;
     let tail = data
         .get(start..)
@@ -1132,6 +1158,27 @@ mod tests {
             assert!(p.eval(Some("bad/abort"), None).is_err());
             assert_eq!(p.eval(Some("echo/input"), Some(&input)).unwrap(), first);
         }
+    }
+
+    #[test]
+    fn bundle_entries_outside_the_bundle_are_refused() {
+        // The tar crate refuses to write such a path: the header by hand.
+        let mut header = tar::Header::new_ustar();
+        let name = b"../../escape/data.json";
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.set_size(2);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut raw = header.as_bytes().to_vec();
+        raw.extend_from_slice(b"{}");
+        raw.resize(1024 + 1024, 0);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let e = read_bundle(&gz.finish().unwrap()).err().unwrap();
+        assert!(
+            e.contains("../../escape/data.json") && e.contains("outside the bundle"),
+            "{e}"
+        );
     }
 
     #[test]

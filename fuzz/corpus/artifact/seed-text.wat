@@ -1,0 +1,2 @@
+  ;; a comment
+(module (func (export "f")))
