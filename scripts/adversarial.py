@@ -562,64 +562,59 @@ SUITE: Suite | None = None
 RUN = "run: hostile guest"
 
 
-def _loop_case(ctx: Ctx, g: str, flags: list, code: int, says: str, extra: list = ()) -> str:
-    r = ctx.wl(["run", *flags, guest(g), *extra], timeout=60)
-    ctx.expect(r, code=code, says=says, within=30)
-    return r.summary()
+def run_case(category: str, name: str, tried: str, expected: str, short: bool = False, *, args: list,
+             timeout: float = 60, wl: dict | None = None, **expect) -> None:
+    """A case that is one `wasmlayer` command, judged by `Ctx.expect`."""
+    def fn(ctx):
+        r = ctx.wl(args, timeout=timeout, **(wl or {}))
+        ctx.expect(r, **expect)
+        return r.summary()
+
+    case(category, name, tried, expected, short)(fn)
 
 
-@case(RUN, "infinite loop, fuel (p1)", "hostile-p1 `loop` with --fuel 5000000",
-      "152, `exhausted its fuel (5000000 units)`", short=True)
-def _(ctx):
-    return _loop_case(ctx, "hostile-p1.wasm", ["--fuel", "5000000"], 152, "exhausted its fuel (5000000 units)", ["loop"])
+run_case(RUN, "infinite loop, fuel (p1)", "hostile-p1 `loop` with --fuel 5000000",
+         "152, `exhausted its fuel (5000000 units)`", short=True,
+         args=["run", "--fuel", "5000000", guest("hostile-p1.wasm"), "loop"],
+         code=152, says="exhausted its fuel (5000000 units)", within=30)
 
 
-@case(RUN, "infinite loop, fuel (p2)", "hostile-p2 `loop` with --fuel 5000000",
-      "152, `exhausted its fuel (5000000 units)`")
-def _(ctx):
-    return _loop_case(ctx, "hostile-p2.wasm", ["--fuel", "5000000"], 152, "exhausted its fuel (5000000 units)", ["loop"])
+run_case(RUN, "infinite loop, fuel (p2)", "hostile-p2 `loop` with --fuel 5000000",
+         "152, `exhausted its fuel (5000000 units)`",
+         args=["run", "--fuel", "5000000", guest("hostile-p2.wasm"), "loop"],
+         code=152, says="exhausted its fuel (5000000 units)", within=30)
 
 
-@case(RUN, "infinite loop, timeout (p1)", "hostile-p1 `loop` with --timeout 300ms",
-      "124 within 10s, `wall-clock timeout (300ms)`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "300ms", guest("hostile-p1.wasm"), "loop"], timeout=60)
-    ctx.expect(r, code=124, says="wall-clock timeout (300ms)", within=10)
-    return r.summary()
+run_case(RUN, "infinite loop, timeout (p1)", "hostile-p1 `loop` with --timeout 300ms",
+         "124 within 10s, `wall-clock timeout (300ms)`", short=True,
+         args=["run", "--timeout", "300ms", guest("hostile-p1.wasm"), "loop"],
+         code=124, says="wall-clock timeout (300ms)", within=10)
 
 
-@case(RUN, "infinite loop, timeout (p2)", "hostile-p2 `loop` with --timeout 300ms",
-      "124 within 10s, `wall-clock timeout (300ms)`")
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "300ms", guest("hostile-p2.wasm"), "loop"], timeout=60)
-    ctx.expect(r, code=124, says="wall-clock timeout (300ms)", within=10)
-    return r.summary()
+run_case(RUN, "infinite loop, timeout (p2)", "hostile-p2 `loop` with --timeout 300ms",
+         "124 within 10s, `wall-clock timeout (300ms)`",
+         args=["run", "--timeout", "300ms", guest("hostile-p2.wasm"), "loop"],
+         code=124, says="wall-clock timeout (300ms)", within=10)
 
 
-@case(RUN, "infinite loop, timeout (p3)", "hello-p3 `--spin` with --timeout 1s",
-      "124 within 10s, `wall-clock timeout (1s)`")
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "1s", guest("hello-p3.wasm"), "--spin"], timeout=60)
-    ctx.expect(r, code=124, says="wall-clock timeout (1s)", within=10)
-    return r.summary()
+run_case(RUN, "infinite loop, timeout (p3)", "hello-p3 `--spin` with --timeout 1s",
+         "124 within 10s, `wall-clock timeout (1s)`",
+         args=["run", "--timeout", "1s", guest("hello-p3.wasm"), "--spin"],
+         code=124, says="wall-clock timeout (1s)", within=10)
 
 
-@case(RUN, "infinite loop in the start function, timeout",
-      "start-spin.wat: a `(start)` function that spins while the module is instantiated, --timeout 500ms",
-      "124 within 10s, `wall-clock timeout (500ms)`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "500ms", ADV / "start-spin.wat"], timeout=60)
-    ctx.expect(r, code=124, says="wall-clock timeout (500ms)", within=10)
-    return r.summary()
+run_case(RUN, "infinite loop in the start function, timeout",
+         "start-spin.wat: a `(start)` function that spins while the module is instantiated, --timeout 500ms",
+         "124 within 10s, `wall-clock timeout (500ms)`", short=True,
+         args=["run", "--timeout", "500ms", ADV / "start-spin.wat"],
+         code=124, says="wall-clock timeout (500ms)", within=10)
 
 
-@case(RUN, "infinite loop in the start function, fuel",
-      "start-spin.wat with --fuel 1000000",
-      "152, `exhausted its fuel (1000000 units)`")
-def _(ctx):
-    r = ctx.wl(["run", "--fuel", "1000000", ADV / "start-spin.wat"], timeout=60)
-    ctx.expect(r, code=152, says="exhausted its fuel (1000000 units)", within=30)
-    return r.summary()
+run_case(RUN, "infinite loop in the start function, fuel",
+         "start-spin.wat with --fuel 1000000",
+         "152, `exhausted its fuel (1000000 units)`",
+         args=["run", "--fuel", "1000000", ADV / "start-spin.wat"],
+         code=152, says="exhausted its fuel (1000000 units)", within=30)
 
 
 @case(RUN, "guest blocked in a host call, timeout",
@@ -632,52 +627,40 @@ def _(ctx):
     return r.summary()
 
 
-@case(RUN, "memory bomb (p1)", "hostile-p1 `membomb` (1 MiB chunks, touched) with --max-memory 64MiB",
-      "137, `guest exceeded its memory limit (64 MiB)`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "64MiB", guest("hostile-p1.wasm"), "membomb"], timeout=60)
-    ctx.expect(r, code=137, says="exceeded its memory limit (64 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "memory bomb (p1)", "hostile-p1 `membomb` (1 MiB chunks, touched) with --max-memory 64MiB",
+         "137, `guest exceeded its memory limit (64 MiB)`", short=True,
+         args=["run", "--max-memory", "64MiB", guest("hostile-p1.wasm"), "membomb"],
+         code=137, says="exceeded its memory limit (64 MiB)", within=30)
 
 
-@case(RUN, "memory bomb (p2)", "hostile-p2 `membomb` with --max-memory 64MiB",
-      "137, `guest exceeded its memory limit (64 MiB)`")
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "64MiB", guest("hostile-p2.wasm"), "membomb"], timeout=60)
-    ctx.expect(r, code=137, says="exceeded its memory limit (64 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "memory bomb (p2)", "hostile-p2 `membomb` with --max-memory 64MiB",
+         "137, `guest exceeded its memory limit (64 MiB)`",
+         args=["run", "--max-memory", "64MiB", guest("hostile-p2.wasm"), "membomb"],
+         code=137, says="exceeded its memory limit (64 MiB)", within=30)
 
 
-@case(RUN, "memory bomb, 64-bit memory", "memory64-bomb.wat: memory.grow by 4 GiB for ever, --max-memory 64MiB",
-      "137, `memory limit (64 MiB)`")
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "64MiB", ADV / "memory64-bomb.wat"], timeout=60)
-    ctx.expect(r, code=137, says="memory limit (64 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "memory bomb, 64-bit memory", "memory64-bomb.wat: memory.grow by 4 GiB for ever, --max-memory 64MiB",
+         "137, `memory limit (64 MiB)`",
+         args=["run", "--max-memory", "64MiB", ADV / "memory64-bomb.wat"],
+         code=137, says="memory limit (64 MiB)", within=30)
 
 
-@case(RUN, "stack overflow (p1)", "hostile-p1 `recurse` (unbounded non-tail recursion)",
-      "134, `guest trapped: stack overflow`, backtrace names `recurse`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", guest("hostile-p1.wasm"), "recurse"], timeout=60)
-    ctx.expect(r, code=134, says=("guest trapped: stack overflow", "recurse"), within=30)
-    return r.summary()
+run_case(RUN, "stack overflow (p1)", "hostile-p1 `recurse` (unbounded non-tail recursion)",
+         "134, `guest trapped: stack overflow`, backtrace names `recurse`", short=True,
+         args=["run", guest("hostile-p1.wasm"), "recurse"],
+         code=134, says=("guest trapped: stack overflow", "recurse"), within=30)
 
 
-@case(RUN, "stack overflow (p2)", "hostile-p2 `recurse`",
-      "134, `guest trapped: stack overflow`")
-def _(ctx):
-    r = ctx.wl(["run", guest("hostile-p2.wasm"), "recurse"], timeout=60)
-    ctx.expect(r, code=134, says="guest trapped: stack overflow", within=30)
-    return r.summary()
+run_case(RUN, "stack overflow (p2)", "hostile-p2 `recurse`",
+         "134, `guest trapped: stack overflow`",
+         args=["run", guest("hostile-p2.wasm"), "recurse"],
+         code=134, says="guest trapped: stack overflow", within=30)
 
 
-@case(RUN, "table growth", "tests/fixtures/table-bomb.wat (table.grow by 65536 for ever) with --max-memory 1MiB",
-      "137, `memory limit (1 MiB)`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "1MiB", FIXTURES / "table-bomb.wat"], timeout=60)
-    ctx.expect(r, code=137, says="memory limit (1 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "table growth", "tests/fixtures/table-bomb.wat (table.grow by 65536 for ever) with --max-memory 1MiB",
+         "137, `memory limit (1 MiB)`", short=True,
+         args=["run", "--max-memory", "1MiB", FIXTURES / "table-bomb.wat"],
+         code=137, says="memory limit (1 MiB)", within=30)
 
 
 @case(RUN, "table growth, no memory limit given",
@@ -690,20 +673,16 @@ def _(ctx):
     return r.summary()
 
 
-@case(RUN, "huge table at start", "huge-table.wat: a table of 100,000,000 elements, --max-memory 64MiB",
-      "137, `to start, above its memory limit (64 MiB)`")
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "64MiB", ADV / "huge-table.wat"], timeout=60)
-    ctx.expect(r, code=137, says="above its memory limit (64 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "huge table at start", "huge-table.wat: a table of 100,000,000 elements, --max-memory 64MiB",
+         "137, `to start, above its memory limit (64 MiB)`",
+         args=["run", "--max-memory", "64MiB", ADV / "huge-table.wat"],
+         code=137, says="above its memory limit (64 MiB)", within=30)
 
 
-@case(RUN, "huge initial memory", "tests/fixtures/huge-memory.wat (1 GiB initial memory) with --max-memory 512MiB",
-      "137, `needs 1 GiB of memory to start, above its memory limit (512 MiB)`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "512MiB", FIXTURES / "huge-memory.wat"], timeout=60)
-    ctx.expect(r, code=137, says="needs 1 GiB of memory to start, above its memory limit (512 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "huge initial memory", "tests/fixtures/huge-memory.wat (1 GiB initial memory) with --max-memory 512MiB",
+         "137, `needs 1 GiB of memory to start, above its memory limit (512 MiB)`", short=True,
+         args=["run", "--max-memory", "512MiB", FIXTURES / "huge-memory.wat"],
+         code=137, says="needs 1 GiB of memory to start, above its memory limit (512 MiB)", within=30)
 
 
 @case(RUN, "huge initial memory, 64-bit, no limit given",
@@ -716,22 +695,17 @@ def _(ctx):
     return r.summary()
 
 
-@case(RUN, "many-instances bomb in a component",
-      "instance-bomb.wat: a p2 command component whose nested components instantiate 10^6 core instances",
-      "non-zero exit within 30s naming the instance limit", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "10s", ADV / "instance-bomb.wat"], timeout=90)
-    ctx.expect(r, nonzero=True, says="instance", within=30)
-    return r.summary()
+run_case(RUN, "many-instances bomb in a component",
+         "instance-bomb.wat: a p2 command component whose nested components instantiate 10^6 core instances",
+         "non-zero exit within 30s naming the instance limit", short=True,
+         args=["run", "--timeout", "10s", ADV / "instance-bomb.wat"], nonzero=True, says="instance", within=30, timeout=90)
 
 
-@case(RUN, "many memories in a component",
-      "memory-instance-bomb.wat: 10^4 core instances with a 64 KiB memory each, --max-memory 64MiB",
-      "137, `memory limit (64 MiB)`", short=True)
-def _(ctx):
-    r = ctx.wl(["run", "--max-memory", "64MiB", ADV / "memory-instance-bomb.wat"], timeout=90)
-    ctx.expect(r, code=137, says="memory limit (64 MiB)", within=30)
-    return r.summary()
+run_case(RUN, "many memories in a component",
+         "memory-instance-bomb.wat: 10^4 core instances with a 64 KiB memory each, --max-memory 64MiB",
+         "137, `memory limit (64 MiB)`", short=True,
+         args=["run", "--max-memory", "64MiB", ADV / "memory-instance-bomb.wat"],
+         code=137, says="memory limit (64 MiB)", within=30, timeout=90)
 
 
 @case(RUN, "many memories in a component, no memory limit given",
@@ -759,7 +733,7 @@ def _(ctx):
 
 @case(RUN, "blocks nested 20000 deep",
       "a binary module whose function nests 20,000 `block`s (validator and compiler depth; compile time grows "
-      "faster than linearly with the depth, and --timeout does not cover compilation)",
+      "faster than linearly with the depth; see `compile bomb, timeout`)",
       "126, `invalid WebAssembly` or a normal run (exit 0) within 30s; never a crash")
 def _(ctx):
     depth = 20_000
@@ -770,6 +744,19 @@ def _(ctx):
     ctx.expect(r, code=(0, 126), within=30)
     if r.code == 126:
         ctx.expect(r, says="invalid WebAssembly")
+    return r.summary()
+
+
+@case(RUN, "compile bomb, timeout",
+      "a binary module whose function nests 100,000 `block`s (about a minute of compiling here), --timeout 2s",
+      "124 within 10s, `compiling the guest took longer than its wall-clock timeout (2s)`", short=True)
+def _(ctx):
+    depth = 100_000
+    body = bytes([0x00]) + bytes([0x02, 0x40]) * depth + bytes([0x0B]) * depth + bytes([0x0B])
+    p = ctx.tmp / "compile-bomb.wasm"
+    p.write_bytes(wasm_module_with_start_body(body))
+    r = ctx.wl(["run", "--no-cache", "--timeout", "2s", p], timeout=120)
+    ctx.expect(r, code=124, says="compiling the guest took longer than its wall-clock timeout (2s)", within=10)
     return r.summary()
 
 
@@ -1130,13 +1117,11 @@ def _(ctx):
     return r.summary()
 
 
-@case(RUN, "endless stdout flood, timeout",
-      "stdout-flood.wat without end to /dev/null with --timeout 1s",
-      "124 within 10s")
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "1s", ADV / "stdout-flood.wat", "0"], stdout=subprocess.DEVNULL, timeout=60)
-    ctx.expect(r, code=124, says="wall-clock timeout (1s)", within=10)
-    return r.summary()
+run_case(RUN, "endless stdout flood, timeout",
+         "stdout-flood.wat without end to /dev/null with --timeout 1s",
+         "124 within 10s",
+         args=["run", "--timeout", "1s", ADV / "stdout-flood.wat", "0"],
+         code=124, says="wall-clock timeout (1s)", within=10, wl={'stdout': subprocess.DEVNULL})
 
 
 @case(RUN, "exit codes of the host's range",
@@ -2349,13 +2334,11 @@ def _(ctx):
     return "; ".join(out)
 
 
-@case(REG, "the shortest timeout",
-      "hostile-p1 `loop` with --timeout 1ms",
-      "124 within 10s")
-def _(ctx):
-    r = ctx.wl(["run", "--timeout", "1ms", guest("hostile-p1.wasm"), "loop"], timeout=60)
-    ctx.expect(r, code=124, says="wall-clock timeout (1ms)", within=10)
-    return r.summary()
+run_case(REG, "the shortest timeout",
+         "hostile-p1 `loop` with --timeout 1ms",
+         "124 within 10s",
+         args=["run", "--timeout", "1ms", guest("hostile-p1.wasm"), "loop"],
+         code=124, says="wall-clock timeout (1ms)", within=10)
 
 
 # ===========================================================================

@@ -10,7 +10,7 @@
 #   bash scripts/adversarial.sh --short    # a representative subset (44), for CI (under a minute)
 #   bash scripts/adversarial.sh -k serve   # only cases whose category or name contains `serve`
 #
-# Builds target/debug/wasmlayer (cargo build -p wasmlayer-cli) and the Rust
+# Builds target/debug/wasmlayer (cargo build --workspace --bins) and the Rust
 # example guests (scripts/build-guests.sh rust) first when they are out of
 # date; the driver is scripts/adversarial.py (Python 3, standard library).
 set -euo pipefail
@@ -22,8 +22,8 @@ for tool in cargo python3 openssl; do
 done
 
 started=$(date +%s)
-echo "[adversarial] building target/debug/wasmlayer (cargo build -p wasmlayer-cli)"
-cargo build -p wasmlayer-cli
+echo "[adversarial] building target/debug/wasmlayer (cargo build --workspace --bins: the feature set the tests build with)"
+cargo build --workspace --bins
 echo "[adversarial] building the example guests (scripts/build-guests.sh rust)"
 bash scripts/build-guests.sh rust
 built=$(date +%s)

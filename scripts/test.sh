@@ -16,8 +16,14 @@ fi
 # The edge build (no compiler, serve, policy, registry or wasi-nn; optimised
 # for size), which tests/edge.rs runs and measures.
 bash scripts/build-edge.sh
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast "$@"
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-    cargo test --workspace --no-fail-fast "$@"
+    cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+# The adversarial suite's short form, on the binary the tests built
+# (target/debug/wasmlayer): hostile guests, clients and input.
+echo "[test] the adversarial suite (short form; scripts/adversarial.sh runs all of it)"
+python3 scripts/adversarial.py --short || status=$?
+exit "$status"

@@ -232,6 +232,60 @@ fn the_shortest_timeout_is_enforced() {
     }
 }
 
+/// `(module (func (export "_start") ...))` whose body nests `depth`
+/// blocks: compile time grows faster than the depth.
+fn nested_blocks(depth: usize) -> Vec<u8> {
+    fn section(id: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![id];
+        leb(&mut out, payload.len());
+        out.extend_from_slice(payload);
+        out
+    }
+    fn leb(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { b } else { b | 0x80 });
+            if n == 0 {
+                return;
+            }
+        }
+    }
+    let mut body = vec![0x00];
+    body.extend(std::iter::repeat_n([0x02, 0x40], depth).flatten());
+    body.extend(std::iter::repeat_n(0x0b, depth + 1));
+    let mut code = vec![0x01];
+    leb(&mut code, body.len());
+    code.extend(body);
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend(section(1, b"\x01\x60\x00\x00"));
+    m.extend(section(3, b"\x01\x00"));
+    m.extend(section(7, b"\x01\x06_start\x00\x00"));
+    m.extend(section(10, &code));
+    m
+}
+
+#[test]
+fn the_timeout_bounds_compilation_too() {
+    let t = tempdir();
+    let small = t.path().join("small.wasm");
+    std::fs::write(&small, nested_blocks(10)).unwrap();
+    let r = run(["run", "--no-cache", "--timeout", "1s", &s(&small)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // About a minute of compiling on this machine's unoptimised build.
+    let bomb = t.path().join("bomb.wasm");
+    std::fs::write(&bomb, nested_blocks(100_000)).unwrap();
+    let started = Instant::now();
+    let r = run(["run", "--no-cache", "--timeout", "1s", &s(&bomb)]);
+    assert_eq!(r.code, 124, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("error: compiling the guest took longer than its wall-clock timeout (1s)"),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{r:?}");
+}
+
 #[test]
 fn wasi_p3_commands_have_the_same_limits_and_exit_codes() {
     let g = s(&guest("hello-p3.wasm"));

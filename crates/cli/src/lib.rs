@@ -671,35 +671,35 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
         let b = b.extension(nn.clone());
         b
     })?;
-    let load = LoadOptions {
-        allow_precompiled: args.allow_precompiled,
-    };
-    #[cfg(feature = "oci")]
-    let text = args.file.to_string_lossy();
-    #[cfg(feature = "oci")]
-    let loaded = if let Some(dir) = &args.store {
-        load_from_store(&rt, dir, &args.file, args.limits.fuel.is_some())?
-    } else if wasmlayer_oci::looks_like_reference(&text) {
-        let store = wasmlayer_oci::Store::default_location()?;
-        let pulled = wasmlayer_oci::resolve(
-            &text,
-            &store,
-            wasmlayer_oci::Options {
-                insecure: args.insecure,
-            },
-        )?;
-        // The stored layer, loaded like a file: the compile cache knows it
-        // by its identity from the second run on.
-        let mut loaded = rt.load(&pulled.path, LoadOptions::default())?;
-        loaded.path = PathBuf::from(text.as_ref());
-        loaded
-    } else {
-        rt.load(&args.file, load)?
-    };
-    #[cfg(not(feature = "oci"))]
-    let loaded = match &args.store {
-        Some(dir) => load_from_store(&rt, dir, &args.file, args.limits.fuel.is_some())?,
-        None => rt.load(&args.file, load)?,
+    let rt = Arc::new(rt);
+    let loaded = {
+        let (rt, file, store) = (rt.clone(), args.file.clone(), args.store.clone());
+        let fuel = args.limits.fuel.is_some();
+        let load = LoadOptions {
+            allow_precompiled: args.allow_precompiled,
+        };
+        #[cfg(feature = "oci")]
+        let insecure = args.insecure;
+        within(limits.timeout, move || {
+            if let Some(dir) = &store {
+                return load_from_store(&rt, dir, &file, fuel);
+            }
+            #[cfg(feature = "oci")]
+            {
+                let text = file.to_string_lossy();
+                if wasmlayer_oci::looks_like_reference(&text) {
+                    let store = wasmlayer_oci::Store::default_location()?;
+                    let pulled =
+                        wasmlayer_oci::resolve(&text, &store, wasmlayer_oci::Options { insecure })?;
+                    // The stored layer, loaded like a file: the compile
+                    // cache knows it by its identity from the second run on.
+                    let mut loaded = rt.load(&pulled.path, LoadOptions::default())?;
+                    loaded.path = PathBuf::from(text.as_ref());
+                    return Ok(loaded);
+                }
+            }
+            rt.load(&file, load)
+        })?
     };
     tracing::debug!(kind = %loaded.facts.kind, cache = ?loaded.cache, "loaded");
     let program_name = args
@@ -851,6 +851,34 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
         );
     }
     Ok(0)
+}
+
+/// Runs `load` (reading, pulling and, on a cache miss, compiling a guest)
+/// within the run's `timeout` (and [`wasmlayer_core::run::TIMEOUT_GRACE`]),
+/// so that a module built to take long to compile cannot hold the process
+/// past it: the run ends as a timeout (124) and the load is left behind on
+/// its thread. The guest then has its whole timeout.
+fn within<T: Send + 'static>(
+    timeout: Option<std::time::Duration>,
+    load: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let Some(timeout) = timeout else {
+        return load();
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("load".into())
+        .spawn(move || {
+            let _ = tx.send(load());
+        })
+        .map_err(|e| Error::host(format!("cannot start the loading thread: {e}")))?;
+    match rx.recv_timeout(timeout + wasmlayer_core::run::TIMEOUT_GRACE) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::CompileTimeout(timeout)),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(Error::host("loading the guest ended without a result"))
+        }
+    }
 }
 
 /// A runtime that compiles for `compile`: no compile cache, fuel metering

@@ -106,6 +106,12 @@ pub enum Error {
     Denied { reasons: Vec<String> },
     #[error("guest exceeded its wall-clock timeout ({})", crate::limits::format_duration(*.0))]
     Timeout(std::time::Duration),
+    /// Loading (compiling, on a cache miss) outlasted the run's timeout.
+    #[error(
+        "compiling the guest took longer than its wall-clock timeout ({})",
+        crate::limits::format_duration(*.0)
+    )]
+    CompileTimeout(std::time::Duration),
     #[error("guest exceeded its memory limit ({})", crate::limits::format_size(*.0))]
     MemoryLimit(u64),
     #[error(
@@ -135,7 +141,7 @@ impl Error {
         match self {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Denied { .. } => ErrorKind::Denied,
-            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Timeout(_) | Error::CompileTimeout(_) => ErrorKind::Timeout,
             Error::MemoryLimit(_) | Error::MemoryBelowInitial { .. } => ErrorKind::MemoryLimit,
             Error::FuelExhausted(_) => ErrorKind::FuelExhausted,
             Error::Trap { .. } => ErrorKind::Trap,

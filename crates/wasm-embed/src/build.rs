@@ -9,7 +9,15 @@
 //! so that its `.cargo/config.toml` (target, link flags) applies. Settings of
 //! the outer build are kept out of it. Cargo reruns the calling build script
 //! only when the runtime's sources change.
+//!
+//! A built runtime is also kept in a cache shared by every checkout and
+//! target directory, named by the digest of everything that makes it (the
+//! runtime's files, the toolchain, wasm-opt, the target and the settings):
+//! `$WASMLAYER_BUILD_CACHE`, else `$XDG_CACHE_HOME/wasmlayer/runtimes`, else
+//! `~/.cache/wasmlayer/runtimes`. A fresh clone with the same inputs takes
+//! it from there instead of building tract or regorus again (minutes).
 
+use sha2::{Digest, Sha256};
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,10 +59,26 @@ impl Runtime<'_> {
             what, dir, target, ..
         } = self;
         let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-        for p in ["Cargo.toml", "Cargo.lock", "src", ".cargo/config.toml"] {
+        for p in [
+            "Cargo.toml",
+            "Cargo.lock",
+            "src",
+            "wit",
+            ".cargo/config.toml",
+        ] {
             println!("cargo:rerun-if-changed={}", dir.join(p).display());
         }
         println!("cargo:rerun-if-env-changed=WASM_OPT");
+        let out = out_dir.join(self.out_file);
+        let wasm_opt = env::var_os("WASM_OPT").unwrap_or_else(|| "wasm-opt".into());
+
+        let cached = cache_dir().map(|d| d.join(format!("{}.wasm", self.digest(&wasm_opt))));
+        if let Some(c) = &cached {
+            if std::fs::copy(c, &out).is_ok() {
+                eprintln!("{what}: from the cache ({})", c.display());
+                return out;
+            }
+        }
 
         let target_dir = workspace_target_dir(&out_dir).join(self.target_subdir);
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -83,8 +107,6 @@ impl Runtime<'_> {
         }
 
         let raw = target_dir.join(target).join("release").join(self.artifact);
-        let out = out_dir.join(self.out_file);
-        let wasm_opt = env::var_os("WASM_OPT").unwrap_or_else(|| "wasm-opt".into());
         let opt = Command::new(&wasm_opt)
             .arg("-Os")
             .args(self.wasm_opt_features)
@@ -104,9 +126,109 @@ impl Runtime<'_> {
                      (install binaryen: scripts/setup.sh)"
                 );
                 std::fs::copy(&raw, &out).unwrap_or_else(|e| panic!("copy {what}: {e}"));
+                // Not kept: with binaryen installed later, it would stand in
+                // for the optimised one.
+                return out;
+            }
+        }
+        if let Some(c) = &cached {
+            if let Err(e) = keep(&out, c) {
+                println!("cargo:warning=cannot keep {what} in {}: {e}", c.display());
             }
         }
         out
+    }
+
+    /// The digest of everything the built runtime depends on: the
+    /// runtime's files (its own target directory aside), the toolchain the
+    /// nested cargo resolves in its directory, wasm-opt's version, and this
+    /// build's settings.
+    fn digest(&self, wasm_opt: &std::ffi::OsStr) -> String {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"wasmlayer runtime cache 1");
+        for s in [self.target, self.artifact] {
+            field(s.as_bytes());
+        }
+        for f in self.wasm_opt_features {
+            field(f.as_bytes());
+        }
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        for (program, arg) in [
+            (cargo.as_os_str(), "-vV"),
+            ("rustc".as_ref(), "-vV"),
+            (wasm_opt, "--version"),
+        ] {
+            let mut cmd = Command::new(program);
+            cmd.current_dir(&self.dir).arg(arg);
+            scrub_env(&mut cmd);
+            // A tool that cannot say its version counts as its own value.
+            match cmd.output() {
+                Ok(o) => field(&o.stdout),
+                Err(_) => field(b"(none)"),
+            }
+        }
+        let mut files = Vec::new();
+        collect_files(&self.dir, &self.dir, &mut files);
+        files.sort();
+        for rel in files {
+            field(rel.as_bytes());
+            field(&std::fs::read(self.dir.join(&rel)).unwrap_or_default());
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Where built runtimes are kept, if a home for it is known.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(d) = env::var_os("WASMLAYER_BUILD_CACHE") {
+        return Some(PathBuf::from(d));
+    }
+    let base = env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wasmlayer").join("runtimes"))
+}
+
+/// Copies `from` to `to` through a temporary file and a rename, so that a
+/// concurrent build never reads half a runtime.
+fn keep(from: &Path, to: &Path) -> std::io::Result<()> {
+    let dir = to.parent().expect("a file in a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        std::process::id(),
+        to.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::copy(from, &tmp)?;
+    std::fs::rename(&tmp, to).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Every file below `dir`, as a path relative to `root`; a `target`
+/// directory at the top is left out.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if dir == root && e.file_name() == "target" {
+            continue;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => collect_files(root, &p, out),
+            Ok(t) if t.is_file() => {
+                if let Ok(rel) = p.strip_prefix(root) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+            _ => {}
+        }
     }
 }
 
