@@ -11,13 +11,16 @@ cd "$ROOT"
 
 bash scripts/setup.sh --bench
 bash scripts/build-guests.sh >/dev/null
-bash scripts/build-release.sh >&2
+# WASMLAYER=path uses that binary as it is instead of building the release.
+if [ -z "${WASMLAYER:-}" ]; then
+    bash scripts/build-release.sh >&2
+fi
 
 OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-W="$ROOT/target/release/wasmlayer"
+W="${WASMLAYER:-$ROOT/target/release/wasmlayer}"
 WT="$(python3 -c 'import wasmtime_cli, os; print(os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime"))')"
 
 # Same, minimal environment for both programs (no RUST_BACKTRACE etc.).

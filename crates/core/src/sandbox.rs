@@ -34,7 +34,9 @@ pub struct Plan {
 }
 
 /// Device files the host itself opens.
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
 const DEVICES_RW: &[&str] = &["/dev/null"];
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
 const DEVICES_RO: &[&str] = &["/dev/urandom", "/dev/random"];
 
 /// Files the C library reads to resolve host names (a network grant with

@@ -66,7 +66,11 @@ impl Runtime<'_> {
             "wit",
             ".cargo/config.toml",
         ] {
-            println!("cargo:rerun-if-changed={}", dir.join(p).display());
+            // Only paths that exist: while a watched path is missing, cargo
+            // reruns the build script (and rebuilds its crate) every time.
+            if dir.join(p).exists() {
+                println!("cargo:rerun-if-changed={}", dir.join(p).display());
+            }
         }
         println!("cargo:rerun-if-env-changed=WASM_OPT");
         let out = out_dir.join(self.out_file);
