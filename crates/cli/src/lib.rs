@@ -838,9 +838,7 @@ fn compile(args: CompileArgs) -> Result<i32, Error> {
         println!("{digest}");
     }
     if let Some(output) = &args.output {
-        let rt = compiler_runtime(args.fuel, args.edge)?;
-        let loaded = rt.load(&args.file, LoadOptions::default())?;
-        let code = rt.to_precompiled(&loaded.compiled)?;
+        let (loaded, code) = precompile(&args.file, args.fuel, args.edge)?;
         write_file_atomic(output, &code)?;
         eprintln!(
             "compiled {} ({}) to {} ({} bytes)",
@@ -862,30 +860,24 @@ fn within<T: Send + 'static>(
     timeout: Option<std::time::Duration>,
     load: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
+    use wasmlayer_core::run::{on_thread_within, TIMEOUT_GRACE};
     let Some(timeout) = timeout else {
         return load();
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("load".into())
-        .spawn(move || {
-            let _ = tx.send(load());
-        })
-        .map_err(|e| Error::host(format!("cannot start the loading thread: {e}")))?;
-    match rx.recv_timeout(timeout + wasmlayer_core::run::TIMEOUT_GRACE) {
-        Ok(r) => r,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Error::CompileTimeout(timeout)),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-            Err(Error::host("loading the guest ended without a result"))
-        }
-    }
+    on_thread_within("load", None, timeout + TIMEOUT_GRACE, load)?
+        .unwrap_or(Err(Error::CompileTimeout(timeout)))
 }
 
-/// A runtime that compiles for `compile`: no compile cache, fuel metering
-/// as asked, and without WASI 0.3 for the edge build.
+/// Compiles `file` for `compile` (no compile cache), with fuel metering as
+/// asked and, for the edge build, without WASI 0.3: what was loaded, and
+/// its precompiled code.
 #[cfg(feature = "compiler")]
-fn compiler_runtime(fuel: bool, without_p3: bool) -> Result<Runtime, Error> {
-    Runtime::builder()
+fn precompile(
+    file: &std::path::Path,
+    fuel: bool,
+    without_p3: bool,
+) -> Result<(wasmlayer_core::Loaded, Vec<u8>), Error> {
+    let rt = Runtime::builder()
         .engine_options(EngineOptions {
             fuel,
             without_p3,
@@ -893,7 +885,10 @@ fn compiler_runtime(fuel: bool, without_p3: bool) -> Result<Runtime, Error> {
         })
         .cache(false)
         .admission(Arc::new(wasmlayer_core::GrantRequested))
-        .build()
+        .build()?;
+    let loaded = rt.load(file, LoadOptions::default())?;
+    let code = rt.to_precompiled(&loaded.compiled)?;
+    Ok((loaded, code))
 }
 
 /// The binary WebAssembly of a file (text is converted): what a store
@@ -931,9 +926,7 @@ fn precompile_into(
     };
     let mut written = Vec::new();
     for &edge in variants {
-        let rt = compiler_runtime(fuel, edge)?;
-        let loaded = rt.load(blob, LoadOptions::default())?;
-        let code = rt.to_precompiled(&loaded.compiled)?;
+        let (_, code) = precompile(blob, fuel, edge)?;
         written.push(store.put_precompiled(digest, fuel, edge, &code)?);
     }
     Ok(written)

@@ -186,21 +186,42 @@ impl Runtime {
 fn run_with_timeout(mut job: Job, timeout: Duration) -> Result<RunOutcome> {
     // `Limits::validate` keeps the timeout small enough for an `Instant`.
     job.deadline = Instant::now().checked_add(timeout);
+    on_thread_within(
+        "guest",
+        Some(GUEST_THREAD_STACK),
+        timeout + TIMEOUT_GRACE,
+        move || job.execute(),
+    )?
+    // Still blocked in a host call: report the timeout anyway.
+    .unwrap_or(Err(Error::Timeout(timeout)))
+}
+
+/// Runs `work` on a thread of its own named `name` (with `stack` bytes of
+/// stack when given) and waits up to `wait` for its result: None when it
+/// has not finished by then. A thread still working is left behind, for
+/// the caller to report and end the process.
+pub fn on_thread_within<T: Send + 'static>(
+    name: &str,
+    stack: Option<usize>,
+    wait: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<Option<T>> {
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("guest".into())
-        .stack_size(GUEST_THREAD_STACK)
+    let mut thread = std::thread::Builder::new().name(name.into());
+    if let Some(bytes) = stack {
+        thread = thread.stack_size(bytes);
+    }
+    thread
         .spawn(move || {
-            let _ = tx.send(job.execute());
+            let _ = tx.send(work());
         })
-        .map_err(|e| Error::host(format!("cannot start the guest thread: {e}")))?;
-    match rx.recv_timeout(timeout + TIMEOUT_GRACE) {
-        Ok(r) => r,
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Err(Error::host("the guest thread ended without a result"))
-        }
-        // Still blocked in a host call: report the timeout anyway.
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(Error::Timeout(timeout)),
+        .map_err(|e| Error::host(format!("cannot start the {name} thread: {e}")))?;
+    match rx.recv_timeout(wait) {
+        Ok(r) => Ok(Some(r)),
+        Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::host(format!(
+            "the {name} thread ended without a result"
+        ))),
     }
 }
 
