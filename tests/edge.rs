@@ -187,17 +187,27 @@ fn the_edge_build_runs_from_the_artifact_store() {
     let code = store
         .join("precompiled")
         .join(format!("{}.edge.cwasm", &digest[7..]));
-    let mut bytes = std::fs::read(&code).unwrap();
+    let intact = std::fs::read(&code).unwrap();
+    let mut bytes = intact.clone();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&code, &bytes).unwrap();
     let r = run_edge(&cache, &["run", "--store", &st, "hello"]);
     assert_eq!(r.code, 126, "{r:?}");
     assert!(r.stderr.contains("corrupted"), "{r:?}");
-    // A damaged module is not used at all.
+    // A damaged module is never compiled; precompiled code carries its own
+    // check and runs without reading the module.
+    std::fs::write(&code, &intact).unwrap();
     let blob = store.join("blobs/sha256").join(&digest[7..]);
     std::fs::write(&blob, b"\0asm\x01\0\0\0").unwrap();
     let r = run_edge(&cache, &["run", "--store", &st, "hello"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Hello"), "{r:?}");
+    let full_code = store
+        .join("precompiled")
+        .join(format!("{}.cwasm", &digest[7..]));
+    std::fs::remove_file(&full_code).unwrap();
+    let r = run(["run", "--store", &st, "hello"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("not in the artifact store"), "{r:?}");
 }

@@ -7,8 +7,10 @@ fn main() {
     // Link the `wasmlayer` binary as a position-dependent executable: the
     // dynamic loader then has no relocations to apply to its tens of
     // thousands of pointers at every start, which is a measurable part of a
-    // millisecond-scale cold start.
-    if linux_x86 {
+    // millisecond-scale cold start. (A musl build is linked statically, and
+    // position-dependent where its build asks for `-C relocation-model=static`,
+    // as scripts/build-edge.sh does.)
+    if linux_x86 && !target.contains("musl") {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     // Release builds put the functions a start runs (startup-order.txt, from

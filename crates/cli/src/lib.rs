@@ -767,24 +767,23 @@ fn load_from_store(
     fuel: bool,
 ) -> Result<wasmlayer_core::Loaded, Error> {
     let store = wasmlayer_core::store::Store::open(dir.to_path_buf());
-    let record = store.resolve(&name.to_string_lossy())?;
+    // The precompiled code carries its own integrity check: the module's
+    // blob is read (and checked against its digest) only to compile it.
+    let named = store.resolve_name(&name.to_string_lossy())?;
     let code = store
-        .precompiled_path(&record.layer, fuel, cfg!(not(feature = "p3")))
+        .precompiled_path(&named.layer, fuel, cfg!(not(feature = "p3")))
         .filter(|p| p.is_file());
     let mut loaded = match code {
-        Some(code) => {
-            let mut loaded = rt.load(
-                &code,
-                LoadOptions {
-                    allow_precompiled: true,
-                },
-            )?;
-            // Admission judges the module, not its compiled form.
-            loaded.facts.sha256 = record.layer["sha256:".len()..].to_string();
-            loaded.facts.size = record.size;
-            loaded
+        // Admission judges the module, not its compiled form.
+        Some(code) => rt.load_precompiled_for(
+            &code,
+            named.layer.strip_prefix("sha256:").unwrap_or(&named.layer),
+            named.size,
+        )?,
+        None if cfg!(feature = "compiler") => {
+            let record = store.resolve(&name.to_string_lossy())?;
+            rt.load(&record.path, LoadOptions::default())?
         }
-        None if cfg!(feature = "compiler") => rt.load(&record.path, LoadOptions::default())?,
         None => {
             return Err(Error::usage(format!(
                 "{}: the store {} has no precompiled code for it{}; add it with a full build: `wasmlayer compile --store {}{} {}`",
@@ -793,7 +792,7 @@ fn load_from_store(
                 if fuel { " instrumented for fuel" } else { "" },
                 dir.display(),
                 if fuel { " --fuel" } else { "" },
-                record.layer
+                named.layer
             )))
         }
     };

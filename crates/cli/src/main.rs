@@ -1,5 +1,11 @@
 use std::sync::Arc;
 
+/// See crates/cli/Cargo.toml: on musl, an allocator that keeps the memory it
+/// maps.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     // A panic is a bug in the host, never the user's fault: say so plainly.
     std::panic::set_hook(Box::new(|info| {

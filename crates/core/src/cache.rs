@@ -66,6 +66,41 @@ pub fn strip_trailer(bytes: &[u8]) -> Result<&[u8], TrailerError> {
     Ok(code)
 }
 
+/// Why a file was refused by [`verify_file`].
+#[derive(Debug)]
+pub enum FileCheckError {
+    /// It could not be opened or read, or is not a regular file.
+    Io(std::io::Error),
+    /// Its trailer is missing or does not match.
+    Trailer(TrailerError),
+}
+
+/// Checks the integrity trailer of the file at `path` the way
+/// [`strip_trailer`] checks bytes, by streaming it: nothing but a small
+/// buffer is held in memory, and the caller then maps the file.
+pub fn verify_file(path: &Path) -> Result<(), FileCheckError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (mut f, meta) = open_regular(path).map_err(FileCheckError::Io)?;
+    let len = meta.len();
+    let mut trailer = [0u8; TRAILER_LEN];
+    let intact = len >= TRAILER_LEN as u64
+        && f.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).is_ok()
+        && f.read_exact(&mut trailer).is_ok()
+        && &trailer[32..] == TRAILER_MAGIC;
+    if !intact {
+        return Err(FileCheckError::Trailer(TrailerError::Missing));
+    }
+    let mut hasher = blake3::Hasher::new();
+    f.seek(SeekFrom::Start(0)).map_err(FileCheckError::Io)?;
+    hasher
+        .update_reader((&mut f).take(len - TRAILER_LEN as u64))
+        .map_err(FileCheckError::Io)?;
+    match hasher.finalize().as_bytes() == &trailer[..32] {
+        true => Ok(()),
+        false => Err(FileCheckError::Trailer(TrailerError::Mismatch)),
+    }
+}
+
 /// Opens `path` for reading without blocking (a FIFO would otherwise wait
 /// for a writer) and returns it only if the opened file is a regular file.
 fn open_regular(path: &Path) -> std::io::Result<(fs::File, fs::Metadata)> {
@@ -226,43 +261,23 @@ impl Cache {
     /// file, so nothing but a small buffer is held in memory; the caller then
     /// maps the file.
     pub fn verified_object(&self, sha256: &str) -> Option<PathBuf> {
-        use std::io::{Read, Seek, SeekFrom};
         let path = self.object_path(sha256);
-        let (mut f, meta) = match open_regular(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("cache entry {} ignored ({e}); recompiling", path.display());
-                }
-                return None;
+        match verify_file(&path) {
+            Ok(()) => return Some(path),
+            Err(FileCheckError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(FileCheckError::Io(e)) => {
+                tracing::warn!("cache entry {} ignored ({e}); recompiling", path.display())
             }
-        };
-        let len = meta.len();
-        let mut trailer = [0u8; TRAILER_LEN];
-        let intact = len >= TRAILER_LEN as u64
-            && f.seek(SeekFrom::Start(len - TRAILER_LEN as u64)).is_ok()
-            && f.read_exact(&mut trailer).is_ok()
-            && &trailer[32..] == TRAILER_MAGIC;
-        if !intact {
-            tracing::warn!(
+            Err(FileCheckError::Trailer(TrailerError::Missing)) => tracing::warn!(
                 "cache entry {} has no valid trailer; recompiling",
                 path.display()
-            );
-            return None;
-        }
-        let mut hasher = blake3::Hasher::new();
-        let hashed = f.seek(SeekFrom::Start(0)).is_ok()
-            && hasher
-                .update_reader((&mut f).take(len - TRAILER_LEN as u64))
-                .is_ok();
-        if !hashed || hasher.finalize().as_bytes() != &trailer[..32] {
-            tracing::warn!(
+            ),
+            Err(FileCheckError::Trailer(TrailerError::Mismatch)) => tracing::warn!(
                 "cache entry {} is corrupted (checksum mismatch); recompiling",
                 path.display()
-            );
-            return None;
+            ),
         }
-        Some(path)
+        None
     }
 
     /// Stores compiled code for `sha256`.

@@ -556,6 +556,15 @@ fn finish<W>(
     })
 }
 
+/// A guest function's name as its source language writes it (Rust's
+/// mangling undone; the `debug-info` feature), else as the name section has it.
+fn demangle(name: &str) -> String {
+    #[cfg(feature = "debug-info")]
+    return format!("{:#}", rustc_demangle::demangle(name));
+    #[cfg(not(feature = "debug-info"))]
+    return name.to_string();
+}
+
 /// Turns an error from running guest code into the platform's error: memory
 /// limit, fuel, timeout, or a trap with its kind and backtrace.
 pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error {
@@ -570,9 +579,7 @@ pub fn classify(e: wasmtime::Error, limits: &Limits, memory_hit: bool) -> Error 
                 .map(|f| Frame {
                     module: f.module().name().map(str::to_string),
                     func_index: f.func_index(),
-                    func_name: f
-                        .func_name()
-                        .map(|n| format!("{:#}", rustc_demangle::demangle(n))),
+                    func_name: f.func_name().map(demangle),
                     offset: f.module_offset(),
                     location: f.symbols().first().and_then(|s| {
                         let file = s.file()?;

@@ -84,32 +84,44 @@ fn engine_config(opts: &EngineOptions, compiler: bool) -> Config {
     }
     config.wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Environment);
     if let Some(p) = &opts.pooling {
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        let slots = p
-            .total_instances
-            .saturating_mul(p.slots_per_instance.max(1));
-        let memories = p
-            .total_instances
-            .saturating_mul(p.memories_per_instance.max(1));
-        pool.total_core_instances(slots)
-            .total_component_instances(p.total_instances)
-            .total_memories(memories)
-            .max_memories_per_component(p.slots_per_instance.max(1))
-            .total_tables(slots)
-            .total_stacks(p.total_instances)
-            .max_memory_size(p.max_memory_size);
-        if p.compact_memory {
-            config.memory_reservation(p.max_memory_size as u64);
-            config.memory_guard_size(64 << 10);
-            config.memory_reservation_for_growth(0);
-            // Initial data is copied in rather than mapped copy-on-write:
-            // a mapped image costs a memory mapping per live instance, and
-            // with many thousands of instances mappings run out first.
-            config.memory_init_cow(false);
-        }
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        use_pooling(&mut config, p);
     }
     config
+}
+
+/// The pooling instance allocator, sized as `p` says.
+#[cfg(feature = "pooling")]
+fn use_pooling(config: &mut Config, p: &PoolingOptions) {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    let slots = p
+        .total_instances
+        .saturating_mul(p.slots_per_instance.max(1));
+    let memories = p
+        .total_instances
+        .saturating_mul(p.memories_per_instance.max(1));
+    pool.total_core_instances(slots)
+        .total_component_instances(p.total_instances)
+        .total_memories(memories)
+        .max_memories_per_component(p.slots_per_instance.max(1))
+        .total_tables(slots)
+        .total_stacks(p.total_instances)
+        .max_memory_size(p.max_memory_size);
+    if p.compact_memory {
+        config.memory_reservation(p.max_memory_size as u64);
+        config.memory_guard_size(64 << 10);
+        config.memory_reservation_for_growth(0);
+        // Initial data is copied in rather than mapped copy-on-write:
+        // a mapped image costs a memory mapping per live instance, and
+        // with many thousands of instances mappings run out first.
+        config.memory_init_cow(false);
+    }
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+}
+
+/// Without the `pooling` feature instances are allocated on demand.
+#[cfg(not(feature = "pooling"))]
+fn use_pooling(_config: &mut Config, _p: &PoolingOptions) {
+    tracing::warn!("built without the pooling allocator (feature `pooling`): instances are allocated on demand");
 }
 
 /// A compiled artifact.
@@ -349,6 +361,52 @@ impl Runtime {
         self.load_from(path, &bytes, stat_key.as_ref(), opts)
     }
 
+    /// Loads precompiled code that stands for the module or component whose
+    /// digest is `sha256` and size `size` (the artifact store's code, named
+    /// by that digest): checked against its integrity trailer like any
+    /// precompiled file, but not hashed again, and admission judges the
+    /// module it was compiled from.
+    pub fn load_precompiled_for(&self, path: &Path, sha256: &str, size: u64) -> Result<Loaded> {
+        use crate::cache::{verify_file, FileCheckError};
+        verify_file(path).map_err(|e| match e {
+            FileCheckError::Io(e) => Error::io(path, e),
+            FileCheckError::Trailer(e) => trailer_error(path, e),
+        })?;
+        let kind = match wasmtime::Engine::detect_precompiled_file(path) {
+            Ok(Some(wasmtime::Precompiled::Module)) => ArtifactKind::Module,
+            Ok(Some(wasmtime::Precompiled::Component)) => ArtifactKind::Component,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{}: is not precompiled code",
+                    path.display()
+                )))
+            }
+        };
+        // SAFETY: the artifact store is trusted like the compile cache (only
+        // `compile --store` and `oci pull --store` write its code), and the
+        // file passed its integrity check. Mapping the file, rather than
+        // reading and copying it, keeps a start to the pages it touches.
+        let result = unsafe {
+            match kind {
+                ArtifactKind::Module => {
+                    Module::deserialize_file(&self.engine, path).map(Compiled::Module)
+                }
+                ArtifactKind::Component => {
+                    Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+                }
+            }
+        };
+        let compiled = result.map_err(|e| cannot_load(path, &e))?;
+        Ok(self.finish(
+            path,
+            compiled,
+            sha256.to_string(),
+            size,
+            Format::Precompiled,
+            CacheOutcome::Precompiled,
+        ))
+    }
+
     /// Detects, then compiles or takes from the cache; `stat_key` is the
     /// file's identity, remembered for the next load of the same file.
     fn load_from(
@@ -547,19 +605,7 @@ impl Runtime {
         bytes: &[u8],
         kind: ArtifactKind,
     ) -> Result<Compiled> {
-        use crate::cache::TrailerError;
-        let code = crate::cache::strip_trailer(bytes).map_err(|e| {
-            Error::invalid(match e {
-                TrailerError::Missing => format!(
-                    "{}: precompiled code without a wasmlayer checksum (truncated, or not written by `wasmlayer compile`); compile it again",
-                    path.display()
-                ),
-                TrailerError::Mismatch => format!(
-                    "{}: precompiled code is corrupted (checksum mismatch); compile it again",
-                    path.display()
-                ),
-            })
-        })?;
+        let code = crate::cache::strip_trailer(bytes).map_err(|e| trailer_error(path, e))?;
         // SAFETY: the user vouched for this file with --allow-precompiled,
         // and the bytes are exactly what `wasmlayer compile` wrote (checked
         // above, on the copy in memory that is loaded).
@@ -573,13 +619,7 @@ impl Runtime {
                 }
             }
         };
-        result.map_err(|e| {
-            Error::invalid(format!(
-                "{}: cannot load precompiled code: {} (it must be compiled by this wasmlayer version with the same engine settings, e.g. --fuel)",
-                path.display(),
-                root_message(&e)
-            ))
-        })
+        result.map_err(|e| cannot_load(path, &e))
     }
 
     fn finish(
@@ -625,6 +665,30 @@ impl Runtime {
 /// device): such a source has no size to check beforehand, and `/dev/zero`
 /// would otherwise be read without end.
 pub const MAX_STREAMED_ARTIFACT: u64 = 256 << 20;
+
+/// Precompiled code whose integrity trailer does not check out.
+fn trailer_error(path: &Path, e: crate::cache::TrailerError) -> Error {
+    use crate::cache::TrailerError;
+    Error::invalid(match e {
+        TrailerError::Missing => format!(
+            "{}: precompiled code without a wasmlayer checksum (truncated, or not written by `wasmlayer compile`); compile it again",
+            path.display()
+        ),
+        TrailerError::Mismatch => format!(
+            "{}: precompiled code is corrupted (checksum mismatch); compile it again",
+            path.display()
+        ),
+    })
+}
+
+/// Precompiled code this engine refuses.
+fn cannot_load(path: &Path, e: &wasmtime::Error) -> Error {
+    Error::invalid(format!(
+        "{}: cannot load precompiled code: {} (it must be compiled by this wasmlayer version with the same engine settings, e.g. --fuel)",
+        path.display(),
+        root_message(e)
+    ))
+}
 
 /// Reads an artifact. A regular file is read whole; anything else (a pipe,
 /// a device) is read up to [`MAX_STREAMED_ARTIFACT`] bytes. Either is refused

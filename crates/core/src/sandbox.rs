@@ -279,96 +279,169 @@ const DENIED: &[(&str, i64)] = &[
     ("ioperm", libc::SYS_ioperm),
 ];
 
+/// The namespace flags clone(2) may not carry (all in its first
+/// argument's low 32 bits).
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+const NEW_NAMESPACES: u32 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWCGROUP) as u32;
+
+/// The architecture the filter accepts system calls of (`AUDIT_ARCH_*` in
+/// linux/audit.h); any other (i386 through `int 0x80` on x86_64) is refused.
+#[cfg(all(feature = "host-sandbox", target_os = "linux", target_arch = "x86_64"))]
+const AUDIT_ARCH: Option<u32> = Some(0xC000_003E);
+#[cfg(all(feature = "host-sandbox", target_os = "linux", target_arch = "aarch64"))]
+const AUDIT_ARCH: Option<u32> = Some(0xC000_00B7);
+#[cfg(all(
+    feature = "host-sandbox",
+    target_os = "linux",
+    not(any(target_arch = "x86_64", target_arch = "aarch64"))
+))]
+const AUDIT_ARCH: Option<u32> = None;
+
+/// The seccomp filter, as one classic BPF program: EPERM for [`DENIED`]
+/// (and socket(2) unless `sockets`), for clone(2) with a new-namespace
+/// flag and for another architecture's system calls; ENOSYS for clone3(2),
+/// whose flags are in memory a filter cannot read (the C library then falls
+/// back to clone, which is checked). Everything else is allowed.
+///
+/// One short program, rather than a general rule compiler's output, because
+/// installing it is on every start's path: the kernel checks, translates
+/// and compiles it, and precomputes its verdict for each system call, all
+/// in proportion to its length (about 60 instructions here).
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+fn seccomp_program(arch: u32, sockets: bool) -> Vec<libc::sock_filter> {
+    use libc::{
+        BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W,
+        SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO,
+    };
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (BPF_JMP | code | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    // Offsets in struct seccomp_data: nr, arch, then the arguments (the
+    // first argument's low half at 16 on little-endian machines).
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    const ARG0_LOW: u32 = 16;
+    let mut denied: Vec<u32> = DENIED.iter().map(|&(_, nr)| nr as u32).collect();
+    if !sockets {
+        denied.push(libc::SYS_socket as u32);
+    }
+    // Layout: checks, then three verdicts at the end (allow, ENOSYS,
+    // EPERM), reached by forward jumps; clone's argument check sits just
+    // before them.
+    let mut prog = vec![
+        stmt(BPF_LD | BPF_W | BPF_ABS, ARCH),
+        // Placeholder: "not this architecture" jumps to EPERM, patched below.
+        jump(BPF_JEQ, arch, 0, 0),
+        stmt(BPF_LD | BPF_W | BPF_ABS, NR),
+    ];
+    let arch_check = 1;
+    // x32 system calls (x86_64's other ABI) carry bit 30.
+    #[cfg(target_arch = "x86_64")]
+    prog.push(jump(BPF_JGE, 0x4000_0000, 0, 0));
+    let first_nr_check = prog.len();
+    for nr in &denied {
+        prog.push(jump(BPF_JEQ, *nr, 0, 0));
+    }
+    let clone3_check = prog.len();
+    prog.push(jump(BPF_JEQ, libc::SYS_clone3 as u32, 0, 0));
+    // clone: on to the argument check, else allowed.
+    prog.push(jump(BPF_JEQ, libc::SYS_clone as u32, 1, 0));
+    let allow_early = prog.len();
+    prog.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    prog.push(stmt(BPF_LD | BPF_W | BPF_ABS, ARG0_LOW));
+    let ns_check = prog.len();
+    prog.push(jump(BPF_JSET, NEW_NAMESPACES, 0, 0));
+    let allow = prog.len();
+    prog.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    let enosys = prog.len();
+    prog.push(stmt(
+        BPF_RET | BPF_K,
+        SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+    ));
+    let eperm = prog.len();
+    prog.push(stmt(
+        BPF_RET | BPF_K,
+        SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    ));
+    // Jump offsets count from the next instruction.
+    let to = |from: usize, target: usize| -> u8 {
+        u8::try_from(target - from - 1).expect("the filter is short enough for 8-bit jumps")
+    };
+    prog[arch_check].jf = to(arch_check, eperm);
+    #[cfg(target_arch = "x86_64")]
+    {
+        prog[first_nr_check - 1].jt = to(first_nr_check - 1, eperm);
+    }
+    for i in first_nr_check..clone3_check {
+        prog[i].jt = to(i, eperm);
+    }
+    prog[clone3_check].jt = to(clone3_check, enosys);
+    prog[ns_check].jt = to(ns_check, eperm);
+    debug_assert_eq!(prog[allow_early].k, SECCOMP_RET_ALLOW);
+    debug_assert_eq!(prog[allow].k, SECCOMP_RET_ALLOW);
+    prog
+}
+
 #[cfg(all(feature = "host-sandbox", target_os = "linux"))]
 fn seccomp_confine(plan: &Plan, report: &mut Report) {
-    use seccompiler::{
-        apply_filter_all_threads, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
-        SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-    };
-    use std::collections::BTreeMap;
-    #[cfg(target_arch = "x86_64")]
-    let arch = TargetArch::x86_64;
-    #[cfg(target_arch = "aarch64")]
-    let arch = TargetArch::aarch64;
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let _ = plan;
+    let Some(arch) = AUDIT_ARCH else {
         report
             .refused
             .push("seccomp: no filter for this architecture".into());
         return;
-    }
-    let build = || -> Result<(BpfProgram, BpfProgram), seccompiler::BackendError> {
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-            DENIED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
-        // socket(2) makes every network socket; socketpair(2) only a
-        // connected local pair, which Tokio's signal handling uses.
-        if !plan.sockets {
-            rules.insert(libc::SYS_socket, Vec::new());
-        }
-        // clone with any new-namespace flag: one rule per flag (rules of
-        // a system call are alternatives).
-        let namespaces = [
-            libc::CLONE_NEWNS,
-            libc::CLONE_NEWUSER,
-            libc::CLONE_NEWPID,
-            libc::CLONE_NEWNET,
-            libc::CLONE_NEWIPC,
-            libc::CLONE_NEWUTS,
-            libc::CLONE_NEWCGROUP,
-        ];
-        let clone_rules = namespaces
-            .iter()
-            .map(|&flag| {
-                let flag = flag as u64;
-                SeccompRule::new(vec![SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Qword,
-                    SeccompCmpOp::MaskedEq(flag),
-                    flag,
-                )?])
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(libc::SYS_clone, clone_rules);
-        let deny = SeccompFilter::new(
-            rules,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::EPERM as u32),
-            arch,
-        )?;
-        // clone3 passes its flags in memory a filter cannot read: it gets
-        // ENOSYS, and the C library falls back to clone, which is checked.
-        let clone3 = SeccompFilter::new(
-            BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::ENOSYS as u32),
-            arch,
-        )?;
-        Ok((deny.try_into()?, clone3.try_into()?))
     };
-    let (deny, clone3) = match build() {
-        Ok(p) => p,
-        Err(e) => {
-            report.refused.push(format!("seccomp: {e}"));
-            return;
+    let mut prog = seccomp_program(arch, plan.sockets);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: prctl with constant arguments; seccomp(2) reads `fprog` and
+    // the program it points to, both alive for the call.
+    let applied = unsafe {
+        match libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) {
+            0 => libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_TSYNC,
+                &fprog as *const libc::sock_fprog,
+            ),
+            r => r.into(),
         }
     };
-    for (what, prog) in [("deny-list", &deny), ("clone3", &clone3)] {
-        if let Err(e) = apply_filter_all_threads(prog) {
-            report.refused.push(format!("seccomp ({what}): {e}"));
-            return;
-        }
+    match applied {
+        0 => report.applied.push(format!(
+            "seccomp on every thread: {} system calls refused ({}, new namespaces{})",
+            DENIED.len() + usize::from(!plan.sockets),
+            "exec, ptrace, mount, kernel modules, bpf, io_uring, keyrings",
+            if plan.sockets {
+                ""
+            } else {
+                ", socket creation"
+            }
+        )),
+        // With TSYNC, a positive result is a thread that could not be synchronised.
+        tid if tid > 0 => report
+            .refused
+            .push(format!("seccomp: thread {tid} could not take the filter")),
+        _ => report
+            .refused
+            .push(format!("seccomp: {}", std::io::Error::last_os_error())),
     }
-    report.applied.push(format!(
-        "seccomp on every thread: {} system calls refused ({}, new namespaces{})",
-        DENIED.len() + usize::from(!plan.sockets),
-        "exec, ptrace, mount, kernel modules, bpf, io_uring, keyrings",
-        if plan.sockets {
-            ""
-        } else {
-            ", socket creation"
-        }
-    ));
 }
 
 /// Tests only (debug builds): with `WASMLAYER_SANDBOX_PROBE=PATH`, right
@@ -407,4 +480,123 @@ pub fn probe() {
         }
     };
     eprintln!("sandbox probe: socket AF_INET: {}", outcome(socket));
+}
+
+#[cfg(all(test, feature = "host-sandbox", target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The filter is applied in a child process (this test binary run
+    /// again for this test alone), which then tries what it must refuse
+    /// and what it must leave alone, and exits with the first failure.
+    #[test]
+    fn the_seccomp_filter_refuses_what_it_lists_and_nothing_else() {
+        const CHILD: &str = "WASMLAYER_SECCOMP_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            std::process::exit(filtered_child());
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sandbox::tests::the_seccomp_filter_refuses_what_it_lists_and_nothing_else",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "child: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn filtered_child() -> i32 {
+        let mut report = Report::default();
+        seccomp_confine(&Plan::default(), &mut report);
+        if !report.refused.is_empty() || report.applied.is_empty() {
+            eprintln!("not applied: {report}");
+            return 10;
+        }
+        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let refused = |what: &str, r: i64, want: i32| {
+            let e = errno();
+            if r != -1 || e != want {
+                eprintln!("{what}: returned {r} (errno {e}), expected errno {want}");
+                return false;
+            }
+            true
+        };
+        // SAFETY: system calls with constant or null arguments, each
+        // expected to be refused before it does anything; a clone that
+        // wrongly succeeded exits its child at once.
+        unsafe {
+            let null = std::ptr::null::<libc::c_char>();
+            let argv = [c"/bin/true".as_ptr(), null];
+            if !refused(
+                "execve",
+                libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), [null].as_ptr()).into(),
+                libc::EPERM,
+            ) {
+                return 11;
+            }
+            if !refused(
+                "socket",
+                libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0).into(),
+                libc::EPERM,
+            ) {
+                return 12;
+            }
+            if !refused(
+                "unshare",
+                libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER),
+                libc::EPERM,
+            ) {
+                return 13;
+            }
+            let r = libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_NEWUSER | libc::SIGCHLD,
+                0,
+                0,
+                0,
+                0,
+            );
+            if r == 0 {
+                libc::_exit(99);
+            }
+            if !refused("clone with CLONE_NEWUSER", r, libc::EPERM) {
+                return 14;
+            }
+            if !refused(
+                "clone3",
+                libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize),
+                libc::ENOSYS,
+            ) {
+                return 15;
+            }
+            // Left alone: a local socket pair, a plain fork, a thread.
+            let mut fds = [0; 2];
+            if libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) != 0 {
+                eprintln!("socketpair: {}", std::io::Error::last_os_error());
+                return 16;
+            }
+            match libc::fork() {
+                0 => libc::_exit(0),
+                -1 => {
+                    eprintln!("fork: {}", std::io::Error::last_os_error());
+                    return 17;
+                }
+                pid => {
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                }
+            }
+        }
+        if std::thread::spawn(|| 1).join().ok() != Some(1) {
+            return 18;
+        }
+        0
+    }
 }

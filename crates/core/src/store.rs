@@ -145,6 +145,41 @@ impl Store {
         Some(record)
     }
 
+    /// What `name` stands for, without reading its blob: a recorded name,
+    /// or the digest of a stored blob. For loading the blob's precompiled
+    /// code, which carries its own integrity check; [`Store::resolve`]
+    /// checks the blob itself.
+    pub fn resolve_name(&self, name: &str) -> Result<Record> {
+        let recorded = std::fs::read(self.ref_path(name))
+            .ok()
+            .and_then(|text| serde_json::from_slice::<Record>(&text).ok());
+        let mut record = recorded.unwrap_or_else(|| Record {
+            reference: name.to_string(),
+            manifest: String::new(),
+            layer: name.to_string(),
+            size: 0,
+            path: PathBuf::new(),
+        });
+        let path = self
+            .blob_path(&record.layer)
+            .ok_or_else(|| self.missing(name))?;
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                record.size = meta.len();
+                record.path = path;
+                Ok(record)
+            }
+            _ => Err(self.missing(name)),
+        }
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        Error::usage(format!(
+            "{name}: not in the artifact store {} (fill it with `wasmlayer compile --store` or `wasmlayer oci pull --store`)",
+            self.root.display()
+        ))
+    }
+
     /// What `name` stands for: a recorded name, or a stored blob's digest
     /// (`sha256:<hex>`).
     pub fn resolve(&self, name: &str) -> Result<Record> {
@@ -162,10 +197,7 @@ impl Store {
                 });
             }
         }
-        Err(Error::usage(format!(
-            "{name}: not in the artifact store {} (fill it with `wasmlayer compile --store` or `wasmlayer oci pull --store`)",
-            self.root.display()
-        )))
+        Err(self.missing(name))
     }
 
     /// Stores `blob` and records `record.reference` as its name.
