@@ -16,8 +16,8 @@ mod policy;
 mod webhook;
 
 use wasmlayer_core::{
-    Admission, AdmissionContext, Capabilities, DirGrant, EngineOptions, Error, Invoke, Limits,
-    LoadOptions, NetPattern, RunOptions, Runtime,
+    Admission, AdmissionContext, Capabilities, DirGrant, EngineOptions, Error, HostSandbox, Invoke,
+    Limits, LoadOptions, NetPattern, RunOptions, Runtime,
 };
 
 #[derive(Parser, Debug)]
@@ -721,7 +721,10 @@ fn run(args: RunArgs, admission: Arc<dyn Admission>) -> Result<i32, Error> {
                 command: "run".into(),
                 ..Default::default()
             },
-            host_sandbox: !args.no_host_sandbox,
+            host_sandbox: match args.no_host_sandbox {
+                true => HostSandbox::Off,
+                false => HostSandbox::Process,
+            },
             ..Default::default()
         },
     )?;

@@ -29,7 +29,7 @@ pub use host::{
     StoreOptions, Stream,
 };
 pub use limits::Limits;
-pub use run::{Invoke, RunOptions, RunOutcome};
+pub use run::{HostSandbox, Invoke, RunOptions, RunOutcome};
 #[cfg(feature = "compiler")]
 pub use runtime::build_engine;
 pub use runtime::{

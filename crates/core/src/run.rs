@@ -37,10 +37,26 @@ pub struct RunOptions {
     /// Lets another thread stop the guest ([`Interrupt::stop`]): the run
     /// then ends with [`Error::Stopped`].
     pub interrupt: Option<Interrupt>,
-    /// Confine this process around the guest before it runs
-    /// ([`crate::sandbox`]): for a process that runs this one guest and
+    /// Whether the host confines itself around the guest before it runs
+    /// ([`crate::sandbox`]), and how much of itself.
+    pub host_sandbox: HostSandbox,
+}
+
+/// How much of the host [`RunOptions::host_sandbox`] confines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostSandbox {
+    /// Nothing.
+    #[default]
+    Off,
+    /// The whole process: for a process that runs this one guest and
     /// nothing else afterwards, such as `wasmlayer run`.
-    pub host_sandbox: bool,
+    Process,
+    /// The thread that runs the guest and the threads it starts: for a
+    /// process that goes on with other work, such as a containerd shim
+    /// whose guests each have a thread. With [`Runtime::run_async`], the
+    /// guest's future must be polled on that thread only (a current-thread
+    /// Tokio runtime of its own).
+    Thread,
 }
 
 /// How a run ended when the guest itself ended it.
@@ -118,16 +134,8 @@ impl Runtime {
     pub fn run(&self, loaded: &Loaded, opts: RunOptions) -> Result<RunOutcome> {
         let sandbox = opts.host_sandbox;
         let job = self.job(loaded, opts)?;
-        if sandbox {
-            // After admission (the plan is the grant) and before the guest:
-            // the guest's thread is this one or starts from it.
-            let extra = self.host.before_lockdown(&job.grant)?;
-            let plan =
-                crate::sandbox::Plan::for_grant(&job.grant, self.cache().map(|c| c.dir()), extra);
-            let report = crate::sandbox::confine(&plan);
-            tracing::info!("host sandbox: {report}");
-        }
-        crate::sandbox::probe();
+        // The guest's thread is this one or starts from it.
+        self.lockdown(&job, sandbox)?;
         match job.grant.limits.timeout {
             None => job.execute(),
             Some(timeout) => run_with_timeout(job, timeout),
@@ -140,7 +148,9 @@ impl Runtime {
     /// past its timeout is interrupted at its next epoch check, or dropped
     /// in the host call it waits in.
     pub async fn run_async(&self, loaded: &Loaded, opts: RunOptions) -> Result<RunOutcome> {
+        let sandbox = opts.host_sandbox;
         let mut job = self.job(loaded, opts)?;
+        self.lockdown(&job, sandbox)?;
         match job.grant.limits.timeout {
             None => job.execute_async(false).await,
             Some(timeout) => {
@@ -150,6 +160,26 @@ impl Runtime {
                     .unwrap_or(Err(Error::Timeout(timeout)))
             }
         }
+    }
+
+    /// Confines the host as `sandbox` says, after admission (the plan is
+    /// the grant) and before the guest.
+    fn lockdown(&self, job: &Job, sandbox: HostSandbox) -> Result<()> {
+        if sandbox != HostSandbox::Off {
+            let extra = self.host.before_lockdown(&job.grant)?;
+            let plan =
+                crate::sandbox::Plan::for_grant(&job.grant, self.cache().map(|c| c.dir()), extra);
+            let report = match sandbox {
+                HostSandbox::Thread => crate::sandbox::confine_thread(&plan),
+                _ => crate::sandbox::confine(&plan),
+            };
+            tracing::info!("host sandbox: {report}");
+        }
+        match &job.stdio.stderr {
+            crate::host::Stream::File(f) => crate::sandbox::probe(&mut &*f),
+            _ => crate::sandbox::probe(&mut std::io::stderr()),
+        }
+        Ok(())
     }
 
     /// Checks, admits and prepares a run.

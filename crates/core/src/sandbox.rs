@@ -114,16 +114,29 @@ impl std::fmt::Display for Report {
 /// Confines the calling process as `plan` says. Call it on the thread that
 /// will run the guest (or start the threads that will), after everything
 /// outside the plan has been opened.
-#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
 pub fn confine(plan: &Plan) -> Report {
+    confine_as(plan, true)
+}
+
+/// Confines only the calling thread, and the threads it starts from now
+/// on, as `plan` says: for a process that goes on with other work beside
+/// the guest, such as a containerd shim whose guests each run on a thread
+/// of their own. Landlock and seccomp both apply per thread; other threads
+/// of the process are left as they are.
+pub fn confine_thread(plan: &Plan) -> Report {
+    confine_as(plan, false)
+}
+
+#[cfg(all(feature = "host-sandbox", target_os = "linux"))]
+fn confine_as(plan: &Plan, process: bool) -> Report {
     let mut report = Report::default();
-    landlock_confine(plan, &mut report);
-    seccomp_confine(plan, &mut report);
+    landlock_confine(plan, process, &mut report);
+    seccomp_confine(plan, process, &mut report);
     report
 }
 
 #[cfg(not(all(feature = "host-sandbox", target_os = "linux")))]
-pub fn confine(_plan: &Plan) -> Report {
+fn confine_as(_plan: &Plan, _process: bool) -> Report {
     Report {
         applied: Vec::new(),
         refused: vec![
@@ -133,7 +146,7 @@ pub fn confine(_plan: &Plan) -> Report {
 }
 
 #[cfg(all(feature = "host-sandbox", target_os = "linux"))]
-fn landlock_confine(plan: &Plan, report: &mut Report) {
+fn landlock_confine(plan: &Plan, process: bool, report: &mut Report) {
     use landlock::{
         Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd,
         RestrictSelfAttr, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
@@ -174,14 +187,16 @@ fn landlock_confine(plan: &Plan, report: &mut Report) {
             created = created.add_rule(PathBeneath::new(fd, access))?;
             granted += 1;
         }
-        let status = created.all_threads(true)?.restrict_self()?;
+        // Every thread at once where the kernel can (ABI 8), for a process.
+        let status = created.all_threads(process)?.restrict_self()?;
         Ok((status, granted))
     })();
     match result {
         Ok((status, granted)) => {
-            let scope = match status.all_threads {
-                true => "every thread",
-                false => "this thread and the threads it starts",
+            let scope = match (status.all_threads, process) {
+                (true, _) => "every thread",
+                (false, true) => "this thread and the threads it starts",
+                (false, false) => "the guest's thread and the threads it starts",
             };
             match status.ruleset {
                 RulesetStatus::FullyEnforced => report.applied.push(format!(
@@ -197,7 +212,8 @@ fn landlock_confine(plan: &Plan, report: &mut Report) {
                     ));
                     report.refused.push(match abi {
                         ..=6 => format!("Landlock: this kernel (ABI {abi}) lacks some rights of ABI 7 (network before 4, ioctl before 5, scoping before 6)"),
-                        _ => format!("Landlock: applying to every thread at once needs ABI 8; this kernel has ABI {abi}"),
+                        _ if process => format!("Landlock: applying to every thread at once needs ABI 8; this kernel has ABI {abi}"),
+                        _ => format!("Landlock: this kernel (ABI {abi}) lacks some rights of the newest ABI"),
                     });
                 }
                 RulesetStatus::NotEnforced => report
@@ -398,7 +414,7 @@ fn seccomp_program(arch: u32, sockets: bool) -> Vec<libc::sock_filter> {
 }
 
 #[cfg(all(feature = "host-sandbox", target_os = "linux"))]
-fn seccomp_confine(plan: &Plan, report: &mut Report) {
+fn seccomp_confine(plan: &Plan, process: bool, report: &mut Report) {
     let Some(arch) = AUDIT_ARCH else {
         report
             .refused
@@ -410,6 +426,12 @@ fn seccomp_confine(plan: &Plan, report: &mut Report) {
         len: prog.len() as u16,
         filter: prog.as_mut_ptr(),
     };
+    // Without TSYNC the filter is the calling thread's (and its future
+    // threads').
+    let flags = match process {
+        true => libc::SECCOMP_FILTER_FLAG_TSYNC,
+        false => 0,
+    };
     // SAFETY: prctl with constant arguments; seccomp(2) reads `fprog` and
     // the program it points to, both alive for the call.
     let applied = unsafe {
@@ -417,7 +439,7 @@ fn seccomp_confine(plan: &Plan, report: &mut Report) {
             0 => libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_TSYNC,
+                flags,
                 &fprog as *const libc::sock_fprog,
             ),
             r => r.into(),
@@ -425,7 +447,11 @@ fn seccomp_confine(plan: &Plan, report: &mut Report) {
     };
     match applied {
         0 => report.applied.push(format!(
-            "seccomp on every thread: {} system calls refused ({}, new namespaces{})",
+            "seccomp on {}: {} system calls refused ({}, new namespaces{})",
+            match process {
+                true => "every thread",
+                false => "the guest's thread and the threads it starts",
+            },
             DENIED.len() + usize::from(!plan.sockets),
             "exec, ptrace, mount, kernel modules, bpf, io_uring, keyrings",
             if plan.sockets {
@@ -446,15 +472,16 @@ fn seccomp_confine(plan: &Plan, report: &mut Report) {
 
 /// Tests only (debug builds): with `WASMLAYER_SANDBOX_PROBE=PATH`, right
 /// where a guest would start (after lockdown, if any) the host tries to
-/// read PATH, run a program and open a socket, and prints what happened on
-/// stderr, one line each. The confinement tests read these lines; release
-/// builds have no probe.
+/// read PATH, run a program and open a socket, and writes what happened to
+/// `out` (the guest's stderr where the host gave it a file, such as a
+/// container's, else the process's), one line each. The confinement tests
+/// read these lines; release builds have no probe.
 #[cfg(not(debug_assertions))]
-pub fn probe() {}
+pub fn probe(_out: &mut dyn std::io::Write) {}
 
 /// See above.
 #[cfg(debug_assertions)]
-pub fn probe() {
+pub fn probe(out: &mut dyn std::io::Write) {
     let Some(path) = std::env::var_os("WASMLAYER_SANDBOX_PROBE") else {
         return;
     };
@@ -463,13 +490,14 @@ pub fn probe() {
         Err(e) => format!("denied ({e})"),
     };
     let open = std::fs::read(&path).map(|_| ());
-    eprintln!(
+    let _ = writeln!(
+        out,
         "sandbox probe: open {}: {}",
         Path::new(&path).display(),
         outcome(open)
     );
     let exec = std::process::Command::new("/bin/true").status().map(|_| ());
-    eprintln!("sandbox probe: exec /bin/true: {}", outcome(exec));
+    let _ = writeln!(out, "sandbox probe: exec /bin/true: {}", outcome(exec));
     // SAFETY: socket(2) with constant arguments; the descriptor is closed.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
     let socket = match fd {
@@ -479,7 +507,7 @@ pub fn probe() {
             Ok(())
         }
     };
-    eprintln!("sandbox probe: socket AF_INET: {}", outcome(socket));
+    let _ = writeln!(out, "sandbox probe: socket AF_INET: {}", outcome(socket));
 }
 
 #[cfg(all(test, feature = "host-sandbox", target_os = "linux"))]
@@ -512,9 +540,57 @@ mod tests {
         );
     }
 
+    /// Confining a thread leaves the process's other threads alone: the
+    /// confined thread cannot open a socket or read a file, the others can.
+    #[test]
+    fn a_confined_thread_leaves_the_others_alone() {
+        let socket = || {
+            // SAFETY: socket(2) with constant arguments; closed at once.
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            if fd >= 0 {
+                unsafe { libc::close(fd) };
+            }
+            fd >= 0
+        };
+        let file = std::env::current_exe().unwrap();
+        let in_thread = {
+            let file = file.clone();
+            std::thread::spawn(move || {
+                let report = confine_thread(&Plan::default());
+                (
+                    report.to_string(),
+                    socket(),
+                    std::fs::metadata(&file).is_ok() && std::fs::File::open(&file).is_ok(),
+                )
+            })
+            .join()
+            .unwrap()
+        };
+        assert!(
+            in_thread.0.contains("seccomp on the guest's thread"),
+            "{}",
+            in_thread.0
+        );
+        assert!(
+            !in_thread.1,
+            "the confined thread opened a socket: {}",
+            in_thread.0
+        );
+        // Where the kernel has Landlock.
+        if in_thread.0.contains("applied: Landlock") {
+            assert!(
+                !in_thread.2,
+                "the confined thread opened a file outside its plan: {}",
+                in_thread.0
+            );
+        }
+        assert!(socket(), "another thread could not open a socket");
+        assert!(std::fs::File::open(&file).is_ok());
+    }
+
     fn filtered_child() -> i32 {
         let mut report = Report::default();
-        seccomp_confine(&Plan::default(), &mut report);
+        seccomp_confine(&Plan::default(), true, &mut report);
         if !report.refused.is_empty() || report.applied.is_empty() {
             eprintln!("not applied: {report}");
             return 10;

@@ -5,6 +5,7 @@
 //! ```toml
 //! policy = "/etc/wasmlayer/admission.rego"   # or a list of files
 //! cache_dir = "/var/lib/wasmlayer/cache"      # the default; cache = false: none
+//! host_sandbox = true     # the default: each guest's thread is confined
 //! [limits]                                    # every container's defaults
 //! timeout = "10m"
 //! fuel = 10_000_000_000
@@ -35,6 +36,8 @@ pub struct ShimConfig {
     /// The compile cache's directory; none when off or when it could not
     /// be made.
     pub cache: Option<PathBuf>,
+    /// Confine each guest's thread (Landlock, seccomp) before it runs.
+    pub host_sandbox: bool,
 }
 
 /// An admission policy, read from its files.
@@ -51,6 +54,7 @@ struct File {
     limits: Limits,
     cache: bool,
     cache_dir: Option<PathBuf>,
+    host_sandbox: bool,
 }
 
 impl Default for File {
@@ -60,6 +64,7 @@ impl Default for File {
             limits: Limits::default(),
             cache: true,
             cache_dir: None,
+            host_sandbox: true,
         }
     }
 }
@@ -106,6 +111,7 @@ fn from_file(file: File, policy: Option<ReadPolicy>) -> ShimConfig {
         policy,
         limits: file.limits,
         cache: cache.flatten(),
+        host_sandbox: file.host_sandbox,
     }
 }
 

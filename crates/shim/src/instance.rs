@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 use wasmlayer_core::{
-    AdmissionContext, Capabilities, Error, Interrupt, Limits, LoadOptions, Loaded, RunOptions,
-    Runtime, Stdio, Stream,
+    AdmissionContext, Capabilities, Error, HostSandbox, Interrupt, Limits, LoadOptions, Loaded,
+    RunOptions, Runtime, Stdio, Stream,
 };
 
 /// Stack of a guest's thread: room for the guest's WebAssembly stack plus
@@ -46,9 +46,10 @@ struct Prepared {
     runtime: Arc<Runtime>,
     loaded: Loaded,
     opts: RunOptions,
-    /// Where errors go: the container's stderr and termination message.
+    /// Where errors go: the container's stderr and termination message,
+    /// both opened before the guest's thread is confined.
     stderr: Option<File>,
-    termination_log: Option<std::path::PathBuf>,
+    termination_log: Option<File>,
 }
 
 fn failed(e: impl std::fmt::Display) -> ShimError {
@@ -122,8 +123,8 @@ impl Instance for WasmInstance {
                         if let Some(mut f) = guest.stderr {
                             let _ = writeln!(f, "{message}");
                         }
-                        if let Some(path) = &guest.termination_log {
-                            let _ = std::fs::write(path, &message);
+                        if let Some(mut f) = guest.termination_log {
+                            let _ = f.set_len(0).and_then(|()| f.write_all(message.as_bytes()));
                         }
                         e.exit_code() as u32
                     }
@@ -233,15 +234,30 @@ async fn prepare(id: &str, g: spec::Guest, cfg: &InstanceConfig) -> Result<Prepa
             stdout: stream(stdout),
             stderr: stream(stderr),
         },
+        // Each guest's thread (and the threads it starts) is confined to
+        // its grant; the shim's own threads go on serving containerd.
+        host_sandbox: match config.host_sandbox {
+            true => HostSandbox::Thread,
+            false => HostSandbox::Off,
+        },
         ..Default::default()
     };
+    let termination_log = g.termination_log.as_ref().and_then(|path| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| log::warn!("{id}: termination log {}: {e}", path.display()))
+            .ok()
+    });
     log::info!("{id}: {name}: {cache:?}, ready in {:?}", began.elapsed());
     Ok(Prepared {
         runtime,
         loaded,
         opts,
         stderr: errors,
-        termination_log: g.termination_log,
+        termination_log,
     })
 }
 

@@ -291,6 +291,48 @@ fn a_wasm_artifact_runs_from_containerds_content_store() {
     assert!(c.ctr(&["containers", "rm", "artifact"]).status.success());
 }
 
+/// Each guest's thread in the shim is confined (Landlock, seccomp) while
+/// the shim's other threads go on serving containerd: through the test-only
+/// probe of debug builds (`WASMLAYER_SANDBOX_PROBE`, passed by containerd to
+/// its shims), right where a guest starts, the shim tries to read a file
+/// outside the container's grant, run a program and open a socket. Each
+/// is refused, and each is allowed with `host_sandbox = false`. Containers
+/// started after a confined one still start (the shim itself is not).
+#[test]
+fn each_guests_thread_in_the_shim_is_confined() {
+    for sandbox in [true, false] {
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "outside").unwrap();
+        let c = Containerd::start(Setup {
+            shim_config: format!("host_sandbox = {sandbox}\n"),
+            env: vec![(
+                "WASMLAYER_SANDBOX_PROBE".into(),
+                secret.path().display().to_string(),
+            )],
+            ..Default::default()
+        });
+        let hello = guest("hello-p1.wasm");
+        let root = c.rootfs("hello", &[("hello.wasm", &hello)]);
+        // The probe writes to the container's stderr.
+        for id in ["first", "second"] {
+            let (code, out, err) = c.run(id, &root, &[], &["/hello.wasm", id]);
+            assert_eq!(code, 0, "{out}\n{err}\n{}", c.log());
+            assert!(out.contains(&format!("Hello, {id}!")), "{out}");
+            let probes: Vec<&str> = err
+                .lines()
+                .filter(|l| l.contains("sandbox probe:"))
+                .collect();
+            assert_eq!(probes.len(), 3, "{id}: {err}\n{}", c.log());
+            for p in &probes {
+                match sandbox {
+                    true => assert!(p.contains("denied"), "{id}: {p}\n{err}"),
+                    false => assert!(p.contains("allowed"), "{id}: {p}"),
+                }
+            }
+        }
+    }
+}
+
 /// Creates a container record through containerd's API (the Containers
 /// service), with no snapshot.
 fn create_container(c: &Containerd, id: &str, image: &str, spec: &serde_json::Value) {

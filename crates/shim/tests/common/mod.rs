@@ -49,6 +49,8 @@ pub struct Setup {
     /// directories their shims are in.
     pub runtimes: Vec<(String, String)>,
     pub path: Vec<PathBuf>,
+    /// More environment for containerd, which passes it to its shims.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Cri {
@@ -139,6 +141,7 @@ impl Containerd {
             .arg(&config)
             .env("PATH", path)
             .env("WASMLAYER_SHIM_CONFIG", &shim_config)
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
