@@ -245,6 +245,14 @@ mod tests {
         assert_eq!(store.resolve(&record.layer).unwrap().path, record.path);
         let err = store.resolve("localhost/x:2").unwrap_err().to_string();
         assert!(err.contains("not in the artifact store"), "{err}");
+        // By name alone (for precompiled code, checked on its own): the
+        // record as written, the blob's path and its size on disk.
+        let named = store.resolve_name("localhost/x:1").unwrap();
+        assert_eq!(named, record);
+        assert_eq!(store.resolve_name(&record.layer).unwrap().path, record.path);
+        let err = store.resolve_name("localhost/x:2").unwrap_err().to_string();
+        assert!(err.contains("not in the artifact store"), "{err}");
+        assert!(store.resolve_name("sha256:../../etc").is_err());
         std::fs::write(&record.path, b"tampered").unwrap();
         assert!(
             store.lookup("localhost/x:1").is_none(),
