@@ -386,17 +386,7 @@ impl Runtime {
         // `compile --store` and `oci pull --store` write its code), and the
         // file passed its integrity check. Mapping the file, rather than
         // reading and copying it, keeps a start to the pages it touches.
-        let result = unsafe {
-            match kind {
-                ArtifactKind::Module => {
-                    Module::deserialize_file(&self.engine, path).map(Compiled::Module)
-                }
-                ArtifactKind::Component => {
-                    Component::deserialize_file(&self.engine, path).map(Compiled::Component)
-                }
-            }
-        };
-        let compiled = result.map_err(|e| cannot_load(path, &e))?;
+        let compiled = unsafe { self.map_code(path, kind) }.map_err(|e| cannot_load(path, &e))?;
         Ok(self.finish(
             path,
             compiled,
@@ -574,21 +564,29 @@ impl Runtime {
         .map_err(|e| Error::host(format!("cannot serialise compiled code: {e:#}")))
     }
 
+    /// Maps compiled code of `kind` from the file at `path`.
+    ///
+    /// # Safety
+    /// The file must be code this engine's configuration wrote, unchanged
+    /// (see `Module::deserialize_file`): the caller has checked its trailer
+    /// and trusts where it came from.
+    unsafe fn map_code(&self, path: &Path, kind: ArtifactKind) -> wasmtime::Result<Compiled> {
+        match kind {
+            ArtifactKind::Module => {
+                unsafe { Module::deserialize_file(&self.engine, path) }.map(Compiled::Module)
+            }
+            ArtifactKind::Component => {
+                unsafe { Component::deserialize_file(&self.engine, path) }.map(Compiled::Component)
+            }
+        }
+    }
+
     fn load_cached(&self, cache: &Cache, sha256: &str, kind: ArtifactKind) -> Option<Compiled> {
         let path = cache.verified_object(sha256)?;
         // SAFETY: the file is in our private cache directory, was written by
         // this engine configuration (the directory is keyed by it) and passed
         // the integrity check.
-        let result = unsafe {
-            match kind {
-                ArtifactKind::Module => {
-                    Module::deserialize_file(&self.engine, &path).map(Compiled::Module)
-                }
-                ArtifactKind::Component => {
-                    Component::deserialize_file(&self.engine, &path).map(Compiled::Component)
-                }
-            }
-        };
+        let result = unsafe { self.map_code(&path, kind) };
         match result {
             Ok(c) => Some(c),
             Err(e) => {
