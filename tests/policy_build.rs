@@ -228,6 +228,7 @@ pub fn build(case: &PolicyCase, embed_data: bool) -> Vec<u8> {
             Json::Null
         },
         entrypoints: case.entrypoints.clone(),
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("{}: build failed: {e}", case.name))
 }
@@ -607,6 +608,7 @@ fn build_error(modules: &[(&str, &str)], data: Json, entrypoints: &[&str]) -> St
             .collect(),
         data,
         entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     };
     match build_module(&input) {
         Ok(_) => panic!("build of {modules:?} succeeded"),
@@ -888,6 +890,7 @@ fn bare_module() -> Vec<u8> {
             "t/boom".into(),
             "t/limits".into(),
         ],
+        ..Default::default()
     })
     .unwrap()
 }
@@ -1048,6 +1051,7 @@ fn deep_policies_fit_the_stack() {
         modules: vec![("deep.rego".into(), rego)],
         data: Json::Null,
         entrypoints: vec![format!("deep/r{n}"), "deep/depth".into()],
+        ..Default::default()
     })
     .unwrap();
     let mut nested = json!(1);

@@ -1,4 +1,5 @@
-//! Builds the policy runtime (crates/policy-runtime) for
+//! Builds the two policy runtimes, the interpreter (crates/policy-runtime)
+//! and the value runtime of compiled policies (crates/rego-runtime), for
 //! wasm32-unknown-unknown with a nested cargo, shrinks it with
 //! `wasm-opt -Os`, and leaves it in OUT_DIR for `include_bytes!`
 //! (`wasm_build::RUNTIME_WASM`); see `wasmlayer_wasm_embed::build`.
@@ -22,6 +23,16 @@ fn main() {
         target_subdir: "policy-runtime",
         out_file: "policy-runtime.wasm",
         // Rust's defaults for the target.
+        wasm_opt_features: wasmlayer_wasm_embed::build::RUST_WASM_FEATURES,
+    }
+    .build();
+    Runtime {
+        what: "the compiled-policy runtime",
+        dir: manifest_dir.join("..").join("rego-runtime"),
+        target: "wasm32-unknown-unknown",
+        artifact: "wasmlayer_rego_runtime.wasm",
+        target_subdir: "rego-runtime",
+        out_file: "rego-runtime.wasm",
         wasm_opt_features: wasmlayer_wasm_embed::build::RUST_WASM_FEATURES,
     }
     .build();

@@ -102,6 +102,11 @@ pub(crate) struct BuildArgs {
     /// A rule to export as an entrypoint (`pkg/rule` or `data.pkg.rule`); repeatable [default: every rule].
     #[arg(short, long = "entrypoint", value_name = "PATH")]
     entrypoints: Vec<String>,
+    /// Build a module that interprets the policy (regorus inside the module)
+    /// instead of compiling it to Wasm code: larger and slower, for policies
+    /// that use what the compiler does not support.
+    #[arg(long)]
+    interpreter: bool,
 }
 
 pub(crate) fn dispatch(cmd: PolicyCommand) -> Result<i32, Error> {
@@ -232,6 +237,7 @@ fn build(args: BuildArgs) -> Result<i32, Error> {
         modules: sources.modules,
         data: sources.data,
         entrypoints: args.entrypoints,
+        interpreter: args.interpreter,
     };
     let module = wasmlayer_policy::wasm_build::build_module(&input)?;
     crate::write_file_atomic(&args.output, &module)?;

@@ -20,6 +20,7 @@ use wasmlayer_core::{Error, Limits};
 
 pub mod admission;
 pub mod builtins;
+pub mod compile;
 pub mod document;
 pub mod memory;
 pub mod native;

@@ -49,12 +49,24 @@ pub struct BuildInput {
     /// (`example`) evaluates to the whole package. Empty: every rule of every
     /// package.
     pub entrypoints: Vec<String>,
+    /// Build the interpreter module (regorus inside the module) instead of
+    /// compiling the policy to Wasm code: for policies that use what the
+    /// compiler does not support.
+    pub interpreter: bool,
 }
 
 /// Builds the policy module: checks the policy natively, then links it into
 /// [`RUNTIME_WASM`]. Errors are [`Error::Policy`].
 pub fn build_module(input: &BuildInput) -> Result<Vec<u8>, Error> {
     let checked = check(input)?;
+    if !input.interpreter {
+        let entrypoints: Vec<(String, Vec<String>)> = checked
+            .entrypoints
+            .iter()
+            .map(|e| (e.name.clone(), e.name.split('/').map(str::to_string).collect()))
+            .collect();
+        return crate::compile::compile(&input.modules, &input.data, &entrypoints);
+    }
     let bundle = serde_json::json!({
         "modules": input.modules.iter().map(|(n, t)| [n, t]).collect::<Vec<_>>(),
         "data": match &input.data {
@@ -151,7 +163,7 @@ const HOST_ONLY_BUILTINS: &[(&str, u8)] = &[
 ];
 
 /// The arity of a builtin a host could provide, if `name` is one.
-fn builtin_arity(name: &str) -> Option<u8> {
+pub(crate) fn builtin_arity(name: &str) -> Option<u8> {
     BUILTINS.get(name).map(|(_, n)| *n).or_else(|| {
         HOST_ONLY_BUILTINS
             .iter()
@@ -469,7 +481,7 @@ const DECLARED_MIN_PAGES: u64 = 2;
 ///   and a new start function grows memory to what the runtime's layout
 ///   needs, copies them in place, then runs the runtime's own start
 ///   function.
-fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn link(runtime: &[u8], bundle: &[u8]) -> anyhow::Result<Vec<u8>> {
     wasmlayer_wasm_embed::link(
         runtime,
         &wasmlayer_wasm_embed::Embed {
@@ -497,6 +509,7 @@ mod tests {
             modules: vec![("policy.rego".into(), rego.into())],
             data: serde_json::Value::Null,
             entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
+            interpreter: false,
         }
     }
 

@@ -1,0 +1,804 @@
+//! Values as text: JSON (`opa_json_parse` / `opa_json_dump`) and Rego's
+//! value syntax (`opa_value_parse` / `opa_value_dump`), which adds sets and
+//! non-string object keys to JSON.
+//!
+//! Both directions match regorus 0.14.1 with the serde_json the workspace
+//! locks (1.0.154, without `float_roundtrip` / `arbitrary_precision`):
+//!
+//! - parsing is strict JSON as serde_json reads it, numbers included (its
+//!   lossy float arithmetic, `-0` as a float), and its nesting limit (127
+//!   levels), so hostile input fails cleanly instead of overflowing the stack;
+//!   integer literals within i64 become integers, all others floats (regorus
+//!   keeps u64 integers above i64::MAX exact; here they are floats);
+//! - writing is compact; strings escaped as serde_json escapes them; integers
+//!   as integers; a float as regorus writes one (see [`write_f64`]: `0.1`,
+//!   `4.5`, `1e+21`, `-0.0`, and an integral float below 2^64 as an integer); sets
+//!   as (sorted) arrays; a non-string object key as its JSON text.
+//!
+//! No `core::fmt` here (see the crate's documentation).
+
+use crate::value::{Number, Value, V};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Deepest nesting of arrays and objects accepted by the parsers (serde_json's
+/// recursion limit: 128 minus one).
+const MAX_PARSE_DEPTH: u32 = 127;
+
+/// Deepest nesting the writers follow before failing.
+const MAX_DUMP_DEPTH: u32 = 1000;
+
+// ---------------------------------------------------------------------------
+// Parsing.
+
+/// Parses JSON text; `None` when malformed (or nested too deeply).
+pub fn parse(text: &[u8]) -> Option<V> {
+    parse_with(text, false, MAX_PARSE_DEPTH)
+}
+
+/// Parses the policy bundle: JSON whose data and constants, two levels down,
+/// may nest as deeply as [`parse`] allows.
+pub fn parse_bundle(text: &[u8]) -> Option<V> {
+    parse_with(text, false, MAX_PARSE_DEPTH + 2)
+}
+
+/// Parses Rego value text: JSON plus sets (`{1, 2}`, `set()`) and object keys
+/// of any kind; `None` when malformed.
+pub fn parse_rego(text: &[u8]) -> Option<V> {
+    parse_with(text, true, MAX_PARSE_DEPTH)
+}
+
+fn parse_with(text: &[u8], rego: bool, max_depth: u32) -> Option<V> {
+    // Validated once: every slice the parser takes ends at ASCII bytes, so
+    // all are valid UTF-8 too.
+    core::str::from_utf8(text).ok()?;
+    let mut p = Parser {
+        s: text,
+        i: 0,
+        depth: 0,
+        max_depth,
+        rego,
+    };
+    let v = p.value()?;
+    p.ws();
+    if p.i == p.s.len() {
+        Some(v)
+    } else {
+        None
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+    depth: u32,
+    max_depth: u32,
+    rego: bool,
+}
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while let Some(&c) = self.s.get(self.i) {
+            let space = if self.rego {
+                c.is_ascii_whitespace()
+            } else {
+                matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+            };
+            if !space {
+                break;
+            }
+            self.i += 1;
+        }
+    }
+
+    /// The next byte after whitespace.
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.s.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn keyword(&mut self, word: &[u8]) -> bool {
+        match self.s.get(self.i..self.i + word.len()) {
+            Some(w) if w == word => {
+                self.i += word.len();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            None
+        } else {
+            Some(())
+        }
+    }
+
+    fn value(&mut self) -> Option<V> {
+        match self.peek()? {
+            b'{' => {
+                self.i += 1;
+                self.enter()?;
+                let v = if self.rego {
+                    self.rego_braces()
+                } else {
+                    self.object()
+                };
+                self.depth -= 1;
+                v
+            }
+            b'[' => {
+                self.i += 1;
+                self.enter()?;
+                let v = self.array();
+                self.depth -= 1;
+                v
+            }
+            b'"' => {
+                self.i += 1;
+                self.string()
+            }
+            b't' => self.keyword(b"true").then(|| V::bool(true)),
+            b'f' => self.keyword(b"false").then(|| V::bool(false)),
+            b'n' => self.keyword(b"null").then(V::null),
+            b's' if self.rego => self.keyword(b"set()").then(|| V::set(Vec::new())),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// After `[`.
+    fn array(&mut self) -> Option<V> {
+        let mut items = Vec::new();
+        if self.eat(b']') {
+            return Some(V::array(items));
+        }
+        loop {
+            items.push(self.value()?);
+            if self.eat(b']') {
+                return Some(V::array(items));
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// After `{`, in JSON: an object with string keys.
+    fn object(&mut self) -> Option<V> {
+        let mut entries = Vec::new();
+        if self.eat(b'}') {
+            return Some(V::object(entries));
+        }
+        loop {
+            if !self.eat(b'"') {
+                return None;
+            }
+            let k = self.string()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            let v = self.value()?;
+            entries.push((k, v));
+            if self.eat(b'}') {
+                return Some(V::object(entries));
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// After `{`, in Rego text: an object with keys of any kind, or a set.
+    fn rego_braces(&mut self) -> Option<V> {
+        if self.eat(b'}') {
+            return Some(V::object(Vec::new()));
+        }
+        let first = self.value()?;
+        if self.eat(b':') {
+            let mut entries = Vec::new();
+            let mut key = first;
+            loop {
+                let v = self.value()?;
+                entries.push((key, v));
+                if self.eat(b'}') {
+                    return Some(V::object(entries));
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+                key = self.value()?;
+                if !self.eat(b':') {
+                    return None;
+                }
+            }
+        }
+        let mut items = Vec::new();
+        items.push(first);
+        loop {
+            if self.eat(b'}') {
+                return Some(V::set(items));
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+            items.push(self.value()?);
+        }
+    }
+
+    /// After the opening quote.
+    fn string(&mut self) -> Option<V> {
+        let start = self.i;
+        // Fast path: no escapes.
+        loop {
+            match *self.s.get(self.i)? {
+                b'"' => {
+                    let text = self.s.get(start..self.i)?;
+                    self.i += 1;
+                    // SAFETY: the whole text is valid UTF-8 and the slice
+                    // ends at ASCII bytes.
+                    return Some(V::string(unsafe { core::str::from_utf8_unchecked(text) }));
+                }
+                b'\\' => break,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        buf.extend_from_slice(self.s.get(start..self.i)?);
+        loop {
+            let run = self.i;
+            loop {
+                match *self.s.get(self.i)? {
+                    b'"' | b'\\' => break,
+                    c if c < 0x20 => return None,
+                    _ => self.i += 1,
+                }
+            }
+            buf.extend_from_slice(self.s.get(run..self.i)?);
+            let c = *self.s.get(self.i)?;
+            self.i += 1;
+            if c == b'"' {
+                // SAFETY: runs of the (valid) text cut at ASCII bytes, and
+                // UTF-8 encodings of escaped characters.
+                let s = unsafe { String::from_utf8_unchecked(buf) };
+                return Some(V::string_owned(s));
+            }
+            let e = *self.s.get(self.i)?;
+            self.i += 1;
+            let b = match e {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'u' => {
+                    let ch = self.unicode_escape()?;
+                    let mut tmp = [0u8; 4];
+                    buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+                    continue;
+                }
+                _ => return None,
+            };
+            buf.push(b);
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.s.get(self.i..self.i + 4)?;
+        let mut n = 0u32;
+        for &d in digits {
+            let v = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return None,
+            };
+            n = n * 16 + v as u32;
+        }
+        self.i += 4;
+        Some(n)
+    }
+
+    /// After `\u`: one character, a surrogate pair taking two escapes.
+    fn unicode_escape(&mut self) -> Option<char> {
+        let hi = self.hex4()?;
+        match hi {
+            0xD800..=0xDBFF => {
+                if !self.keyword(b"\\u") {
+                    return None;
+                }
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return None;
+                }
+                char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+            }
+            0xDC00..=0xDFFF => None,
+            _ => char::from_u32(hi),
+        }
+    }
+
+    fn digit(&self) -> Option<u64> {
+        match self.s.get(self.i) {
+            Some(&c @ b'0'..=b'9') => Some((c - b'0') as u64),
+            _ => None,
+        }
+    }
+
+    /// A number, read exactly as serde_json reads one (without its
+    /// `float_roundtrip` feature, as regorus is built): an integer literal
+    /// that fits i64 is an integer; `-0` and other literals are floats, made
+    /// by serde_json's (not always correctly rounded) arithmetic.
+    fn number(&mut self) -> Option<V> {
+        let positive = self.s.get(self.i) != Some(&b'-');
+        if !positive {
+            self.i += 1;
+        }
+        let mut significand: u64 = match self.digit()? {
+            0 => {
+                self.i += 1;
+                if self.digit().is_some() {
+                    return None;
+                }
+                0
+            }
+            d => {
+                self.i += 1;
+                d
+            }
+        };
+        let mut exponent: i32 = 0;
+        // Digits past u64's range only count towards the exponent.
+        let mut overflowed = false;
+        while let Some(d) = self.digit() {
+            self.i += 1;
+            if overflowed {
+                exponent = exponent.saturating_add(1);
+                continue;
+            }
+            match significand.checked_mul(10).and_then(|s| s.checked_add(d)) {
+                Some(s) => significand = s,
+                None => {
+                    overflowed = true;
+                    exponent = 1;
+                }
+            }
+        }
+        let f = match self.s.get(self.i) {
+            Some(b'.') => self.decimal(significand, exponent)?,
+            Some(b'e' | b'E') => self.exponent(significand, exponent)?,
+            _ if overflowed => f64_from_parts(significand, exponent)?,
+            _ => {
+                if positive {
+                    return Some(match i64::try_from(significand) {
+                        Ok(n) => V::int(n),
+                        Err(_) => V::float(significand as f64),
+                    });
+                }
+                let neg = (significand as i64).wrapping_neg();
+                // A float on underflow, or for `-0`.
+                return Some(if neg >= 0 {
+                    V::float(-(significand as f64))
+                } else {
+                    V::int(neg)
+                });
+            }
+        };
+        Some(V::float(if positive { f } else { -f }))
+    }
+
+    /// At `.`: the fraction (and exponent); the magnitude.
+    fn decimal(&mut self, mut significand: u64, exponent: i32) -> Option<f64> {
+        self.i += 1;
+        let mut after: i32 = 0;
+        let mut overflowed = false;
+        while let Some(d) = self.digit() {
+            self.i += 1;
+            if overflowed {
+                continue;
+            }
+            match significand.checked_mul(10).and_then(|s| s.checked_add(d)) {
+                Some(s) => {
+                    significand = s;
+                    after -= 1;
+                }
+                None => overflowed = true,
+            }
+        }
+        if after == 0 && !overflowed {
+            return None;
+        }
+        let exponent = exponent.saturating_add(after);
+        match self.s.get(self.i) {
+            Some(b'e' | b'E') => self.exponent(significand, exponent),
+            _ => f64_from_parts(significand, exponent),
+        }
+    }
+
+    /// At `e`/`E`: the exponent; the magnitude.
+    fn exponent(&mut self, significand: u64, starting: i32) -> Option<f64> {
+        self.i += 1;
+        let positive_exp = match self.s.get(self.i) {
+            Some(b'+') => {
+                self.i += 1;
+                true
+            }
+            Some(b'-') => {
+                self.i += 1;
+                false
+            }
+            _ => true,
+        };
+        let mut exp = self.digit()? as i32;
+        self.i += 1;
+        while let Some(d) = self.digit() {
+            self.i += 1;
+            match exp.checked_mul(10).and_then(|e| e.checked_add(d as i32)) {
+                Some(e) => exp = e,
+                None => {
+                    // Out of range instead of infinity; zero otherwise.
+                    if significand != 0 && positive_exp {
+                        return None;
+                    }
+                    while self.digit().is_some() {
+                        self.i += 1;
+                    }
+                    return Some(0.0);
+                }
+            }
+        }
+        let exp = if positive_exp {
+            starting.saturating_add(exp)
+        } else {
+            starting.saturating_sub(exp)
+        };
+        f64_from_parts(significand, exp)
+    }
+}
+
+/// serde_json's `f64_from_parts` (without `float_roundtrip`): the magnitude
+/// `significand * 10^exponent`; None when out of range.
+fn f64_from_parts(significand: u64, mut exponent: i32) -> Option<f64> {
+    let mut f = significand as f64;
+    loop {
+        match POW10.get(exponent.unsigned_abs() as usize) {
+            Some(&pow) => {
+                if exponent >= 0 {
+                    f *= pow;
+                    if f.is_infinite() {
+                        return None;
+                    }
+                } else {
+                    f /= pow;
+                }
+                return Some(f);
+            }
+            None => {
+                if f == 0.0 {
+                    return Some(f);
+                }
+                if exponent >= 0 {
+                    return None;
+                }
+                f /= 1e308;
+                exponent += 308;
+            }
+        }
+    }
+}
+
+static POW10: [f64; 309] = [
+    1e000, 1e001, 1e002, 1e003, 1e004, 1e005, 1e006, 1e007, 1e008, 1e009,
+    1e010, 1e011, 1e012, 1e013, 1e014, 1e015, 1e016, 1e017, 1e018, 1e019,
+    1e020, 1e021, 1e022, 1e023, 1e024, 1e025, 1e026, 1e027, 1e028, 1e029,
+    1e030, 1e031, 1e032, 1e033, 1e034, 1e035, 1e036, 1e037, 1e038, 1e039,
+    1e040, 1e041, 1e042, 1e043, 1e044, 1e045, 1e046, 1e047, 1e048, 1e049,
+    1e050, 1e051, 1e052, 1e053, 1e054, 1e055, 1e056, 1e057, 1e058, 1e059,
+    1e060, 1e061, 1e062, 1e063, 1e064, 1e065, 1e066, 1e067, 1e068, 1e069,
+    1e070, 1e071, 1e072, 1e073, 1e074, 1e075, 1e076, 1e077, 1e078, 1e079,
+    1e080, 1e081, 1e082, 1e083, 1e084, 1e085, 1e086, 1e087, 1e088, 1e089,
+    1e090, 1e091, 1e092, 1e093, 1e094, 1e095, 1e096, 1e097, 1e098, 1e099,
+    1e100, 1e101, 1e102, 1e103, 1e104, 1e105, 1e106, 1e107, 1e108, 1e109,
+    1e110, 1e111, 1e112, 1e113, 1e114, 1e115, 1e116, 1e117, 1e118, 1e119,
+    1e120, 1e121, 1e122, 1e123, 1e124, 1e125, 1e126, 1e127, 1e128, 1e129,
+    1e130, 1e131, 1e132, 1e133, 1e134, 1e135, 1e136, 1e137, 1e138, 1e139,
+    1e140, 1e141, 1e142, 1e143, 1e144, 1e145, 1e146, 1e147, 1e148, 1e149,
+    1e150, 1e151, 1e152, 1e153, 1e154, 1e155, 1e156, 1e157, 1e158, 1e159,
+    1e160, 1e161, 1e162, 1e163, 1e164, 1e165, 1e166, 1e167, 1e168, 1e169,
+    1e170, 1e171, 1e172, 1e173, 1e174, 1e175, 1e176, 1e177, 1e178, 1e179,
+    1e180, 1e181, 1e182, 1e183, 1e184, 1e185, 1e186, 1e187, 1e188, 1e189,
+    1e190, 1e191, 1e192, 1e193, 1e194, 1e195, 1e196, 1e197, 1e198, 1e199,
+    1e200, 1e201, 1e202, 1e203, 1e204, 1e205, 1e206, 1e207, 1e208, 1e209,
+    1e210, 1e211, 1e212, 1e213, 1e214, 1e215, 1e216, 1e217, 1e218, 1e219,
+    1e220, 1e221, 1e222, 1e223, 1e224, 1e225, 1e226, 1e227, 1e228, 1e229,
+    1e230, 1e231, 1e232, 1e233, 1e234, 1e235, 1e236, 1e237, 1e238, 1e239,
+    1e240, 1e241, 1e242, 1e243, 1e244, 1e245, 1e246, 1e247, 1e248, 1e249,
+    1e250, 1e251, 1e252, 1e253, 1e254, 1e255, 1e256, 1e257, 1e258, 1e259,
+    1e260, 1e261, 1e262, 1e263, 1e264, 1e265, 1e266, 1e267, 1e268, 1e269,
+    1e270, 1e271, 1e272, 1e273, 1e274, 1e275, 1e276, 1e277, 1e278, 1e279,
+    1e280, 1e281, 1e282, 1e283, 1e284, 1e285, 1e286, 1e287, 1e288, 1e289,
+    1e290, 1e291, 1e292, 1e293, 1e294, 1e295, 1e296, 1e297, 1e298, 1e299,
+    1e300, 1e301, 1e302, 1e303, 1e304, 1e305, 1e306, 1e307, 1e308,
+];
+
+// ---------------------------------------------------------------------------
+// Writing.
+
+/// Appends the JSON text of `v` to `out`.
+pub fn dump(v: V, out: &mut String) {
+    write(v, out, false, 0);
+}
+
+/// Appends the Rego text of `v` to `out`: JSON, but sets as `{1,2}` (empty:
+/// `set()`) and object keys as Rego text.
+pub fn dump_rego(v: V, out: &mut String) {
+    write(v, out, true, 0);
+}
+
+fn bytes(out: &mut String) -> &mut Vec<u8> {
+    // SAFETY: only valid UTF-8 is appended (ASCII, or whole strings).
+    unsafe { out.as_mut_vec() }
+}
+
+fn write(v: V, out: &mut String, rego: bool, depth: u32) {
+    if depth > MAX_DUMP_DEPTH {
+        crate::abi::fail("value nested too deeply to write");
+    }
+    match &*v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(Number::Int(i)) => write_i64(*i, out),
+        Value::Number(Number::Float(f)) => write_f64(*f, out),
+        Value::String(s) => write_str(s, out),
+        Value::Array(items) => write_seq(items, out, rego, depth, b'[', b']'),
+        Value::Set(items) if rego && items.is_empty() => out.push_str("set()"),
+        Value::Set(items) if rego => write_seq(items, out, rego, depth, b'{', b'}'),
+        Value::Set(items) => write_seq(items, out, rego, depth, b'[', b']'),
+        Value::Object(entries) => {
+            out.push('{');
+            for (n, (k, e)) in entries.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                if rego || k.as_str().is_some() {
+                    write(*k, out, rego, depth + 1);
+                } else {
+                    let mut key = String::new();
+                    write(*k, &mut key, false, depth + 1);
+                    write_str(&key, out);
+                }
+                out.push(':');
+                write(*e, out, rego, depth + 1);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_seq(items: &[V], out: &mut String, rego: bool, depth: u32, open: u8, close: u8) {
+    bytes(out).push(open);
+    for (n, e) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write(*e, out, rego, depth + 1);
+    }
+    bytes(out).push(close);
+}
+
+/// A string as serde_json writes it.
+pub fn write_str(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let out = bytes(out);
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+/// Decimal text of an unsigned integer.
+pub fn write_u64(mut n: u64, out: &mut String) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    bytes(out).extend_from_slice(&buf[i..]);
+}
+
+/// Decimal text of an integer.
+pub fn write_i64(n: i64, out: &mut String) {
+    if n < 0 {
+        out.push('-');
+    }
+    write_u64(n.unsigned_abs(), out);
+}
+
+/// A float as regorus writes it. regorus serialises a float by reading its
+/// Rust `Display` text (shortest round-trip digits, padded with zeros, no
+/// exponent) back with serde_json, which makes an integer of an integral
+/// text within u64/i64 and otherwise a float (by its lossy arithmetic, see
+/// [`f64_from_parts`]) that it writes with `zmij` (serde_json 1.0.154):
+/// `0.1`, `4.5`, `1e+21`, `1.5e-7`, `-0.0`. Non-finite floats
+/// (which regorus cannot serialise) are written as `null`.
+pub fn write_f64(f: f64, out: &mut String) {
+    if !f.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    let neg = f.is_sign_negative();
+    let Some((digits, q)) = shortest(f) else {
+        // Zero: `Display` writes "0" (an integer) or "-0" (a float).
+        out.push_str(if neg { "-0.0" } else { "0" });
+        return;
+    };
+    let magnitude = if q >= 0 {
+        // An integral text: digits, then q zeros, read as an integer while it
+        // fits u64; the zeros past that only count towards the exponent.
+        let mut sig = digits;
+        let mut rest = q;
+        while rest > 0 {
+            match sig.checked_mul(10) {
+                Some(s) => {
+                    sig = s;
+                    rest -= 1;
+                }
+                None => break,
+            }
+        }
+        if rest == 0 {
+            if !neg {
+                write_u64(sig, out);
+                return;
+            }
+            if sig <= 1u64 << 63 {
+                out.push('-');
+                write_u64(sig, out);
+                return;
+            }
+            Some(sig as f64)
+        } else {
+            f64_from_parts(sig, rest)
+        }
+    } else {
+        // A decimal text: the digits, and as many after the point as -q.
+        f64_from_parts(digits, q)
+    };
+    // When the text does not read back (overflow), the float itself.
+    let g = magnitude.unwrap_or(libm::fabs(f));
+    if neg {
+        out.push('-');
+    }
+    write_zmij(g, out);
+}
+
+/// The shortest round-trip decimal of a finite float's magnitude as
+/// (digits without trailing zeros, exponent of the last digit); None for 0.
+fn shortest(f: f64) -> Option<(u64, i32)> {
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(libm::fabs(f)).as_bytes();
+    let (mantissa, exp) = match text.iter().position(|&c| c == b'e') {
+        Some(p) => {
+            let e = text.get(p + 1..)?;
+            let (eneg, e) = match e.split_first() {
+                Some((b'-', rest)) => (true, rest),
+                _ => (false, e),
+            };
+            let mut x: i32 = 0;
+            for &d in e {
+                x = x.checked_mul(10)?.checked_add((d.wrapping_sub(b'0')) as i32)?;
+            }
+            (text.get(..p)?, if eneg { -x } else { x })
+        }
+        None => (text, 0),
+    };
+    let mut digits: u64 = 0;
+    let mut q = exp;
+    let mut frac = false;
+    for &d in mantissa {
+        if d == b'.' {
+            frac = true;
+            continue;
+        }
+        digits = digits.checked_mul(10)?.checked_add((d.wrapping_sub(b'0')) as u64)?;
+        if frac {
+            q -= 1;
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    while digits.is_multiple_of(10) {
+        digits /= 10;
+        q += 1;
+    }
+    Some((digits, q))
+}
+
+/// A positive finite float as `zmij::Buffer::format_finite` writes it
+/// (serde_json's float text): plain decimals for decimal exponents -5..=15
+/// (`0.00001`, `123.5`, `1000.0`), otherwise `d.ddde±x` (`1e+21`, `1.5e-7`).
+fn write_zmij(g: f64, out: &mut String) {
+    let Some((digits, q)) = shortest(g) else {
+        out.push_str("0.0");
+        return;
+    };
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = digits;
+    while n > 0 {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let d = &buf[i..];
+    let k = d.len() as i32;
+    let e = q + k - 1;
+    let o = bytes(out);
+    if (-5..=15).contains(&e) {
+        if q >= 0 {
+            o.extend_from_slice(d);
+            o.extend(core::iter::repeat_n(b'0', q as usize));
+            o.extend_from_slice(b".0");
+        } else if e >= 0 {
+            let (int, frac) = d.split_at((e + 1) as usize);
+            o.extend_from_slice(int);
+            o.push(b'.');
+            o.extend_from_slice(frac);
+        } else {
+            o.extend_from_slice(b"0.");
+            o.extend(core::iter::repeat_n(b'0', (-e - 1) as usize));
+            o.extend_from_slice(d);
+        }
+        return;
+    }
+    if let Some((first, rest)) = d.split_first() {
+        o.push(*first);
+        if !rest.is_empty() {
+            o.push(b'.');
+            o.extend_from_slice(rest);
+        }
+    }
+    o.push(b'e');
+    o.push(if e < 0 { b'-' } else { b'+' });
+    write_u64(e.unsigned_abs() as u64, out);
+}
