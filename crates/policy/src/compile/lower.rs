@@ -286,6 +286,17 @@ fn span_of(e: &Expr) -> &Span {
 /// A scalar literal as JSON.
 fn scalar(e: &Expr) -> Option<Json> {
     match e {
+        // `-3`: the only use of unary minus Rego allows.
+        Expr::UnaryExpr { expr, .. } => match scalar(expr)? {
+            Json::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Some(Json::from(-i))
+                } else {
+                    serde_json::Number::from_f64(-n.as_f64()?).map(Json::Number)
+                }
+            }
+            _ => None,
+        },
         Expr::String { value, .. }
         | Expr::RawString { value, .. }
         | Expr::Number { value, .. }
@@ -1024,12 +1035,12 @@ impl<'m> Lowerer<'m> {
                 query,
                 ..
             } => {
-                // A counterexample: an element for which the query fails.
-                // (An undefined domain has none.)
+                // An undefined domain fails (as in regorus); then, a
+                // counterexample: an element for which the query fails.
+                let coll = self.lower_value(module, domain, env)?;
                 let outer = env.clone();
                 let flag = self.exists(|lw, label, flag| {
                     let mut inner = outer.clone();
-                    let coll = lw.lower_value(module, domain, &mut inner)?;
                     let (k, v) = lw.fb.open_scan(coll);
                     if let Some(key) = key {
                         inner.insert(key.text().to_string(), k);
@@ -1356,11 +1367,10 @@ impl<'m> Lowerer<'m> {
                 Ok(obj)
             }
             Expr::Call { fcn, params, span, .. } => self.lower_call(module, fcn, params, span, env),
-            Expr::UnaryExpr { expr, .. } => {
-                let zero = self.const_local(Json::from(0));
-                let v = self.lower_value(module, expr, env)?;
-                Ok(self.call(Callee::Builtin("minus".into()), vec![zero, v], true))
-            }
+            Expr::UnaryExpr { span, .. } => Err(err(
+                span,
+                "unary - can only be used with numeric literals",
+            )),
             Expr::BinExpr { op, lhs, rhs, .. } => {
                 let a = self.lower_value(module, lhs, env)?;
                 let b = self.lower_value(module, rhs, env)?;

@@ -174,7 +174,12 @@ fn filter_keys(name: &str, obj: V, keys: V, keep: bool) -> V {
         Value::Object(m) => object_find(m, k).is_ok(),
         _ => set_find(&sorted, k).is_ok(),
     };
-    sorted_object(o.iter().filter(|(k, _)| contains(*k) == keep).copied().collect())
+    sorted_object(
+        o.iter()
+            .filter(|(k, _)| contains(*k) == keep)
+            .copied()
+            .collect(),
+    )
 }
 
 #[export_name = "builtin:object.remove"]
@@ -190,12 +195,12 @@ pub extern "C" fn object_filter(obj: i32, keys: i32) -> i32 {
 /// regorus's `is_subset` (no type checks: anything else compares equal).
 fn is_subset(sup: V, sub: V) -> bool {
     match (&*sup, &*sub) {
-        (Value::Object(sup), Value::Object(sub)) => sub.iter().all(|(k, vsub)| {
-            match object_find(sup, *k) {
+        (Value::Object(sup), Value::Object(sub)) => {
+            sub.iter().all(|(k, vsub)| match object_find(sup, *k) {
                 Ok(i) => is_subset(sup[i].1, *vsub),
                 Err(_) => false,
-            }
-        }),
+            })
+        }
         (Value::Set(sup), Value::Set(sub)) => sub.iter().all(|e| set_find(sup, *e).is_ok()),
         (Value::Array(sup), Value::Array(sub)) => {
             // regorus uses `windows(sub.len())`, which panics on an empty

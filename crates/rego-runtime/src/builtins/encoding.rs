@@ -211,13 +211,14 @@ pub extern "C" fn hex_decode(s: i32) -> i32 {
     let s = str_arg("hex.decode", s).as_bytes();
     let mut out = Vec::with_capacity(s.len() / 2);
     let ok = s.len() % 2 == 0
-        && s.chunks(2).all(|p| match (hex_digit(p[0]), hex_digit(p[1])) {
-            (Some(h), Some(l)) => {
-                out.push(h << 4 | l);
-                true
-            }
-            _ => false,
-        });
+        && s.chunks(2)
+            .all(|p| match (hex_digit(p[0]), hex_digit(p[1])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    true
+                }
+                _ => false,
+            });
     if !ok {
         fail_named("hex.decode", "decode failure");
     }
@@ -299,7 +300,9 @@ pub extern "C" fn json_marshal_with_options(v: i32, opts: i32) -> i32 {
     for (k, o) in options.iter() {
         match (k.as_str(), &**o) {
             (Some("pretty"), Value::Bool(b)) => pretty = *b,
-            (Some("pretty"), _) => fail_named(name, "marshaling option `pretty` must be true or false"),
+            (Some("pretty"), _) => {
+                fail_named(name, "marshaling option `pretty` must be true or false")
+            }
             (Some("prefix"), Value::String(s)) => prefix = Some(s),
             (Some("prefix"), _) => fail_named(name, "marshaling option `prefix` must be string"),
             (Some("indent"), Value::String(s)) => indent = s,
@@ -378,7 +381,10 @@ fn form_decode(s: &[u8]) -> String {
         if b == b'+' {
             out.push(b' ');
         } else if b == b'%' {
-            match (s.get(i + 1).and_then(|c| hex_digit(*c)), s.get(i + 2).and_then(|c| hex_digit(*c))) {
+            match (
+                s.get(i + 1).and_then(|c| hex_digit(*c)),
+                s.get(i + 2).and_then(|c| hex_digit(*c)),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 3;
@@ -636,7 +642,10 @@ pub extern "C" fn semver_compare(a: i32, b: i32) -> i32 {
     let (Some(a), Some(b)) = (semver_parse(a), semver_parse(b)) else {
         fail_named(name, "invalid semver")
     };
-    let ord = a.core.cmp(&b.core).then_with(|| prerelease_cmp(a.pre, b.pre));
+    let ord = a
+        .core
+        .cmp(&b.core)
+        .then_with(|| prerelease_cmp(a.pre, b.pre));
     V::int(match ord {
         Ordering::Less => -1,
         Ordering::Equal => 0,

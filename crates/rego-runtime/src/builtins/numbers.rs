@@ -10,7 +10,9 @@
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
-use super::strings::{arg, array_arg, as_i64, exact_integer, fail_with, is_integer, num_arg, type_error};
+use super::strings::{
+    arg, array_arg, as_i64, exact_integer, fail_with, is_integer, num_arg, type_error,
+};
 use crate::abi::fail;
 use crate::value::{compare, set_find, Number, Value, V};
 
@@ -203,7 +205,8 @@ pub extern "C" fn abs(a: i32) -> i32 {
     }
 }
 
-fn rounding(name: &str, a: i32, op: fn(f64) -> f64) -> i32 {
+#[inline(always)]
+fn rounding(name: &str, a: i32, op: impl Fn(f64) -> f64) -> i32 {
     let v = arg(a);
     match num_arg(name, 1, v) {
         Number::Int(_) => v.addr(),
@@ -279,7 +282,11 @@ pub extern "C" fn range_step(a: i32, b: i32, c: i32) -> i32 {
     };
     let span = (hi as i128 - lo as i128).unsigned_abs();
     let n = range_len(name, (span / step as u128) as u64 + 1);
-    let step = if hi >= lo { step as i128 } else { -(step as i128) };
+    let step = if hi >= lo {
+        step as i128
+    } else {
+        -(step as i128)
+    };
     let mut out = Vec::with_capacity(n);
     let mut v = lo as i128;
     for _ in 0..n {
@@ -313,7 +320,8 @@ pub extern "C" fn count(a: i32) -> i32 {
     V::int(n as i64).addr()
 }
 
-fn fold(name: &str, a: i32, init: Number, op: fn(Number, Number) -> Number) -> i32 {
+#[inline(always)]
+fn fold(name: &str, a: i32, init: Number, op: impl Fn(Number, Number) -> Number) -> i32 {
     let v = arg(a);
     let mut acc = init;
     for e in elements(name, &v) {

@@ -78,7 +78,11 @@ fn string_collection<'a>(name: &str, operand: u8, v: &'a V) -> Vec<&'a str> {
     for item in items {
         match item.as_str() {
             Some(s) => out.push(s),
-            None => fail_with(&[name, ": expects a string collection; found ", item.type_name()]),
+            None => fail_with(&[
+                name,
+                ": expects a string collection; found ",
+                item.type_name(),
+            ]),
         }
     }
     out
@@ -292,10 +296,8 @@ pub(crate) fn push_f64_fixed(out: &mut String, f: f64, prec: usize) {
     };
     if e >= 0 {
         // An integer: m << e, up to 1024 bits, printed in base 10^9.
-        let mut limbs: Vec<u32> = Vec::new();
         let shift = e as usize;
-        let total_bits = 64 + shift;
-        limbs.resize(total_bits / 32 + 2, 0);
+        let mut limbs: Vec<u32> = alloc::vec![0; (64 + shift) / 32 + 2];
         let (w, b) = (shift / 32, shift % 32);
         let wide = (m as u128) << b;
         limbs[w] = wide as u32;
@@ -314,8 +316,7 @@ pub(crate) fn push_f64_fixed(out: &mut String, f: f64, prec: usize) {
     let int_part: u64 = if k >= 64 { 0 } else { m >> k };
     // The fraction, m mod 2^k, as little-endian u32 limbs of k + 4 bits.
     let n = k / 32 + 2;
-    let mut r: Vec<u32> = Vec::new();
-    r.resize(n, 0);
+    let mut r: Vec<u32> = alloc::vec![0; n];
     r[0] = m as u32;
     r[1] = (m >> 32) as u32;
     clear_from_bit(&mut r, k);
@@ -476,8 +477,7 @@ pub(crate) fn as_i64(n: Number) -> Option<i64> {
         Number::Float(f) => {
             if f.is_finite()
                 && libm::trunc(f) == f
-                && f >= -9_223_372_036_854_775_808.0
-                && f < 9_223_372_036_854_775_808.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
             {
                 Some(f as i64)
             } else {
@@ -717,7 +717,9 @@ pub extern "C" fn split(a: i32, b: i32) -> i32 {
     let parts: Vec<V> = if d.is_empty() {
         // Go's strings.Split: one string per character, no empty ends.
         let mut buf = [0u8; 4];
-        s.chars().map(|c| V::string(c.encode_utf8(&mut buf))).collect()
+        s.chars()
+            .map(|c| V::string(c.encode_utf8(&mut buf)))
+            .collect()
     } else {
         s.split(d).map(V::string).collect()
     };
@@ -734,7 +736,8 @@ pub extern "C" fn any_suffix_match(a: i32, b: i32) -> i32 {
     any_match("strings.any_suffix_match", a, b, |s, t| s.ends_with(t))
 }
 
-fn any_match(name: &str, a: i32, b: i32, test: fn(&str, &str) -> bool) -> i32 {
+#[inline(always)]
+fn any_match(name: &str, a: i32, b: i32, test: impl Fn(&str, &str) -> bool) -> i32 {
     let (a, b) = (arg(a), arg(b));
     let search = string_or_collection(name, 1, &a);
     let base = string_or_collection(name, 2, &b);
@@ -1378,4 +1381,3 @@ const IS_NOT_PRINT_32: &[u16] = &[
     0xee3a, 0xee48, 0xee4a, 0xee4c, 0xee50, 0xee53, 0xee58, 0xee5a, 0xee5c, 0xee5e, 0xee60, 0xee63,
     0xee6b, 0xee73, 0xee78, 0xee7d, 0xee7f, 0xee8a, 0xeea4, 0xeeaa, 0xf0c0, 0xf0d0, 0xfac7, 0xfb93,
 ];
-
