@@ -136,7 +136,8 @@ fn init() -> &'static State {
         Some(b) => b,
         None => fail("policy bundle is not valid JSON"),
     };
-    drop(buf);
+    // Kept: strings of the bundle's values borrow its text.
+    core::mem::forget(buf);
 
     let list = |key: &str| -> &'static [V] {
         match value::get_str(bundle, key) {
@@ -631,9 +632,16 @@ pub extern "C" fn opa_eval(
     format: i32,
 ) -> i32 {
     let st = state();
-    heap::set_top((heap_ptr as u32 as usize).max(st.floor));
+    let mut top = (heap_ptr as u32 as usize).max(st.floor);
+    if input_len > 0 && input_addr as u32 as usize >= st.floor {
+        // The input's text stays untouched while the evaluation allocates:
+        // values parsed from it borrow its strings.
+        top = top.max(input_addr as u32 as usize + input_len as u32 as usize);
+    }
+    heap::set_top(top);
     let input = if input_len > 0 {
-        match json::parse(bytes_at(input_addr, input_len)) {
+        // Lazily: the input lives for this evaluation only.
+        match json::parse_lazy(bytes_at(input_addr, input_len)) {
             Some(v) => v.addr(),
             None => fail("input is not valid JSON"),
         }

@@ -24,6 +24,7 @@ unsafe impl Sync for Top {}
 static TOP: Top = Top(Cell::new(0));
 
 /// The current heap pointer.
+#[inline(always)]
 pub fn top() -> usize {
     let t = TOP.0.get();
     if t != 0 {
@@ -41,6 +42,7 @@ pub fn set_top(addr: usize) {
 }
 
 /// Grows linear memory so that `end` is addressable.
+#[inline(always)]
 fn reserve(end: usize) -> bool {
     let have = wasm32::memory_size(0) * PAGE;
     if end <= have {
@@ -52,6 +54,7 @@ fn reserve(end: usize) -> bool {
 
 /// Allocates `size` bytes aligned to `align` (a power of two); null when
 /// memory cannot grow.
+#[inline(always)]
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let start = match top().checked_add(align - 1) {
         Some(v) => v & !(align - 1),
@@ -68,6 +71,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 pub struct Bump;
 
 unsafe impl GlobalAlloc for Bump {
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = alloc(layout.size(), layout.align());
         if p.is_null() {

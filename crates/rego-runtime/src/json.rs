@@ -36,6 +36,137 @@ pub fn parse(text: &[u8]) -> Option<V> {
     parse_with(text, false, MAX_PARSE_DEPTH)
 }
 
+/// Parses JSON text as [`parse`] does, for values that live no longer than
+/// one evaluation (`opa_eval`'s input): everything a lazy value reads is
+/// allocated when it is read, so a value kept across evaluations (data)
+/// must not be lazy, or what it read would go with the heap reset.
+///
+/// The text is validated whole, but its arrays and objects are read only
+/// when a value is first looked at ([`Value::Lazy`]): a policy reads a few
+/// fields of a large input, and skipping the rest is much cheaper than
+/// building it. Validation records where each array and object ends (a
+/// tape, as simdjson keeps one), so reading one level skips every nested
+/// one in a step. The values borrow the text, which must live as long as
+/// they do (see [`V::string_borrowed`]).
+pub fn parse_lazy(text: &[u8]) -> Option<V> {
+    core::str::from_utf8(text).ok()?;
+    let mut p = Parser {
+        s: text,
+        i: 0,
+        depth: 0,
+        max_depth: MAX_PARSE_DEPTH,
+        rego: false,
+        items: Vec::new(),
+        entries: Vec::new(),
+    };
+    let mut tape = Vec::new();
+    p.ws();
+    let first = p.i;
+    p.skip_value(&mut tape)?;
+    p.ws();
+    if p.i != p.s.len() {
+        return None;
+    }
+    if tape.is_empty() {
+        // A scalar.
+        p.i = first;
+        return p.value();
+    }
+    let doc: &'static Doc = alloc::boxed::Box::leak(alloc::boxed::Box::new(Doc {
+        // SAFETY: the text lives as long as the values (see above).
+        text: unsafe { &*(text as *const [u8]) },
+        tape,
+    }));
+    Some(V::new(Value::Lazy(Lazy { doc, at: first as u32, index: 0 })))
+}
+
+/// Validated JSON text and where each of its arrays and objects ends.
+pub struct Doc {
+    text: &'static [u8],
+    /// For each array and object, in the order they open: the offset of
+    /// its closing bracket, and the index of the next one after it (past
+    /// those nested in it).
+    tape: Vec<(u32, u32)>,
+}
+
+/// An array or object of a [`Doc`] not read yet.
+#[derive(Clone, Copy)]
+pub struct Lazy {
+    doc: &'static Doc,
+    /// Offset of its opening bracket.
+    at: u32,
+    /// Its index in the tape.
+    index: u32,
+}
+
+/// Reads one level of a lazy array or object: scalars are parsed, nested
+/// arrays and objects stay lazy.
+pub fn force(l: Lazy) -> Value {
+    let doc = l.doc;
+    let mut p = Parser {
+        s: doc.text,
+        i: l.at as usize + 1,
+        depth: 0,
+        max_depth: MAX_PARSE_DEPTH,
+        rego: false,
+        items: Vec::new(),
+        entries: Vec::new(),
+    };
+    let mut next = l.index + 1;
+    let object = doc.text.get(l.at as usize) == Some(&b'{');
+    let end = doc.tape.get(l.index as usize).map_or(0, |t| t.0 as usize);
+    // The text was validated: what follows cannot fail on good input.
+    let mut child = |p: &mut Parser<'_>| -> V {
+        p.ws();
+        match p.s.get(p.i) {
+            Some(b'{' | b'[') => {
+                let v = V::new(Value::Lazy(Lazy { doc, at: p.i as u32, index: next }));
+                let (close, after) = doc.tape.get(next as usize).copied().unwrap_or((0, 0));
+                p.i = close as usize + 1;
+                next = after;
+                v
+            }
+            _ => p.value().unwrap_or_else(|| crate::abi::fail("policy runtime: lazy JSON")),
+        }
+    };
+    if object {
+        let mut entries = Vec::new();
+        loop {
+            p.ws();
+            if p.i >= end {
+                break;
+            }
+            p.i += 1; // '"'
+            let k = p
+                .string()
+                .unwrap_or_else(|| crate::abi::fail("policy runtime: lazy JSON"));
+            p.ws();
+            p.i += 1; // ':'
+            let v = child(&mut p);
+            entries.push((k, v));
+            p.ws();
+            if p.s.get(p.i) == Some(&b',') {
+                p.i += 1;
+            }
+        }
+        Value::object(entries)
+    } else {
+        let mut items = Vec::new();
+        loop {
+            p.ws();
+            if p.i >= end {
+                break;
+            }
+            items.push(child(&mut p));
+            p.ws();
+            if p.s.get(p.i) == Some(&b',') {
+                p.i += 1;
+            }
+        }
+        Value::Array(items)
+    }
+}
+
 /// Parses the policy bundle: JSON whose data and constants, two levels down,
 /// may nest as deeply as [`parse`] allows.
 pub fn parse_bundle(text: &[u8]) -> Option<V> {
@@ -58,6 +189,8 @@ fn parse_with(text: &[u8], rego: bool, max_depth: u32) -> Option<V> {
         depth: 0,
         max_depth,
         rego,
+        items: Vec::new(),
+        entries: Vec::new(),
     };
     let v = p.value()?;
     p.ws();
@@ -74,9 +207,15 @@ struct Parser<'a> {
     depth: u32,
     max_depth: u32,
     rego: bool,
+    /// Elements of the arrays being parsed, innermost last: each array
+    /// takes its own off the top, in one allocation of the exact size.
+    items: Vec<V>,
+    /// Entries of the objects being parsed, likewise.
+    entries: Vec<(V, V)>,
 }
 
 impl Parser<'_> {
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(&c) = self.s.get(self.i) {
             let space = if self.rego {
@@ -92,11 +231,13 @@ impl Parser<'_> {
     }
 
     /// The next byte after whitespace.
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
         self.ws();
         self.s.get(self.i).copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> bool {
         if self.peek() == Some(c) {
             self.i += 1;
@@ -106,6 +247,7 @@ impl Parser<'_> {
         }
     }
 
+    #[inline(always)]
     fn keyword(&mut self, word: &[u8]) -> bool {
         match self.s.get(self.i..self.i + word.len()) {
             Some(w) if w == word => {
@@ -116,6 +258,7 @@ impl Parser<'_> {
         }
     }
 
+    #[inline(always)]
     fn enter(&mut self) -> Option<()> {
         self.depth += 1;
         if self.depth > self.max_depth {
@@ -158,15 +301,102 @@ impl Parser<'_> {
         }
     }
 
+    /// Validates one value and moves past it, recording arrays and objects
+    /// in `tape`.
+    fn skip_value(&mut self, tape: &mut Vec<(u32, u32)>) -> Option<()> {
+        match self.peek()? {
+            open @ (b'{' | b'[') => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                let index = tape.len();
+                tape.push((0, 0));
+                self.i += 1;
+                self.enter()?;
+                if !self.eat(close) {
+                    loop {
+                        if open == b'{' {
+                            if !self.eat(b'"') {
+                                return None;
+                            }
+                            self.skip_string()?;
+                            if !self.eat(b':') {
+                                return None;
+                            }
+                        }
+                        self.skip_value(tape)?;
+                        if self.eat(close) {
+                            break;
+                        }
+                        if !self.eat(b',') {
+                            return None;
+                        }
+                    }
+                }
+                self.depth -= 1;
+                tape[index] = ((self.i - 1) as u32, tape.len() as u32);
+                Some(())
+            }
+            b'"' => {
+                self.i += 1;
+                self.skip_string()
+            }
+            b'0'..=b'9' | b'-' => {
+                // A short integer is valid as it stands; anything else as
+                // the parser reads it (numbers out of range fail).
+                let start = self.i;
+                let mut j = start + usize::from(self.s[start] == b'-');
+                let digits = j;
+                while self.s.get(j).is_some_and(u8::is_ascii_digit) {
+                    j += 1;
+                }
+                let n = j - digits;
+                let simple = (1..=18).contains(&n)
+                    && (n == 1 || self.s[digits] != b'0')
+                    && !matches!(self.s.get(j), Some(b'.' | b'e' | b'E'));
+                if simple {
+                    self.i = j;
+                    Some(())
+                } else {
+                    self.value().map(|_| ())
+                }
+            }
+            b't' => self.keyword(b"true").then_some(()),
+            b'f' => self.keyword(b"false").then_some(()),
+            b'n' => self.keyword(b"null").then_some(()),
+            _ => None,
+        }
+    }
+
+    /// After the opening quote: validates a string and moves past it.
+    fn skip_string(&mut self) -> Option<()> {
+        let start = self.i;
+        loop {
+            match *self.s.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    // Escapes: as the parser reads them.
+                    self.i = start;
+                    return self.string().map(|_| ());
+                }
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
     /// After `[`.
     fn array(&mut self) -> Option<V> {
-        let mut items = Vec::new();
         if self.eat(b']') {
-            return Some(V::array(items));
+            return Some(V::array(Vec::new()));
         }
+        let mark = self.items.len();
         loop {
-            items.push(self.value()?);
+            let v = self.value()?;
+            self.items.push(v);
             if self.eat(b']') {
+                let items: Vec<V> = self.items.drain(mark..).collect();
                 return Some(V::array(items));
             }
             if !self.eat(b',') {
@@ -177,10 +407,10 @@ impl Parser<'_> {
 
     /// After `{`, in JSON: an object with string keys.
     fn object(&mut self) -> Option<V> {
-        let mut entries = Vec::new();
         if self.eat(b'}') {
-            return Some(V::object(entries));
+            return Some(V::object(Vec::new()));
         }
+        let mark = self.entries.len();
         loop {
             if !self.eat(b'"') {
                 return None;
@@ -190,8 +420,9 @@ impl Parser<'_> {
                 return None;
             }
             let v = self.value()?;
-            entries.push((k, v));
+            self.entries.push((k, v));
             if self.eat(b'}') {
+                let entries: Vec<(V, V)> = self.entries.drain(mark..).collect();
                 return Some(V::object(entries));
             }
             if !self.eat(b',') {
@@ -248,7 +479,12 @@ impl Parser<'_> {
                     self.i += 1;
                     // SAFETY: the whole text is valid UTF-8 and the slice
                     // ends at ASCII bytes.
-                    return Some(V::string(unsafe { core::str::from_utf8_unchecked(text) }));
+                    // The value borrows the text: JSON text given to the
+                    // parser lives on the heap (the host's input, data, a
+                    // string value) at least as long as values made now.
+                    return Some(unsafe {
+                        V::string_borrowed(core::str::from_utf8_unchecked(text))
+                    });
                 }
                 b'\\' => break,
                 c if c < 0x20 => return None,
@@ -333,6 +569,7 @@ impl Parser<'_> {
         }
     }
 
+    #[inline(always)]
     fn digit(&self) -> Option<u64> {
         match self.s.get(self.i) {
             Some(&c @ b'0'..=b'9') => Some((c - b'0') as u64),
@@ -560,6 +797,7 @@ fn write(v: V, out: &mut String, rego: bool, depth: u32) {
         crate::abi::fail("value nested too deeply to write");
     }
     match &*v {
+        Value::Lazy(_) => crate::value::never_lazy(),
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),

@@ -69,12 +69,19 @@ pub enum Value {
     Null,
     Bool(bool),
     Number(Number),
-    String(Box<str>),
+    /// Text on the heap: a copy, or a slice of JSON text the value was
+    /// parsed from (which lives as long as the value: both are on the heap,
+    /// reset together).
+    String(&'static str),
     Array(Vec<V>),
     /// Sorted, without duplicates.
     Set(Vec<V>),
     /// Sorted by key, without duplicate keys.
     Object(Vec<(V, V)>),
+    /// An array or object of JSON text not read yet (see [`crate::json`]):
+    /// reading the value through [`V`] parses it, one level, in place. No
+    /// reference to a `Lazy` value is ever handed out.
+    Lazy(crate::json::Lazy),
 }
 
 // SAFETY: wasm32-unknown-unknown without threads: one thread only.
@@ -86,10 +93,20 @@ pub struct V(NonNull<Value>);
 
 impl core::ops::Deref for V {
     type Target = Value;
+    #[inline(always)]
     fn deref(&self) -> &Value {
+        let p = self.0.as_ptr();
         // SAFETY: a V always points at a live value (the heap is only reset
-        // by the host between evaluations, when no V is held).
-        unsafe { self.0.as_ref() }
+        // by the host between evaluations, when no V is held). A lazy value
+        // is replaced before any reference to it exists (none is handed out
+        // while it is lazy), on the one thread there is.
+        unsafe {
+            if let Value::Lazy(l) = &*p {
+                let l = *l;
+                p.write(crate::json::force(l));
+            }
+            &*p
+        }
     }
 }
 
@@ -99,6 +116,7 @@ pub static FALSE: Value = Value::Bool(false);
 
 impl V {
     /// Puts a value on the heap.
+    #[inline(always)]
     pub fn new(v: Value) -> V {
         V(NonNull::from(Box::leak(Box::new(v))))
     }
@@ -129,11 +147,21 @@ impl V {
     }
 
     pub fn string(s: &str) -> V {
-        V::new(Value::String(s.into()))
+        V::string_owned(s.into())
     }
 
     pub fn string_owned(s: alloc::string::String) -> V {
-        V::new(Value::String(s.into_boxed_str()))
+        V::new(Value::String(alloc::boxed::Box::leak(s.into_boxed_str())))
+    }
+
+    /// A string over text that lives as long as values do (see
+    /// [`Value::String`]).
+    ///
+    /// # Safety
+    /// `s` stays valid until the heap is reset below the value.
+    pub unsafe fn string_borrowed(s: &str) -> V {
+        // SAFETY: by the caller.
+        V::new(Value::String(unsafe { &*(s as *const str) }))
     }
 
     pub fn array(items: Vec<V>) -> V {
@@ -148,11 +176,8 @@ impl V {
     }
 
     /// An object of `entries` (sorted here; of duplicate keys the last wins).
-    pub fn object(mut entries: Vec<(V, V)>) -> V {
-        entries.reverse();
-        entries.sort_by(|a, b| compare(a.0, b.0));
-        entries.dedup_by(|a, b| compare(a.0, b.0) == Ordering::Equal);
-        V::new(Value::Object(entries))
+    pub fn object(entries: Vec<(V, V)>) -> V {
+        V::new(Value::object(entries))
     }
 
     /// The address the host and the generated code see.
@@ -175,6 +200,8 @@ impl V {
     /// is meant to change for all holders, as the host's data is).
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get_mut(self) -> &'static mut Value {
+        // Read a lazy value first.
+        let _: &Value = &self;
         unsafe { &mut *self.0.as_ptr() }
     }
 
@@ -183,15 +210,36 @@ impl V {
     }
 }
 
+/// A lazy value seen through a reference, which [`V`] never hands out.
+#[cold]
+pub fn never_lazy() -> ! {
+    crate::abi::fail("policy runtime: a lazy value was read directly")
+}
+
 /// Undefined (None) as address 0.
 pub fn addr_of(v: Option<V>) -> i32 {
     v.map_or(0, V::addr)
 }
 
 impl Value {
+    /// An object of `entries` (sorted here; of duplicate keys the last wins).
+    pub fn object(mut entries: Vec<(V, V)>) -> Value {
+        if entries
+            .windows(2)
+            .all(|w| compare(w[0].0, w[1].0) == Ordering::Less)
+        {
+            return Value::Object(entries);
+        }
+        entries.reverse();
+        entries.sort_by(|a, b| compare(a.0, b.0));
+        entries.dedup_by(|a, b| compare(a.0, b.0) == Ordering::Equal);
+        Value::Object(entries)
+    }
+
     /// Rank of the kind in Rego's order.
     fn rank(&self) -> u8 {
         match self {
+            Value::Lazy(_) => crate::value::never_lazy(),
             Value::Null => 0,
             Value::Bool(_) => 1,
             Value::Number(_) => 2,
@@ -240,6 +288,7 @@ impl Value {
     /// Rego's `type_name`.
     pub fn type_name(&self) -> &'static str {
         match self {
+            Value::Lazy(_) => never_lazy(),
             Value::Null => "null",
             Value::Bool(_) => "boolean",
             Value::Number(_) => "number",

@@ -540,6 +540,7 @@ fn push_hex_digits(out: &mut String, value: u32, digits: u32) {
 /// [`push_number`], `[a, b]`, sets `{a, b}`, objects `{k: v, ...}`.
 pub(crate) fn push_rego_text(out: &mut String, v: V, quote: bool) {
     match &*v {
+        Value::Lazy(_) => crate::value::never_lazy(),
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::String(s) => {
