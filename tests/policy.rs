@@ -629,6 +629,41 @@ fn run_policy_accepts_a_policy_built_to_wasm() {
     );
 }
 
+/// `policy build` compiles; what the compiler does not support fails with
+/// the construct, its place and a non-zero exit, and `--interpreter` builds
+/// it; both modules give regorus's answer.
+#[test]
+fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
+    let t = tempdir();
+    let rules = s(&write(t.path(), "p.rego", "package p\n\na := 1\n\nb := 2\n"));
+    let q = s(&write(
+        t.path(),
+        "q.rego",
+        "package q\n\nnames contains name if {\n\tsome name\n\tdata.p[name] == 1\n}\n\nok if input.x == 1\n",
+    ));
+    let input = s(&write(t.path(), "input.json", r#"{"x": 1}"#));
+    let wasm = t.path().join("q.wasm");
+    let r = run(["policy", "build", &rules, &q, "-e", "q/names", "-o", &s(&wasm)]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("q.rego:5:"), "{r:?}");
+    assert!(r.stderr.contains("--interpreter"), "{r:?}");
+    assert!(!wasm.exists());
+
+    let r = run([
+        "policy", "build", "--interpreter", &rules, &q, "-e", "q/names", "-o", &s(&wasm),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(["policy", "eval", &s(&wasm), "-e", "q/names", "--compact"]);
+    assert_eq!(r.stdout.trim(), r#"[{"result":["a"]}]"#, "{r:?}");
+
+    let compiled = t.path().join("ok.wasm");
+    let r = run(["policy", "build", &rules, &q, "-e", "q/ok", "-o", &s(&compiled)]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(std::fs::metadata(&compiled).unwrap().len() < 142 * 1024);
+    let r = run(["policy", "eval", &s(&compiled), "-i", &input, "-e", "q/ok", "--compact"]);
+    assert_eq!(r.stdout.trim(), r#"[{"result":true}]"#, "{r:?}");
+}
+
 #[test]
 fn policy_bench_reports_latency_and_the_result() {
     let t = tempdir();

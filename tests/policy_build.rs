@@ -1222,3 +1222,90 @@ fn deep_policies_fit_the_stack() {
         format!(r#"[{{"result":{}}}]"#, n + 1)
     );
 }
+
+/// `opa_eval` reads its input lazily (validated whole, each level read when
+/// looked at): every input comes back as regorus reads it, whichever parts
+/// the policy looks at first, and malformed or too deeply nested input is
+/// an error however little of it the policy reads.
+#[test]
+fn lazily_read_input_is_read_as_regorus_reads_it() {
+    let rego = "package j\nimport rego.v1\nall := input\nfirst := input[0]\nkeys := {k | some k, _ in input}\ndeep := input.a.b\n";
+    let wasm = build_module(&BuildInput {
+        modules: vec![("j.rego".into(), rego.into())],
+        entrypoints: vec!["j/all".into(), "j/first".into(), "j/keys".into(), "j/deep".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut deep = String::new();
+    for _ in 0..100 {
+        deep.push('[');
+    }
+    for _ in 0..100 {
+        deep.push(']');
+    }
+    let inputs = [
+        r#"{"b": 1, "a": {"b": [1, 2.5, -0, 1e3, "x\"y\\u00e9\ud83d\ude00", null, true, false, {}, []]}}"#.to_string(),
+        r#"[{"z": 1, "a": [[], {"k": "v"}]}, 2, "three"]"#.to_string(),
+        r#"{"k": 1, "k": 2, "a": {"b": {"c": [1, {"d": "\n\t"}]}}}"#.to_string(),
+        r#"  {"a" : { "b" : [ 1 , 2 ] } , "c" : 1234567890123456789 }  "#.to_string(),
+        r#"{"a": {"b": 123456789012345678}}"#.to_string(),
+        r#""just a string""#.to_string(),
+        "42".to_string(),
+        deep,
+    ];
+    // regorus's answer (None: an error).
+    let engine = |text: &str, rule: &str| -> Option<Json> {
+        let mut e = regorus::Engine::new();
+        e.add_policy("j.rego".into(), rego.into()).unwrap();
+        e.set_input(regorus::Value::from_json_str(text).unwrap());
+        Some(match e.eval_rule(format!("data.j.{rule}")).ok()? {
+            regorus::Value::Undefined => json!([]),
+            v => json!([{"result": serde_json::from_str::<Json>(&v.to_json_str().unwrap()).unwrap()}]),
+        })
+    };
+    let mut compared = 0;
+    for text in &inputs {
+        for (id, rule) in ["all", "first", "keys", "deep"].iter().enumerate() {
+            let mut opa = bare_host::Opa::new(&wasm);
+            let data = opa.json("{}");
+            let heap: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
+            let got = opa
+                .eval(id as i32, data, heap, Some(text))
+                .ok()
+                .map(|s| serde_json::from_str::<Json>(&s).unwrap());
+            assert_eq!(got, engine(text, rule), "{rule} of {text}");
+            // The same instance again, reading the whole input first.
+            let all = opa
+                .eval(0, data, heap, Some(text))
+                .ok()
+                .map(|s| serde_json::from_str::<Json>(&s).unwrap());
+            assert_eq!(all, engine(text, "all"), "{text}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 32);
+    let mut too_deep = String::new();
+    for _ in 0..200 {
+        too_deep.push('[');
+    }
+    for _ in 0..200 {
+        too_deep.push(']');
+    }
+    for bad in [
+        r#"{"a": 1,}"#,
+        r#"{"a": [1, 2}"#,
+        r#"{"a": "unterminated}"#,
+        r#"{"a": 1} x"#,
+        r#"{"a": 01}"#,
+        r#"{"a": "\ud800"}"#,
+        r#"{"a": 1e999}"#,
+        too_deep.as_str(),
+    ] {
+        // `deep` reads only input.a.b: the rest is still checked.
+        let mut opa = bare_host::Opa::new(&wasm);
+        let data = opa.json("{}");
+        let heap: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
+        let err = opa.eval(3, data, heap, Some(bad)).unwrap_err();
+        assert!(format!("{err:?}").contains("not valid JSON"), "{bad}: {err:?}");
+    }
+}

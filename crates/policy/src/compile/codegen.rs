@@ -82,6 +82,7 @@ fn required_exports(plan: &Plan) -> BTreeSet<String> {
                         Cond::Member2(..) => &["rt_member2"],
                     },
                     Stmt::ArrayOfLen { .. } => &["rt_kind", "rt_len"],
+                    Stmt::Collection { .. } => &["rt_len"],
                     Stmt::Scan { .. } => &["rt_len", "rt_key_at", "rt_val_at"],
                     Stmt::SetResult { .. } => &["rt_equal"],
                     Stmt::ObjectInsert { .. } => &["rt_object_insert"],
@@ -538,6 +539,7 @@ fn reads(body: &[Stmt], l: Local) -> bool {
                 Stmt::Call { args, .. } => args.contains(&l),
                 Stmt::Move { src, .. } => *src == l,
                 Stmt::Defined(x) | Stmt::Truthy(x) | Stmt::FlagClear(x) => *x == l,
+                Stmt::Collection { local, .. } => *local == l,
                 Stmt::ArrayOfLen { local, .. } => *local == l,
                 Stmt::Check(c) | Stmt::Bool { cond: c, .. } => cond_reads(c),
                 Stmt::Scan { coll, .. } => *coll == l,
@@ -751,6 +753,15 @@ impl Emit<'_> {
             Stmt::FlagClear(l) => {
                 self.get(*l);
                 self.fail_if()?;
+            }
+            Stmt::Collection { local, msg } => {
+                self.get(*local);
+                self.call_rt("rt_len")?;
+                self.ins.push(Instruction::I32Const(0));
+                self.ins.push(Instruction::I32LtS);
+                self.ins.push(Instruction::If(BlockType::Empty));
+                self.abort(*msg)?;
+                self.ins.push(Instruction::End);
             }
             Stmt::Block { label, body } => {
                 self.ins.push(Instruction::Block(BlockType::Empty));

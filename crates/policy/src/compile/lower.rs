@@ -28,6 +28,15 @@ fn err(span: &Span, msg: &str) -> String {
     span.message("error", msg)
 }
 
+/// A variable read before the literal that binds it: regorus reorders such
+/// queries, the compiler lowers literals in the order written.
+fn unbound(span: &Span, name: &str) -> String {
+    unsupported(
+        span,
+        &format!("reading var {name} before the literal that binds it (write that literal first)"),
+    )
+}
+
 fn unsupported(span: &Span, what: &str) -> String {
     err(
         span,
@@ -1012,6 +1021,9 @@ impl<'m> Lowerer<'m> {
                 ..
             } => {
                 let coll = self.lower_value(module, collection, env)?;
+                // As in regorus, `some ... in` over a scalar is an error.
+                let msg = self.msg("`some .. in` needs an array, set or object");
+                self.fb.emit(Stmt::Collection { local: coll, msg });
                 let (k, v) = self.fb.open_scan(coll);
                 if let Some(key) = key {
                     self.unify_pattern(module, key, k, env, true)?;
@@ -1300,31 +1312,9 @@ impl<'m> Lowerer<'m> {
         match e {
             Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => self.lower_ref(module, e, env),
             Expr::Array { items, .. } => {
-                let arr = self.rt("rt_array_new", vec![]);
-                for i in items {
-                    let v = self.lower_value(module, i, env)?;
-                    self.fb.emit(Stmt::Call {
-                        dst: None,
-                        callee: Callee::Rt("rt_array_push"),
-                        args: vec![arr, v],
-                        defined: false,
-                    });
-                }
-                Ok(arr)
+                self.collection(module, "rt_array_new", "rt_array_push", items, env)
             }
-            Expr::Set { items, .. } => {
-                let set = self.rt("rt_set_new", vec![]);
-                for i in items {
-                    let v = self.lower_value(module, i, env)?;
-                    self.fb.emit(Stmt::Call {
-                        dst: None,
-                        callee: Callee::Rt("rt_set_add"),
-                        args: vec![set, v],
-                        defined: false,
-                    });
-                }
-                Ok(set)
-            }
+            Expr::Set { items, .. } => self.collection(module, "rt_set_new", "rt_set_add", items, env),
             Expr::Object { fields, .. } => {
                 let obj = self.rt("rt_object_new", vec![]);
                 let conflict = self.msg(OBJ_CONFLICT);
@@ -1413,6 +1403,28 @@ impl<'m> Lowerer<'m> {
         }
     }
 
+    /// An array or set literal: `new()`, then `add(coll, item)` for each.
+    fn collection(
+        &mut self,
+        module: usize,
+        new: &'static str,
+        add: &'static str,
+        items: &'m [regorus::unstable::Ref<Expr>],
+        env: &mut Env,
+    ) -> Result<Local> {
+        let coll = self.rt(new, vec![]);
+        for i in items {
+            let v = self.lower_value(module, i, env)?;
+            self.fb.emit(Stmt::Call {
+                dst: None,
+                callee: Callee::Rt(add),
+                args: vec![coll, v],
+                defined: false,
+            });
+        }
+        Ok(coll)
+    }
+
     /// A comprehension: its query in a block of its own, over a copy of
     /// the bindings.
     fn comprehension(&mut self, module: usize, q: &'m Query, env: &Env, y: &Yield<'m>) -> Result<()> {
@@ -1434,7 +1446,7 @@ impl<'m> Lowerer<'m> {
                 let n = span.text();
                 match env.get(n).copied() {
                     Some(l) if l != Local::MAX => cur = l,
-                    Some(_) => return Err(err(span, &format!("var {n} is unsafe"))),
+                    Some(_) => return Err(unbound(span, n)),
                     None => {
                         let scope = &self.scopes[module];
                         // input, data, an import, or a rule of the package.
@@ -1454,7 +1466,7 @@ impl<'m> Lowerer<'m> {
                             p.push(Elem::Const(Json::String(n.to_string())));
                             ("data", p)
                         } else {
-                            return Err(err(span, &format!("var {n} is unsafe")));
+                            return Err(unbound(span, n));
                         };
                         full.extend(path);
                         if root == "input" {

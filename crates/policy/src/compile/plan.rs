@@ -73,6 +73,9 @@ pub enum Stmt {
     Bool { dst: Local, cond: Cond },
     /// Fails unless `local` is an array of `len` elements.
     ArrayOfLen { local: Local, len: u32 },
+    /// Ends the evaluation with the error `msg` (a string constant) unless
+    /// `local` is an array, set or object.
+    Collection { local: Local, msg: u32 },
     /// Fails unless the flag is clear.
     FlagClear(Local),
     /// A block: a failure inside leaves it, and control goes on after it.
