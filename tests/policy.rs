@@ -644,7 +644,7 @@ fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
     let input = s(&write(t.path(), "input.json", r#"{"x": 1}"#));
     let wasm = t.path().join("q.wasm");
     let r = run(["policy", "build", &rules, &q, "-e", "q/names", "-o", &s(&wasm)]);
-    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("q.rego:5:"), "{r:?}");
     assert!(r.stderr.contains("--interpreter"), "{r:?}");
     assert!(!wasm.exists());
