@@ -81,7 +81,7 @@ fn required_exports(plan: &Plan) -> BTreeSet<String> {
                         Cond::Member(..) => &["rt_member"],
                         Cond::Member2(..) => &["rt_member2"],
                     },
-                    Stmt::ArrayOfLen { .. } => &["rt_kind", "rt_len"],
+                    Stmt::ShapeOf { .. } => &["rt_kind", "rt_len"],
                     Stmt::Collection { .. } => &["rt_len"],
                     Stmt::Scan { .. } => &["rt_len", "rt_key_at", "rt_val_at"],
                     Stmt::SetResult { .. } => &["rt_equal"],
@@ -312,8 +312,7 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
 
     let mut imports = ImportSection::new();
     let mut remap = Remap { funcs: map.clone() };
-    for (i, imp) in p.imports.iter().enumerate() {
-        let _ = i;
+    for imp in &p.imports {
         if imp.module == PLAN_MODULE && imp.name == PLAN_EVAL {
             continue;
         }
@@ -540,7 +539,7 @@ fn reads(body: &[Stmt], l: Local) -> bool {
                 Stmt::Move { src, .. } => *src == l,
                 Stmt::Defined(x) | Stmt::Truthy(x) | Stmt::FlagClear(x) => *x == l,
                 Stmt::Collection { local, .. } => *local == l,
-                Stmt::ArrayOfLen { local, .. } => *local == l,
+                Stmt::ShapeOf { local, .. } => *local == l,
                 Stmt::Check(c) | Stmt::Bool { cond: c, .. } => cond_reads(c),
                 Stmt::Scan { coll, .. } => *coll == l,
                 Stmt::SetResult { result, value, .. } => *result == l || *value == l,
@@ -738,10 +737,11 @@ impl Emit<'_> {
                 self.call_rt("rt_const")?;
                 self.ins.push(Instruction::LocalSet(*dst));
             }
-            Stmt::ArrayOfLen { local, len } => {
+            Stmt::ShapeOf { local, object, len } => {
                 self.get(*local);
                 self.call_rt("rt_kind")?;
-                self.ins.push(Instruction::I32Const(4));
+                // rt_kind: 4 array, 6 object.
+                self.ins.push(Instruction::I32Const(if *object { 6 } else { 4 }));
                 self.ins.push(Instruction::I32Ne);
                 self.fail_if()?;
                 self.get(*local);

@@ -598,7 +598,7 @@ impl<'m> Lowerer<'m> {
             Kind::Complete => lw.lower_complete(&path_v),
             Kind::PartialSet => lw.lower_partial(&path_v, false),
             Kind::PartialObject => lw.lower_partial(&path_v, true),
-            Kind::Function => lw.lower_function(&path_v, params),
+            Kind::Function => lw.lower_function(&path_v),
         });
         let info = self.rules.get_mut(path).expect("a rule");
         info.in_progress = false;
@@ -800,7 +800,7 @@ impl<'m> Lowerer<'m> {
 
     /// A function: each definition unifies its parameters with the
     /// arguments (locals `0..params`), then its bodies give the value.
-    fn lower_function(&mut self, path: &[String], params: u32) -> Result<Local> {
+    fn lower_function(&mut self, path: &[String]) -> Result<Local> {
         let result = self.fb.local();
         self.fb.emit(Stmt::SetFlag {
             dst: result,
@@ -831,7 +831,6 @@ impl<'m> Lowerer<'m> {
             self.lower_bodies(module, bodies, head_value, result, conflict, &env)?;
             self.fb.close_to(d);
         }
-        let _ = params;
         // `default f(_) := v`
         self.apply_default(path, result)?;
         Ok(result)
@@ -1140,10 +1139,10 @@ impl<'m> Lowerer<'m> {
     /// An expression as a literal: fails unless it holds.
     fn lower_test(&mut self, module: usize, e: &'m Expr, env: &mut Env) -> Result<()> {
         match e {
-            Expr::AssignExpr { op, lhs, rhs, span, .. } => match op {
+            Expr::AssignExpr { op, lhs, rhs, .. } => match op {
                 AssignOp::ColEq => {
                     let v = self.lower_value(module, rhs, env)?;
-                    self.check_declarable(lhs, env, span)?;
+                    self.check_declarable(lhs, env)?;
                     self.unify_pattern(module, lhs, v, env, true)
                 }
                 AssignOp::Eq => {
@@ -1172,11 +1171,12 @@ impl<'m> Lowerer<'m> {
                 self.fb.emit(Stmt::Check(cond));
                 Ok(())
             }
-            Expr::Call { fcn, params, span, .. } if call_name(fcn).as_deref() == Some("walk") && params.len() == 2 => {
+            // `walk(x, [path, value])`: a relation, over the pairs of
+            // builtin:walk.
+            Expr::Call { fcn, params, .. } if call_name(fcn).as_deref() == Some("walk") && params.len() == 2 => {
                 let x = self.lower_value(module, &params[0], env)?;
                 let pairs = self.call(Callee::Builtin("walk".into()), vec![x], true);
                 let (_, pair) = self.fb.open_scan(pairs);
-                let _ = span;
                 self.unify_pattern(module, &params[1], pair, env, false)
             }
             _ => {
@@ -1187,14 +1187,13 @@ impl<'m> Lowerer<'m> {
         }
     }
 
-    fn check_declarable(&self, lhs: &Expr, env: &Env, span: &Span) -> Result<()> {
+    fn check_declarable(&self, lhs: &Expr, env: &Env) -> Result<()> {
         let mut bad = None;
         visit_vars(lhs, &mut |name, s| {
             if name != "_" && env.get(name).is_some_and(|l| *l != Local::MAX) && bad.is_none() {
                 bad = Some((name.to_string(), s.clone()));
             }
         });
-        let _ = span;
         match bad {
             Some((name, s)) => Err(err(&s, &format!("var {name} assigned above"))),
             None => Ok(()),
@@ -1269,8 +1268,9 @@ impl<'m> Lowerer<'m> {
                 Ok(())
             }
             Expr::Array { items, .. } if self.has_unbound(module, p, env) || declare => {
-                self.fb.emit(Stmt::ArrayOfLen {
+                self.fb.emit(Stmt::ShapeOf {
                     local: v,
+                    object: false,
                     len: items.len() as u32,
                 });
                 for (i, item) in items.iter().enumerate() {
@@ -1280,12 +1280,13 @@ impl<'m> Lowerer<'m> {
                 }
                 Ok(())
             }
-            Expr::Object { fields, span, .. } if self.has_unbound(module, p, env) || declare => {
-                let kind = self.rt("rt_kind", vec![v]);
-                let _ = kind;
-                let n = self.rt("rt_len", vec![v]);
-                let _ = n;
-                let _ = span;
+            Expr::Object { fields, .. } if self.has_unbound(module, p, env) || declare => {
+                // Objects unify when they have the same keys.
+                self.fb.emit(Stmt::ShapeOf {
+                    local: v,
+                    object: true,
+                    len: fields.len() as u32,
+                });
                 for (_, k, val) in fields {
                     let Some(kc) = scalar(k) else {
                         return Err(unsupported(span_of(k), "a non-constant key in an object pattern"));
@@ -1439,8 +1440,7 @@ impl<'m> Lowerer<'m> {
     /// expression followed by a path. Unbound variables in the path iterate.
     fn lower_ref(&mut self, module: usize, e: &'m Expr, env: &mut Env) -> Result<Local> {
         let (head, path) = flatten(e);
-        let mut cur;
-        let mut rest: &[Elem] = &path;
+        let cur;
         match head {
             Expr::Var { span, .. } => {
                 let n = span.text();
@@ -1482,13 +1482,7 @@ impl<'m> Lowerer<'m> {
                 cur = self.lower_value(module, other, env)?;
             }
         }
-        if rest.is_empty() {
-            return Ok(cur);
-        }
-        cur = self.walk(module, cur, rest, env)?;
-        rest = &[];
-        let _ = rest;
-        Ok(cur)
+        self.walk(module, cur, &path, env)
     }
 
     /// `data` followed by a path: a rule (then the rest of the path), the

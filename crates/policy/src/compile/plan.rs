@@ -71,8 +71,9 @@ pub enum Stmt {
     Check(Cond),
     /// `dst = true` or `false` by the condition.
     Bool { dst: Local, cond: Cond },
-    /// Fails unless `local` is an array of `len` elements.
-    ArrayOfLen { local: Local, len: u32 },
+    /// Fails unless `local` is an array (or, with `object`, an object) of
+    /// `len` elements.
+    ShapeOf { local: Local, object: bool, len: u32 },
     /// Ends the evaluation with the error `msg` (a string constant) unless
     /// `local` is an array, set or object.
     Collection { local: Local, msg: u32 },
