@@ -158,16 +158,7 @@ pub extern "C" fn rt_is_false(v: i32) -> i32 {
 
 #[export_name = "rt_kind"]
 pub extern "C" fn rt_kind(v: i32) -> i32 {
-    match &*val(v) {
-        Value::Lazy(_) => crate::value::never_lazy(),
-        Value::Null => 0,
-        Value::Bool(_) => 1,
-        Value::Number(_) => 2,
-        Value::String(_) => 3,
-        Value::Array(_) => 4,
-        Value::Set(_) => 5,
-        Value::Object(_) => 6,
-    }
+    i32::from(val(v).rank())
 }
 
 /// A copy of `base` (None: an empty object) with `value` at `path`; objects

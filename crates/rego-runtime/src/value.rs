@@ -236,8 +236,9 @@ impl Value {
         Value::Object(entries)
     }
 
-    /// Rank of the kind in Rego's order.
-    fn rank(&self) -> u8 {
+    /// Rank of the kind in Rego's order: 0 null, 1 boolean, 2 number, 3
+    /// string, 4 array, 5 set, 6 object.
+    pub fn rank(&self) -> u8 {
         match self {
             Value::Lazy(_) => crate::value::never_lazy(),
             Value::Null => 0,

@@ -630,20 +630,29 @@ impl<'m> Lowerer<'m> {
         Ok(arity.unwrap_or(0) as u32)
     }
 
-    /// A complete rule: the value of its definitions (else chains in order),
-    /// or its default.
-    fn lower_complete(&mut self, path: &[String]) -> Result<Local> {
+    /// What a rule or function of one value starts with: its result (0 so
+    /// far), the message of a conflict between definitions, and the
+    /// definitions (module, rule).
+    fn value_rule(&mut self, path: &[String], conflict: &str) -> (Local, u32, Vec<(usize, &'m Rule)>) {
         let result = self.fb.local();
         self.fb.emit(Stmt::SetFlag {
             dst: result,
             on: false,
         });
-        let conflict = self.msg(&format!("{CONFLICT} (data.{})", path.join(".")));
-        let defs: Vec<(usize, &'m Rule)> = self.rules[path]
-            .defs
-            .iter()
-            .map(|d| (d.module, d.rule))
-            .collect();
+        let conflict = self.msg(&format!("{conflict} (data.{})", path.join(".")));
+        let defs = self.defs(path);
+        (result, conflict, defs)
+    }
+
+    /// The definitions of a rule (not its defaults): (module, rule).
+    fn defs(&self, path: &[String]) -> Vec<(usize, &'m Rule)> {
+        self.rules[path].defs.iter().map(|d| (d.module, d.rule)).collect()
+    }
+
+    /// A complete rule: the value of its definitions (else chains in order),
+    /// or its default.
+    fn lower_complete(&mut self, path: &[String]) -> Result<Local> {
+        let (result, conflict, defs) = self.value_rule(path, CONFLICT);
         for (module, rule) in defs {
             let Rule::Spec { head, bodies, .. } = rule else {
                 continue;
@@ -745,11 +754,7 @@ impl<'m> Lowerer<'m> {
             self.rt("rt_set_new", vec![])
         };
         let conflict = self.msg(&format!("{OBJ_CONFLICT} (data.{})", path.join(".")));
-        let defs: Vec<(usize, &'m Rule)> = self.rules[path]
-            .defs
-            .iter()
-            .map(|d| (d.module, d.rule))
-            .collect();
+        let defs = self.defs(path);
         for (module, rule) in defs {
             let Rule::Spec { head, bodies, .. } = rule else {
                 continue;
@@ -801,17 +806,7 @@ impl<'m> Lowerer<'m> {
     /// A function: each definition unifies its parameters with the
     /// arguments (locals `0..params`), then its bodies give the value.
     fn lower_function(&mut self, path: &[String]) -> Result<Local> {
-        let result = self.fb.local();
-        self.fb.emit(Stmt::SetFlag {
-            dst: result,
-            on: false,
-        });
-        let conflict = self.msg(&format!("{FN_CONFLICT} (data.{})", path.join(".")));
-        let defs: Vec<(usize, &'m Rule)> = self.rules[path]
-            .defs
-            .iter()
-            .map(|d| (d.module, d.rule))
-            .collect();
+        let (result, conflict, defs) = self.value_rule(path, FN_CONFLICT);
         for (module, rule) in defs {
             let Rule::Spec {
                 head: RuleHead::Func { args, assign, .. },

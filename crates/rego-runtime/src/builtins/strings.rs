@@ -551,26 +551,8 @@ pub(crate) fn push_rego_text(out: &mut String, v: V, quote: bool) {
             }
         }
         Value::Number(n) => push_number(out, *n),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, e) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                push_rego_text(out, *e, true);
-            }
-            out.push(']');
-        }
-        Value::Set(s) => {
-            out.push('{');
-            for (i, e) in s.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                push_rego_text(out, *e, true);
-            }
-            out.push('}');
-        }
+        Value::Array(a) => push_rego_seq(out, a, '[', ']'),
+        Value::Set(s) => push_rego_seq(out, s, '{', '}'),
         Value::Object(o) => {
             out.push('{');
             for (i, (k, e)) in o.iter().enumerate() {
@@ -584,6 +566,18 @@ pub(crate) fn push_rego_text(out: &mut String, v: V, quote: bool) {
             out.push('}');
         }
     }
+}
+
+/// The elements of an array or set as [`push_rego_text`] writes them.
+fn push_rego_seq(out: &mut String, items: &[V], open: char, close: char) {
+    out.push(open);
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_rego_text(out, *e, true);
+    }
+    out.push(close);
 }
 
 // ---------------------------------------------------------------------------
