@@ -85,7 +85,7 @@ pub fn parse_lazy(text: &[u8]) -> Option<V> {
 /// One loop over the bytes with the position in a local, and an explicit
 /// stack: much faster than recursive descent for skipping.
 #[inline(never)]
-fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32)>) -> Option<usize> {
+fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32, u32)>) -> Option<usize> {
     #[derive(Clone, Copy, PartialEq)]
     enum Want {
         Value,
@@ -94,8 +94,9 @@ fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32)>) -> Option<usize> {
     }
     let s = p.s;
     let mut i = p.i;
-    // Open arrays and objects: tape index and whether an object.
-    let mut open: Vec<(u32, bool)> = Vec::new();
+    // Open arrays and objects: tape index, whether an object, commas so far.
+    let mut open: Vec<(u32, bool, u32)> = Vec::with_capacity(16);
+    tape.reserve(s.len() / 16 + 4);
     let mut want = Want::Value;
     loop {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
@@ -108,8 +109,8 @@ fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32)>) -> Option<usize> {
                     if open.len() as u32 >= p.max_depth {
                         return None;
                     }
-                    open.push((tape.len() as u32, c == b'{'));
-                    tape.push((0, 0));
+                    open.push((tape.len() as u32, c == b'{', 0));
+                    tape.push((0, 0, 0));
                     i += 1;
                     want = if c == b'{' { Want::Key } else { Want::Value };
                     // An empty one closes at once.
@@ -117,8 +118,8 @@ fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32)>) -> Option<usize> {
                         i += 1;
                     }
                     if s.get(i) == Some(if c == b'{' { &b'}' } else { &b']' }) {
-                        let (index, _) = open.pop()?;
-                        tape[index as usize] = (i as u32, tape.len() as u32);
+                        let (index, _, _) = open.pop()?;
+                        tape[index as usize] = (i as u32, tape.len() as u32, 0);
                         i += 1;
                         want = Want::After;
                     }
@@ -177,17 +178,19 @@ fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32)>) -> Option<usize> {
                 want = Want::Value;
             }
             Want::After => {
-                let Some(&(index, object)) = open.last() else {
+                let Some(&mut (index, object, ref mut commas)) = open.last_mut() else {
                     return Some(i);
                 };
                 match (c, object) {
                     (b',', _) => {
+                        *commas += 1;
                         i += 1;
                         want = if object { Want::Key } else { Want::Value };
                     }
                     (b'}', true) | (b']', false) => {
+                        let len = *commas + 1;
                         open.pop();
-                        tape[index as usize] = (i as u32, tape.len() as u32);
+                        tape[index as usize] = (i as u32, tape.len() as u32, len);
                         i += 1;
                     }
                     _ => return None,
@@ -249,9 +252,9 @@ fn plain_run(s: &[u8], mut i: usize) -> usize {
 pub struct Doc {
     text: &'static [u8],
     /// For each array and object, in the order they open: the offset of
-    /// its closing bracket, and the index of the next one after it (past
-    /// those nested in it).
-    tape: Vec<(u32, u32)>,
+    /// its closing bracket, the index of the next one after it (past those
+    /// nested in it), and how many elements it has.
+    tape: Vec<(u32, u32, u32)>,
 }
 
 /// An array or object of a [`Doc`] not read yet.
@@ -279,14 +282,17 @@ pub fn force(l: Lazy) -> Value {
     };
     let mut next = l.index + 1;
     let object = doc.text.get(l.at as usize) == Some(&b'{');
-    let end = doc.tape.get(l.index as usize).map_or(0, |t| t.0 as usize);
+    let (end, len) = doc
+        .tape
+        .get(l.index as usize)
+        .map_or((0, 0), |t| (t.0 as usize, t.2 as usize));
     // The text was validated: what follows cannot fail on good input.
     let mut child = |p: &mut Parser<'_>| -> V {
         p.ws();
         match p.s.get(p.i) {
             Some(b'{' | b'[') => {
                 let v = V::new(Value::Lazy(Lazy { doc, at: p.i as u32, index: next }));
-                let (close, after) = doc.tape.get(next as usize).copied().unwrap_or((0, 0));
+                let (close, after, _) = doc.tape.get(next as usize).copied().unwrap_or((0, 0, 0));
                 p.i = close as usize + 1;
                 next = after;
                 v
@@ -295,7 +301,7 @@ pub fn force(l: Lazy) -> Value {
         }
     };
     if object {
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(len);
         loop {
             p.ws();
             if p.i >= end {
@@ -316,7 +322,7 @@ pub fn force(l: Lazy) -> Value {
         }
         Value::object(entries)
     } else {
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(len);
         loop {
             p.ws();
             if p.i >= end {
