@@ -635,7 +635,11 @@ fn run_policy_accepts_a_policy_built_to_wasm() {
 #[test]
 fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
     let t = tempdir();
-    let rules = s(&write(t.path(), "p.rego", "package p\n\na := 1\n\nb := 2\n"));
+    let rules = s(&write(
+        t.path(),
+        "p.rego",
+        "package p\n\na := 1\n\nb := 2\n",
+    ));
     let q = s(&write(
         t.path(),
         "q.rego",
@@ -643,24 +647,59 @@ fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
     ));
     let input = s(&write(t.path(), "input.json", r#"{"x": 1}"#));
     let wasm = t.path().join("q.wasm");
-    let r = run(["policy", "build", &rules, &q, "-e", "q/names", "-o", &s(&wasm)]);
+    let r = run([
+        "policy",
+        "build",
+        &rules,
+        &q,
+        "-e",
+        "q/names",
+        "-o",
+        &s(&wasm),
+    ]);
     assert_eq!(r.code, 65, "{r:?}");
     assert!(r.stderr.contains("q.rego:5:"), "{r:?}");
     assert!(r.stderr.contains("--interpreter"), "{r:?}");
     assert!(!wasm.exists());
 
     let r = run([
-        "policy", "build", "--interpreter", &rules, &q, "-e", "q/names", "-o", &s(&wasm),
+        "policy",
+        "build",
+        "--interpreter",
+        &rules,
+        &q,
+        "-e",
+        "q/names",
+        "-o",
+        &s(&wasm),
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = run(["policy", "eval", &s(&wasm), "-e", "q/names", "--compact"]);
     assert_eq!(r.stdout.trim(), r#"[{"result":["a"]}]"#, "{r:?}");
 
     let compiled = t.path().join("ok.wasm");
-    let r = run(["policy", "build", &rules, &q, "-e", "q/ok", "-o", &s(&compiled)]);
+    let r = run([
+        "policy",
+        "build",
+        &rules,
+        &q,
+        "-e",
+        "q/ok",
+        "-o",
+        &s(&compiled),
+    ]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(std::fs::metadata(&compiled).unwrap().len() < 142 * 1024);
-    let r = run(["policy", "eval", &s(&compiled), "-i", &input, "-e", "q/ok", "--compact"]);
+    let r = run([
+        "policy",
+        "eval",
+        &s(&compiled),
+        "-i",
+        &input,
+        "-e",
+        "q/ok",
+        "--compact",
+    ]);
     assert_eq!(r.stdout.trim(), r#"[{"result":true}]"#, "{r:?}");
 }
 

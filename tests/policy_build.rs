@@ -264,7 +264,6 @@ pub fn build_as(case: &PolicyCase, embed_data: bool, interpreter: bool) -> Vec<u
             Json::Null
         },
         entrypoints: case.entrypoints.clone(),
-        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("{}: build failed: {e}", case.name))
 }
@@ -770,7 +769,10 @@ fn unsupported_constructs_name_the_place_and_the_interpreter_builds_them() {
     assert!(msg.contains("--interpreter"), "{msg}");
 
     let wasm = build_module(&BuildInput {
-        modules: vec![("p.rego".into(), rules.into()), ("rules.rego".into(), rego.into())],
+        modules: vec![
+            ("p.rego".into(), rules.into()),
+            ("rules.rego".into(), rego.into()),
+        ],
         entrypoints: vec!["q/names".into()],
         interpreter: true,
         ..Default::default()
@@ -806,7 +808,12 @@ fn compiled_modules_carry_only_what_the_policy_calls() {
         bare.len(),
         fmt.len()
     );
-    assert!(fmt.len() < bare.len() + 60 * 1024, "{} vs {}", fmt.len(), bare.len());
+    assert!(
+        fmt.len() < bare.len() + 60 * 1024,
+        "{} vs {}",
+        fmt.len(),
+        bare.len()
+    );
     for wasm in [&bare, &fmt] {
         let (_, exports) = imports_and_exports(wasm);
         for (name, _) in exports {
@@ -1232,7 +1239,12 @@ fn lazily_read_input_is_read_as_regorus_reads_it() {
     let rego = "package j\nimport rego.v1\nall := input\nfirst := input[0]\nkeys := {k | some k, _ in input}\ndeep := input.a.b\n";
     let wasm = build_module(&BuildInput {
         modules: vec![("j.rego".into(), rego.into())],
-        entrypoints: vec!["j/all".into(), "j/first".into(), "j/keys".into(), "j/deep".into()],
+        entrypoints: vec![
+            "j/all".into(),
+            "j/first".into(),
+            "j/keys".into(),
+            "j/deep".into(),
+        ],
         ..Default::default()
     })
     .unwrap();
@@ -1260,7 +1272,9 @@ fn lazily_read_input_is_read_as_regorus_reads_it() {
         e.set_input(regorus::Value::from_json_str(text).unwrap());
         Some(match e.eval_rule(format!("data.j.{rule}")).ok()? {
             regorus::Value::Undefined => json!([]),
-            v => json!([{"result": serde_json::from_str::<Json>(&v.to_json_str().unwrap()).unwrap()}]),
+            v => {
+                json!([{"result": serde_json::from_str::<Json>(&v.to_json_str().unwrap()).unwrap()}])
+            }
         })
     };
     let mut compared = 0;
@@ -1306,7 +1320,10 @@ fn lazily_read_input_is_read_as_regorus_reads_it() {
         let data = opa.json("{}");
         let heap: i32 = opa.call("opa_heap_ptr_get", ()).unwrap();
         let err = opa.eval(3, data, heap, Some(bad)).unwrap_err();
-        assert!(format!("{err:?}").contains("not valid JSON"), "{bad}: {err:?}");
+        assert!(
+            format!("{err:?}").contains("not valid JSON"),
+            "{bad}: {err:?}"
+        );
     }
 }
 
@@ -1336,7 +1353,17 @@ fn input_is_accepted_exactly_when_it_is_json() {
         seed % n
     };
     fn doc(next: &mut impl FnMut(u64) -> u64, depth: u32) -> Json {
-        let strings = ["", "a", "ключ", "x\"y", "back\\slash", "tab\t", "😀", "\u{1}", "long string of text"];
+        let strings = [
+            "",
+            "a",
+            "ключ",
+            "x\"y",
+            "back\\slash",
+            "tab\t",
+            "😀",
+            "\u{1}",
+            "long string of text",
+        ];
         match if depth == 0 { next(4) } else { next(7) } {
             0 => json!(null),
             1 => json!(next(2) == 0),
@@ -1407,5 +1434,8 @@ fn input_is_accepted_exactly_when_it_is_json() {
             (None, Ok(out)) => panic!("invalid JSON accepted: {text:?} -> {out}"),
         }
     }
-    assert!(accepted > 1000 && refused > 500, "{accepted} accepted, {refused} refused");
+    assert!(
+        accepted > 1000 && refused > 500,
+        "{accepted} accepted, {refused} refused"
+    );
 }

@@ -63,7 +63,12 @@ pub fn build_module(input: &BuildInput) -> Result<Vec<u8>, Error> {
         let entrypoints: Vec<(String, Vec<String>)> = checked
             .entrypoints
             .iter()
-            .map(|e| (e.name.clone(), e.name.split('/').map(str::to_string).collect()))
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.name.split('/').map(str::to_string).collect(),
+                )
+            })
             .collect();
         return crate::compile::compile(&input.modules, &input.data, &entrypoints);
     }

@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::{anyhow, bail, Context};
 use wasm_encoder::reencode::{self, Reencode};
 use wasm_encoder::{
-    BlockType, CodeSection, ConstExpr, DataCountSection, DataSection, ElementSection,
-    ExportKind, ExportSection, Function, FunctionSection, GlobalSection, GlobalType,
-    ImportSection, Instruction, Module, StartSection, TypeSection, ValType,
+    BlockType, CodeSection, ConstExpr, DataCountSection, DataSection, ElementSection, ExportKind,
+    ExportSection, Function, FunctionSection, GlobalSection, GlobalType, ImportSection,
+    Instruction, Module, StartSection, TypeSection, ValType,
 };
 use wasmparser::{ExternalKind, Operator, Payload, TypeRef};
 
@@ -60,7 +60,10 @@ fn export_name(c: &Callee) -> Option<String> {
 
 /// Runtime exports the generated code calls, beyond the plan's calls.
 fn required_exports(plan: &Plan) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = ["rt_const", "rt_fail"].iter().map(|s| s.to_string()).collect();
+    let mut out: BTreeSet<String> = ["rt_const", "rt_fail"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for f in &plan.funcs {
         for s in &f.body {
             s.visit(&mut |s| {
@@ -207,10 +210,9 @@ impl Reencode for Remap {
     type Error = anyhow::Error;
 
     fn function_index(&mut self, func: u32) -> Result<u32, reencode::Error<Self::Error>> {
-        self.funcs
-            .get(&func)
-            .copied()
-            .ok_or_else(|| reencode::Error::UserError(anyhow!("function {func} was dropped but is used")))
+        self.funcs.get(&func).copied().ok_or_else(|| {
+            reencode::Error::UserError(anyhow!("function {func} was dropped but is used"))
+        })
     }
 }
 
@@ -230,8 +232,11 @@ fn val_types(v: &[wasmparser::ValType]) -> anyhow::Result<Vec<ValType>> {
 /// functions (`wasmlayer.bundle_len`, `bundle_copy`).
 pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u8>> {
     let p = parse(runtime)?;
-    let export_index: HashMap<&str, (ExternalKind, u32)> =
-        p.exports.iter().map(|e| (e.name, (e.kind, e.index))).collect();
+    let export_index: HashMap<&str, (ExternalKind, u32)> = p
+        .exports
+        .iter()
+        .map(|e| (e.name, (e.kind, e.index)))
+        .collect();
     let required = required_exports(plan);
 
     // Reachability.
@@ -298,13 +303,17 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
     // Types: the runtime's, then one per plan signature (n params -> i32).
     let mut types = TypeSection::new();
     for t in &p.types {
-        types.ty().function(val_types(t.params())?, val_types(t.results())?);
+        types
+            .ty()
+            .function(val_types(t.params())?, val_types(t.results())?);
     }
     let mut sig_types: BTreeMap<u32, u32> = BTreeMap::new();
     let mut ntypes = p.types.len() as u32;
     let mut sig = |params: u32, types: &mut TypeSection| -> u32 {
         *sig_types.entry(params).or_insert_with(|| {
-            types.ty().function(vec![ValType::I32; params as usize], [ValType::I32]);
+            types
+                .ty()
+                .function(vec![ValType::I32; params as usize], [ValType::I32]);
             ntypes += 1;
             ntypes - 1
         })
@@ -335,7 +344,9 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
     let mut nglobals = p.imported_globals;
     if let Some(g) = p.globals.clone() {
         nglobals += g.count();
-        remap.parse_global_section(&mut globals, g).map_err(|e| anyhow!("{e:?}"))?;
+        remap
+            .parse_global_section(&mut globals, g)
+            .map_err(|e| anyhow!("{e:?}"))?;
     }
     let cache_base = nglobals;
     for _ in cached {
@@ -355,11 +366,18 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
             continue;
         }
         let (kind, index) = match e.kind {
-            ExternalKind::Func => (ExportKind::Func, remap.function_index(e.index).map_err(|e| anyhow!("{e:?}"))?),
+            ExternalKind::Func => (
+                ExportKind::Func,
+                remap
+                    .function_index(e.index)
+                    .map_err(|e| anyhow!("{e:?}"))?,
+            ),
             ExternalKind::Global => (ExportKind::Global, e.index),
             ExternalKind::Table => (ExportKind::Table, e.index),
             ExternalKind::Memory => (ExportKind::Memory, e.index),
-            ExternalKind::Tag | ExternalKind::FuncExact => bail!("unsupported export kind in the runtime"),
+            ExternalKind::Tag | ExternalKind::FuncExact => {
+                bail!("unsupported export kind in the runtime")
+            }
         };
         exports.export(e.name, kind, index);
     }
@@ -367,7 +385,9 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
     let mut code = CodeSection::new();
     for f in &kept {
         let body = p.bodies[(f - p.imported_funcs) as usize].clone();
-        remap.parse_function_body(&mut code, body).map_err(|e| anyhow!("{e:?}"))?;
+        remap
+            .parse_function_body(&mut code, body)
+            .map_err(|e| anyhow!("{e:?}"))?;
     }
 
     // The generated code.
@@ -401,7 +421,9 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
     module.section(&functions);
     if let Some(t) = p.tables.clone() {
         let mut tables = wasm_encoder::TableSection::new();
-        remap.parse_table_section(&mut tables, t).map_err(|e| anyhow!("{e:?}"))?;
+        remap
+            .parse_table_section(&mut tables, t)
+            .map_err(|e| anyhow!("{e:?}"))?;
         module.section(&tables);
     }
     module.section(&globals);
@@ -413,7 +435,9 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
     }
     if let Some(el) = p.elements.clone() {
         let mut elements = ElementSection::new();
-        remap.parse_element_section(&mut elements, el).map_err(|e| anyhow!("{e:?}"))?;
+        remap
+            .parse_element_section(&mut elements, el)
+            .map_err(|e| anyhow!("{e:?}"))?;
         module.section(&elements);
     }
     if let Some(count) = p.data_count {
@@ -422,7 +446,9 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
     module.section(&code);
     if let Some(d) = p.data.clone() {
         let mut data = DataSection::new();
-        remap.parse_data_section(&mut data, d).map_err(|e| anyhow!("{e:?}"))?;
+        remap
+            .parse_data_section(&mut data, d)
+            .map_err(|e| anyhow!("{e:?}"))?;
         module.section(&data);
     }
     Ok(module.finish())
@@ -486,7 +512,12 @@ impl Gen<'_> {
         Ok(f)
     }
 
-    fn function(&self, func: &Func, cache: Option<usize>, _nfuncs: usize) -> anyhow::Result<Function> {
+    fn function(
+        &self,
+        func: &Func,
+        cache: Option<usize>,
+        _nfuncs: usize,
+    ) -> anyhow::Result<Function> {
         let mut e = Emit {
             g: self,
             ins: Vec::new(),
@@ -512,7 +543,8 @@ impl Gen<'_> {
         e.ins.push(Instruction::End);
         if let Some(k) = cache {
             e.ins.push(Instruction::LocalGet(func.result));
-            e.ins.push(Instruction::GlobalSet(self.cache_base + k as u32));
+            e.ins
+                .push(Instruction::GlobalSet(self.cache_base + k as u32));
         }
         e.ins.push(Instruction::LocalGet(func.result));
         e.ins.push(Instruction::End);
@@ -543,7 +575,9 @@ fn reads(body: &[Stmt], l: Local) -> bool {
                 Stmt::Check(c) | Stmt::Bool { cond: c, .. } => cond_reads(c),
                 Stmt::Scan { coll, .. } => *coll == l,
                 Stmt::SetResult { result, value, .. } => *result == l || *value == l,
-                Stmt::ObjectInsert { obj, key, value, .. } => *obj == l || *key == l || *value == l,
+                Stmt::ObjectInsert {
+                    obj, key, value, ..
+                } => *obj == l || *key == l || *value == l,
                 _ => false,
             }
         });
@@ -702,7 +736,9 @@ impl Emit<'_> {
                     }
                     (None, true) => self.ins.push(Instruction::Drop),
                     (None, false) => {}
-                    (Some(_), false) => bail!("a runtime function without a result used as a value"),
+                    (Some(_), false) => {
+                        bail!("a runtime function without a result used as a value")
+                    }
                 }
             }
             Stmt::Move { dst, src } => {
@@ -741,7 +777,8 @@ impl Emit<'_> {
                 self.get(*local);
                 self.call_rt("rt_kind")?;
                 // rt_kind: 4 array, 6 object.
-                self.ins.push(Instruction::I32Const(if *object { 6 } else { 4 }));
+                self.ins
+                    .push(Instruction::I32Const(if *object { 6 } else { 4 }));
                 self.ins.push(Instruction::I32Ne);
                 self.fail_if()?;
                 self.get(*local);
@@ -864,7 +901,10 @@ impl Emit<'_> {
                 }
             }
             Stmt::CachesRestore { id } => {
-                let base = *self.with_locals.get(id).context("caches restored before saved")?;
+                let base = *self
+                    .with_locals
+                    .get(id)
+                    .context("caches restored before saved")?;
                 for k in 0..self.g.cached.len() as u32 {
                     self.ins.push(Instruction::LocalGet(base + k));
                     self.ins.push(Instruction::GlobalSet(self.g.cache_base + k));

@@ -28,12 +28,12 @@ fn err(span: &Span, msg: &str) -> String {
     span.message("error", msg)
 }
 
-/// A variable read before the literal that binds it: regorus reorders such
-/// queries, the compiler lowers literals in the order written.
+/// A variable read where no literal lowered before binds it, in any order
+/// of the query's literals the compiler tried.
 fn unbound(span: &Span, name: &str) -> String {
     unsupported(
         span,
-        &format!("reading var {name} before the literal that binds it (write that literal first)"),
+        &format!("reading var {name} where no earlier literal binds it (write the literal that binds it first)"),
     )
 }
 
@@ -83,18 +83,21 @@ struct Scope {
 type Env = BTreeMap<String, Local>;
 
 /// A function being built: its locals and the stack of open frames.
+#[derive(Clone)]
 struct FnBuilder {
     locals: u32,
     labels: u32,
     frames: Vec<Frame>,
 }
 
+#[derive(Clone)]
 enum FrameKind {
     Root,
     Block(Label),
     Scan { coll: Local, key: Local, val: Local },
 }
 
+#[derive(Clone)]
 struct Frame {
     kind: FrameKind,
     body: Vec<Stmt>,
@@ -224,6 +227,9 @@ pub struct Lowerer<'m> {
     with_sites: u32,
     /// Functions of the documents of prefixes of rule paths.
     docs: HashMap<Vec<String>, FuncId>,
+    /// An unbound variable was read since this was last cleared: the
+    /// literal being lowered may go later in its query.
+    unbound_seen: bool,
 }
 
 /// The path a rule head defines below its package, and for a partial object
@@ -318,7 +324,11 @@ fn scalar(e: &Expr) -> Option<Json> {
 /// A literal made only of constants and JSON-shaped (no sets, string keys).
 fn constant(e: &Expr) -> Option<Json> {
     match e {
-        Expr::Array { items, .. } => items.iter().map(|i| constant(i)).collect::<Option<Vec<_>>>().map(Json::Array),
+        Expr::Array { items, .. } => items
+            .iter()
+            .map(|i| constant(i))
+            .collect::<Option<Vec<_>>>()
+            .map(Json::Array),
         Expr::Object { fields, .. } => {
             let mut m = serde_json::Map::new();
             for (_, k, v) in fields {
@@ -363,13 +373,16 @@ fn flatten(e: &Expr) -> (&Expr, Vec<Elem<'_>>) {
 fn call_name(e: &Expr) -> Option<String> {
     match e {
         Expr::Var { span, .. } => Some(span.text().to_string()),
-        Expr::RefDot { refr, field, .. } => Some(format!("{}.{}", call_name(refr)?, field.0.text())),
+        Expr::RefDot { refr, field, .. } => {
+            Some(format!("{}.{}", call_name(refr)?, field.0.text()))
+        }
         _ => None,
     }
 }
 
 const CONFLICT: &str = "eval_conflict_error: complete rules must not produce multiple outputs";
-const FN_CONFLICT: &str = "eval_conflict_error: functions must not produce multiple outputs for same inputs";
+const FN_CONFLICT: &str =
+    "eval_conflict_error: functions must not produce multiple outputs for same inputs";
 const OBJ_CONFLICT: &str = "eval_conflict_error: object keys must be unique";
 
 impl<'m> Lowerer<'m> {
@@ -413,7 +426,11 @@ impl<'m> Lowerer<'m> {
                     },
                     Rule::Default { refr, args, .. } => (
                         refr,
-                        if args.is_empty() { Kind::Complete } else { Kind::Function },
+                        if args.is_empty() {
+                            Kind::Complete
+                        } else {
+                            Kind::Function
+                        },
                         true,
                     ),
                 };
@@ -433,7 +450,10 @@ impl<'m> Lowerer<'m> {
                 if info.kind != kind {
                     return Err(err(
                         rule.span(),
-                        &format!("rule data.{} is defined with different kinds", path.join(".")),
+                        &format!(
+                            "rule data.{} is defined with different kinds",
+                            path.join(".")
+                        ),
                     ));
                 }
                 let def = Def { module: mi, rule };
@@ -470,6 +490,7 @@ impl<'m> Lowerer<'m> {
             cached: Vec::new(),
             with_sites: 0,
             docs: HashMap::new(),
+            unbound_seen: false,
         };
         // Constants the code generator relies on: 0 false, 1 true.
         lw.konst(Json::Bool(false));
@@ -502,6 +523,13 @@ impl<'m> Lowerer<'m> {
             })
             .collect();
         (self.plan, self.cached)
+    }
+
+    /// The error of reading an unbound variable (and a note of it, see
+    /// [`Lowerer::lower_query`]).
+    fn unbound(&mut self, span: &Span, name: &str) -> String {
+        self.unbound_seen = true;
+        unbound(span, name)
     }
 
     fn konst(&mut self, v: Json) -> u32 {
@@ -557,7 +585,17 @@ impl<'m> Lowerer<'m> {
         let saved = std::mem::replace(&mut self.fb, FnBuilder::new(params));
         let result = f(self);
         let fb = std::mem::replace(&mut self.fb, saved);
-        let result = result?;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // The query that asked for it may be retried later (see
+                // `lower_query`): leave a valid function nothing calls.
+                let f = &mut self.plan.funcs[id as usize];
+                f.params = params;
+                f.locals = params.max(1);
+                return Err(e);
+            }
+        };
         let (locals, body) = fb.finish();
         self.plan.funcs[id as usize] = Func {
             name,
@@ -622,7 +660,10 @@ impl<'m> Lowerer<'m> {
             if arity.is_some_and(|a| a != n) {
                 return Err(err(
                     d.rule.span(),
-                    &format!("function data.{} is defined with different arities", path.join(".")),
+                    &format!(
+                        "function data.{} is defined with different arities",
+                        path.join(".")
+                    ),
                 ));
             }
             arity = Some(n);
@@ -633,7 +674,11 @@ impl<'m> Lowerer<'m> {
     /// What a rule or function of one value starts with: its result (0 so
     /// far), the message of a conflict between definitions, and the
     /// definitions (module, rule).
-    fn value_rule(&mut self, path: &[String], conflict: &str) -> (Local, u32, Vec<(usize, &'m Rule)>) {
+    fn value_rule(
+        &mut self,
+        path: &[String],
+        conflict: &str,
+    ) -> (Local, u32, Vec<(usize, &'m Rule)>) {
         let result = self.fb.local();
         self.fb.emit(Stmt::SetFlag {
             dst: result,
@@ -646,7 +691,11 @@ impl<'m> Lowerer<'m> {
 
     /// The definitions of a rule (not its defaults): (module, rule).
     fn defs(&self, path: &[String]) -> Vec<(usize, &'m Rule)> {
-        self.rules[path].defs.iter().map(|d| (d.module, d.rule)).collect()
+        self.rules[path]
+            .defs
+            .iter()
+            .map(|d| (d.module, d.rule))
+            .collect()
     }
 
     /// A complete rule: the value of its definitions (else chains in order),
@@ -900,10 +949,49 @@ impl<'m> Lowerer<'m> {
 
     /// Lowers a query into the current frame; `y` runs where it holds.
     /// Frames it opens are closed before it returns.
-    fn lower_query(&mut self, module: usize, q: &'m Query, mut env: Env, y: &Yield<'m>) -> Result<()> {
+    ///
+    /// Literals are lowered in the order written, except that one reading a
+    /// variable a later literal binds waits until that literal has been
+    /// lowered (as regorus and OPA reorder queries for safety).
+    fn lower_query(
+        &mut self,
+        module: usize,
+        q: &'m Query,
+        mut env: Env,
+        y: &Yield<'m>,
+    ) -> Result<()> {
         let depth = self.fb.depth();
-        for stmt in &q.stmts {
-            self.lower_literal(module, stmt, &mut env)?;
+        let mut pending: Vec<&'m LiteralStmt> = q.stmts.iter().collect();
+        while !pending.is_empty() {
+            let mut lowered = None;
+            for (i, stmt) in pending.iter().enumerate() {
+                if pending.len() == 1 {
+                    self.lower_literal(module, stmt, &mut env)?;
+                    lowered = Some(i);
+                    break;
+                }
+                let saved = (self.fb.clone(), env.clone(), self.unbound_seen);
+                self.unbound_seen = false;
+                match self.lower_literal(module, stmt, &mut env) {
+                    Ok(()) => {
+                        self.unbound_seen = saved.2;
+                        lowered = Some(i);
+                        break;
+                    }
+                    Err(_) if self.unbound_seen => {
+                        // Try it again once the others have bound more.
+                        (self.fb, env, self.unbound_seen) = saved;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match lowered {
+                Some(i) => {
+                    pending.remove(i);
+                }
+                // None can go first: the first one's error.
+                None => return self.lower_literal(module, pending[0], &mut env),
+            }
         }
         self.do_yield(module, y, &mut env)?;
         self.fb.close_to(depth);
@@ -980,7 +1068,10 @@ impl<'m> Lowerer<'m> {
 
     /// `flag` is set when `inner` holds (at least once): the shape of `not`,
     /// `every` and `with`.
-    fn exists(&mut self, inner: impl FnOnce(&mut Self, Label, Local) -> Result<()>) -> Result<Local> {
+    fn exists(
+        &mut self,
+        inner: impl FnOnce(&mut Self, Label, Local) -> Result<()>,
+    ) -> Result<Local> {
         let flag = self.fb.local();
         self.fb.emit(Stmt::SetFlag {
             dst: flag,
@@ -1000,7 +1091,12 @@ impl<'m> Lowerer<'m> {
         self.lower_plain_literal(module, &stmt.literal, env)
     }
 
-    fn lower_plain_literal(&mut self, module: usize, literal: &'m Literal, env: &mut Env) -> Result<()> {
+    fn lower_plain_literal(
+        &mut self,
+        module: usize,
+        literal: &'m Literal,
+        env: &mut Env,
+    ) -> Result<()> {
         match literal {
             Literal::SomeVars { vars, .. } => {
                 for v in vars {
@@ -1054,7 +1150,15 @@ impl<'m> Lowerer<'m> {
                     inner.insert(value.text().to_string(), v);
                     let body_env = inner.clone();
                     let holds = lw.exists(|lw, l2, f2| {
-                        lw.lower_query(module, query, body_env, &Yield::Flag { flag: f2, leave: l2 })
+                        lw.lower_query(
+                            module,
+                            query,
+                            body_env,
+                            &Yield::Flag {
+                                flag: f2,
+                                leave: l2,
+                            },
+                        )
                     })?;
                     lw.fb.emit(Stmt::FlagClear(holds));
                     lw.do_yield(module, &Yield::Flag { flag, leave: label }, &mut inner)
@@ -1098,7 +1202,11 @@ impl<'m> Lowerer<'m> {
             };
             self.fb.emit(Stmt::Call {
                 dst: None,
-                callee: Callee::Rt(if *is_input { "rt_set_input" } else { "rt_set_data" }),
+                callee: Callee::Rt(if *is_input {
+                    "rt_set_input"
+                } else {
+                    "rt_set_data"
+                }),
                 args: vec![new],
                 defined: false,
             });
@@ -1111,7 +1219,10 @@ impl<'m> Lowerer<'m> {
             let mut inner = outer.clone();
             lw.lower_plain_literal(module, &stmt.literal, &mut inner)?;
             if inner.keys().any(|name| !outer.contains_key(name)) {
-                return Err(unsupported(&stmt.span, "a `with` literal that binds variables"));
+                return Err(unsupported(
+                    &stmt.span,
+                    "a `with` literal that binds variables",
+                ));
             }
             lw.do_yield(module, &Yield::Flag { flag, leave: label }, &mut inner)
         })?;
@@ -1168,7 +1279,9 @@ impl<'m> Lowerer<'m> {
             }
             // `walk(x, [path, value])`: a relation, over the pairs of
             // builtin:walk.
-            Expr::Call { fcn, params, .. } if call_name(fcn).as_deref() == Some("walk") && params.len() == 2 => {
+            Expr::Call { fcn, params, .. }
+                if call_name(fcn).as_deref() == Some("walk") && params.len() == 2 =>
+            {
                 let x = self.lower_value(module, &params[0], env)?;
                 let pairs = self.call(Callee::Builtin("walk".into()), vec![x], true);
                 let (_, pair) = self.fb.open_scan(pairs);
@@ -1228,7 +1341,9 @@ impl<'m> Lowerer<'m> {
                     || (!env.contains_key(n) && !self.is_global_name(scope, n))
             }
             Expr::Array { items, .. } => items.iter().any(|i| self.has_unbound(module, i, env)),
-            Expr::Object { fields, .. } => fields.iter().any(|(_, _, v)| self.has_unbound(module, v, env)),
+            Expr::Object { fields, .. } => fields
+                .iter()
+                .any(|(_, _, v)| self.has_unbound(module, v, env)),
             _ => false,
         }
     }
@@ -1239,13 +1354,23 @@ impl<'m> Lowerer<'m> {
         }
         let mut p = scope.package.clone();
         p.push(n.to_string());
-        self.rules.range(p.clone()..).next().is_some_and(|(k, _)| k.starts_with(&p))
+        self.rules
+            .range(p.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&p))
     }
 
     /// Binds a pattern to the value in `v`: unbound variables are bound,
     /// arrays are matched element by element, anything else is compared.
     /// With `declare`, variables are new (`:=`, `some`, parameters).
-    fn unify_pattern(&mut self, module: usize, p: &'m Expr, v: Local, env: &mut Env, declare: bool) -> Result<()> {
+    fn unify_pattern(
+        &mut self,
+        module: usize,
+        p: &'m Expr,
+        v: Local,
+        env: &mut Env,
+        declare: bool,
+    ) -> Result<()> {
         match p {
             Expr::Var { span, .. } => {
                 let n = span.text();
@@ -1284,7 +1409,10 @@ impl<'m> Lowerer<'m> {
                 });
                 for (_, k, val) in fields {
                     let Some(kc) = scalar(k) else {
-                        return Err(unsupported(span_of(k), "a non-constant key in an object pattern"));
+                        return Err(unsupported(
+                            span_of(k),
+                            "a non-constant key in an object pattern",
+                        ));
                     };
                     let kl = self.const_local(kc);
                     let el = self.call(Callee::Rt("rt_get"), vec![v, kl], true);
@@ -1306,11 +1434,15 @@ impl<'m> Lowerer<'m> {
             return Ok(self.const_local(c));
         }
         match e {
-            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => self.lower_ref(module, e, env),
+            Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => {
+                self.lower_ref(module, e, env)
+            }
             Expr::Array { items, .. } => {
                 self.collection(module, "rt_array_new", "rt_array_push", items, env)
             }
-            Expr::Set { items, .. } => self.collection(module, "rt_set_new", "rt_set_add", items, env),
+            Expr::Set { items, .. } => {
+                self.collection(module, "rt_set_new", "rt_set_add", items, env)
+            }
             Expr::Object { fields, .. } => {
                 let obj = self.rt("rt_object_new", vec![]);
                 let conflict = self.msg(OBJ_CONFLICT);
@@ -1336,7 +1468,9 @@ impl<'m> Lowerer<'m> {
                 self.comprehension(module, query, env, &Yield::SetAdd { set, term })?;
                 Ok(set)
             }
-            Expr::ObjectCompr { key, value, query, .. } => {
+            Expr::ObjectCompr {
+                key, value, query, ..
+            } => {
                 let obj = self.rt("rt_object_new", vec![]);
                 let conflict = self.msg(OBJ_CONFLICT);
                 self.comprehension(
@@ -1352,11 +1486,12 @@ impl<'m> Lowerer<'m> {
                 )?;
                 Ok(obj)
             }
-            Expr::Call { fcn, params, span, .. } => self.lower_call(module, fcn, params, span, env),
-            Expr::UnaryExpr { span, .. } => Err(err(
-                span,
-                "unary - can only be used with numeric literals",
-            )),
+            Expr::Call {
+                fcn, params, span, ..
+            } => self.lower_call(module, fcn, params, span, env),
+            Expr::UnaryExpr { span, .. } => {
+                Err(err(span, "unary - can only be used with numeric literals"))
+            }
             Expr::BinExpr { op, lhs, rhs, .. } => {
                 let a = self.lower_value(module, lhs, env)?;
                 let b = self.lower_value(module, rhs, env)?;
@@ -1394,7 +1529,9 @@ impl<'m> Lowerer<'m> {
                 self.fb.emit(Stmt::Bool { dst, cond });
                 Ok(dst)
             }
-            Expr::AssignExpr { span, .. } => Err(unsupported(span, "an assignment used as a value")),
+            Expr::AssignExpr { span, .. } => {
+                Err(unsupported(span, "an assignment used as a value"))
+            }
             other => Err(unsupported(span_of(other), "this expression")),
         }
     }
@@ -1423,7 +1560,13 @@ impl<'m> Lowerer<'m> {
 
     /// A comprehension: its query in a block of its own, over a copy of
     /// the bindings.
-    fn comprehension(&mut self, module: usize, q: &'m Query, env: &Env, y: &Yield<'m>) -> Result<()> {
+    fn comprehension(
+        &mut self,
+        module: usize,
+        q: &'m Query,
+        env: &Env,
+        y: &Yield<'m>,
+    ) -> Result<()> {
         let d = self.fb.depth();
         self.fb.open_block();
         self.lower_query(module, q, env.clone(), y)?;
@@ -1441,7 +1584,7 @@ impl<'m> Lowerer<'m> {
                 let n = span.text();
                 match env.get(n).copied() {
                     Some(l) if l != Local::MAX => cur = l,
-                    Some(_) => return Err(unbound(span, n)),
+                    Some(_) => return Err(self.unbound(span, n)),
                     None => {
                         let scope = &self.scopes[module];
                         // input, data, an import, or a rule of the package.
@@ -1451,7 +1594,12 @@ impl<'m> Lowerer<'m> {
                             ("data", Vec::new())
                         } else if let Some((root, p)) = scope.imports.get(n) {
                             let root = if root == "input" { "input" } else { "data" };
-                            (root, p.iter().map(|c| Elem::Const(Json::String(c.clone()))).collect())
+                            (
+                                root,
+                                p.iter()
+                                    .map(|c| Elem::Const(Json::String(c.clone())))
+                                    .collect(),
+                            )
                         } else if self.is_global_name(scope, n) {
                             let mut p: Vec<Elem> = scope
                                 .package
@@ -1461,7 +1609,7 @@ impl<'m> Lowerer<'m> {
                             p.push(Elem::Const(Json::String(n.to_string())));
                             ("data", p)
                         } else {
-                            return Err(unbound(span, n));
+                            return Err(self.unbound(span, n));
                         };
                         full.extend(path);
                         if root == "input" {
@@ -1482,7 +1630,13 @@ impl<'m> Lowerer<'m> {
 
     /// `data` followed by a path: a rule (then the rest of the path), the
     /// document of a prefix of rules, or data.
-    fn lower_data_ref(&mut self, module: usize, path: Vec<Elem<'m>>, span: &Span, env: &mut Env) -> Result<Local> {
+    fn lower_data_ref(
+        &mut self,
+        module: usize,
+        path: Vec<Elem<'m>>,
+        span: &Span,
+        env: &mut Env,
+    ) -> Result<Local> {
         let mut consts: Vec<String> = Vec::new();
         for el in &path {
             match el {
@@ -1494,9 +1648,12 @@ impl<'m> Lowerer<'m> {
         for i in (1..=consts.len()).rev() {
             if let Some(info) = self.rules.get(&consts[..i]) {
                 if info.kind == Kind::Function {
-                    return Err(err(span, &format!("function data.{} used as a value", consts[..i].join("."))));
+                    return Err(err(
+                        span,
+                        &format!("function data.{} used as a value", consts[..i].join(".")),
+                    ));
                 }
-                let f = self.rule_func(&consts[..i].to_vec())?;
+                let f = self.rule_func(&consts[..i])?;
                 let v = self.call(Callee::Func(f), vec![], true);
                 return self.walk(module, v, &path[i..], env);
             }
@@ -1509,7 +1666,10 @@ impl<'m> Lowerer<'m> {
         };
         if under_rules(self, &consts) {
             if consts.len() < path.len() {
-                return Err(unsupported(span, "iterating over rules (a variable in a ref to a package)"));
+                return Err(unsupported(
+                    span,
+                    "iterating over rules (a variable in a ref to a package)",
+                ));
             }
             let f = self.doc_func(&consts)?;
             return Ok(self.call(Callee::Func(f), vec![], true));
@@ -1520,7 +1680,13 @@ impl<'m> Lowerer<'m> {
 
     /// Walks a path from `cur`: constants and bound variables look up,
     /// unbound variables iterate.
-    fn walk(&mut self, module: usize, mut cur: Local, path: &[Elem<'m>], env: &mut Env) -> Result<Local> {
+    fn walk(
+        &mut self,
+        module: usize,
+        mut cur: Local,
+        path: &[Elem<'m>],
+        env: &mut Env,
+    ) -> Result<Local> {
         for el in path {
             match el {
                 Elem::Const(c) => {
@@ -1542,7 +1708,14 @@ impl<'m> Lowerer<'m> {
         Ok(cur)
     }
 
-    fn lower_call(&mut self, module: usize, fcn: &'m Expr, params: &'m [regorus::unstable::Ref<Expr>], span: &Span, env: &mut Env) -> Result<Local> {
+    fn lower_call(
+        &mut self,
+        module: usize,
+        fcn: &'m Expr,
+        params: &'m [regorus::unstable::Ref<Expr>],
+        span: &Span,
+        env: &mut Env,
+    ) -> Result<Local> {
         let Some(name) = call_name(fcn) else {
             return Err(unsupported(span, "this call"));
         };
@@ -1555,7 +1728,10 @@ impl<'m> Lowerer<'m> {
             }
             let arity = self.function_arity(&path)? as usize;
             if args.len() != arity {
-                return Err(err(span, &format!("{name} takes {arity} arguments, not {}", args.len())));
+                return Err(err(
+                    span,
+                    &format!("{name} takes {arity} arguments, not {}", args.len()),
+                ));
             }
             return Ok(self.call(Callee::Func(f), args, true));
         }
@@ -1589,7 +1765,9 @@ impl<'m> Lowerer<'m> {
         // object.get on a data ref with a constant key: the ref itself, so
         // that `object.get(data, ["a", "b"], d)` does not build all of data.
         if name == "object.get" && params.len() == 3 {
-            if let Some(v) = self.object_get_data(module, &params[0], &params[1], &params[2], env)? {
+            if let Some(v) =
+                self.object_get_data(module, &params[0], &params[1], &params[2], env)?
+            {
                 return Ok(v);
             }
         }
@@ -1597,7 +1775,10 @@ impl<'m> Lowerer<'m> {
             return Err(err(span, &format!("unknown function {name}")));
         };
         if params.len() != arity as usize {
-            return Err(err(span, &format!("{name} takes {arity} arguments, not {}", params.len())));
+            return Err(err(
+                span,
+                &format!("{name} takes {arity} arguments, not {}", params.len()),
+            ));
         }
         let mut args = Vec::new();
         for p in params {
@@ -1613,12 +1794,23 @@ impl<'m> Lowerer<'m> {
         Ok(self.call(callee, args, true))
     }
 
-    fn object_get_data(&mut self, module: usize, obj: &'m Expr, key: &'m Expr, default: &'m Expr, env: &mut Env) -> Result<Option<Local>> {
+    fn object_get_data(
+        &mut self,
+        module: usize,
+        obj: &'m Expr,
+        key: &'m Expr,
+        default: &'m Expr,
+        env: &mut Env,
+    ) -> Result<Option<Local>> {
         let (head, path) = flatten(obj);
         let Expr::Var { span, .. } = head else {
             return Ok(None);
         };
-        if !path.iter().all(|e| matches!(e, Elem::Const(Json::String(_)))) || env.contains_key(span.text()) {
+        if !path
+            .iter()
+            .all(|e| matches!(e, Elem::Const(Json::String(_))))
+            || env.contains_key(span.text())
+        {
             return Ok(None);
         }
         let scope = &self.scopes[module];
@@ -1640,22 +1832,32 @@ impl<'m> Lowerer<'m> {
         }
         let keys: Vec<String> = match constant(key) {
             Some(Json::String(s)) => vec![s],
-            Some(Json::Array(a)) if a.iter().all(|k| k.is_string()) => {
-                a.iter().map(|k| k.as_str().unwrap_or_default().to_string()).collect()
-            }
+            Some(Json::Array(a)) if a.iter().all(|k| k.is_string()) => a
+                .iter()
+                .map(|k| k.as_str().unwrap_or_default().to_string())
+                .collect(),
             _ => return Ok(None),
         };
         full.extend(keys);
         // result = default; block { result = data.<full> }
         let dv = self.lower_value(module, default, env)?;
         let result = self.fb.local();
-        self.fb.emit(Stmt::Move { dst: result, src: dv });
+        self.fb.emit(Stmt::Move {
+            dst: result,
+            src: dv,
+        });
         let d = self.fb.depth();
         self.fb.open_block();
-        let elems: Vec<Elem> = full.into_iter().map(|c| Elem::Const(Json::String(c))).collect();
+        let elems: Vec<Elem> = full
+            .into_iter()
+            .map(|c| Elem::Const(Json::String(c)))
+            .collect();
         let mut inner = env.clone();
         let v = self.lower_data_ref(module, elems, span, &mut inner)?;
-        self.fb.emit(Stmt::Move { dst: result, src: v });
+        self.fb.emit(Stmt::Move {
+            dst: result,
+            src: v,
+        });
         self.fb.close_to(d);
         Ok(Some(result))
     }

@@ -42,8 +42,8 @@ pub(crate) fn compile(
     for (name, text) in modules {
         let source = regorus::Source::from_contents(name.clone(), text.clone())
             .map_err(|e| Error::policy(format!("{e}")))?;
-        let mut parser = regorus::unstable::Parser::new(&source)
-            .map_err(|e| Error::policy(format!("{e}")))?;
+        let mut parser =
+            regorus::unstable::Parser::new(&source).map_err(|e| Error::policy(format!("{e}")))?;
         parser
             .enable_rego_v1()
             .map_err(|e| Error::policy(format!("{e}")))?;

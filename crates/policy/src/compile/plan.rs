@@ -73,7 +73,11 @@ pub enum Stmt {
     Bool { dst: Local, cond: Cond },
     /// Fails unless `local` is an array (or, with `object`, an object) of
     /// `len` elements.
-    ShapeOf { local: Local, object: bool, len: u32 },
+    ShapeOf {
+        local: Local,
+        object: bool,
+        len: u32,
+    },
     /// Ends the evaluation with the error `msg` (a string constant) unless
     /// `local` is an array, set or object.
     Collection { local: Local, msg: u32 },
