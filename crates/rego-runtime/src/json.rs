@@ -225,8 +225,9 @@ fn skip_str(p: &mut Parser<'_>, start: usize) -> Option<usize> {
 }
 
 /// The end of the run of plain string bytes (no `"`, `\\` or control
-/// character) from `i`, eight bytes at a time; the caller looks at the bytes
-/// from there on one by one.
+/// character) from `i`, eight bytes at a time: the first special byte, or
+/// where fewer than eight bytes are left (the caller looks at the bytes
+/// from there on one by one).
 #[inline(always)]
 fn plain_run(s: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -241,7 +242,9 @@ fn plain_run(s: &[u8], mut i: usize) -> usize {
             | zero(w ^ (ONES * u64::from(b'\\')))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
         if special != 0 {
-            break;
+            // The lowest flag is exact (a borrow only runs up from a
+            // flagged byte): the first special byte.
+            return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
