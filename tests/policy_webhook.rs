@@ -481,6 +481,77 @@ fn malformed_requests_get_400_and_no_decision() {
     );
 }
 
+/// The same reviews decided by the Rego source and by the module `policy
+/// build` compiles from it: the same answers, and the same input (its hash
+/// in the decision log), which the module is given as text.
+#[test]
+fn a_compiled_policy_module_decides_as_its_source() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("k8s.wasm");
+    let k8s = k8s_policy();
+    let out = wasmlayer()
+        .args(["policy", "build"])
+        .args(
+            [
+                "lib.rego",
+                "required_labels.rego",
+                "privileged.rego",
+                "wasm_runtime_class.rego",
+                "data.json",
+            ]
+            .map(|f| k8s.join(f)),
+        )
+        .args([
+            "-e",
+            "kubernetes/admission/deny",
+            "-e",
+            "kubernetes/admission/violation",
+            "-o",
+        ])
+        .arg(&module)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut names: Vec<String> = std::fs::read_dir(root().join("examples/policies/k8s-reviews"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut answers = Vec::new();
+    for policy in [k8s.as_path(), module.as_path()] {
+        let mut hook = Webhook::start(&tls, &["--policy", policy.to_str().unwrap()]);
+        let mut got = Vec::new();
+        for name in &names {
+            let resp = hook.review(&read_sample(name));
+            got.push((
+                name.clone(),
+                resp["allowed"].clone(),
+                resp["status"].clone(),
+            ));
+        }
+        let log = hook.wait_decisions(names.len());
+        for (name, line) in names.iter().zip(&log) {
+            assert_eq!(
+                line["input_sha256"],
+                input_hash(&read_sample(name)),
+                "{line}"
+            );
+        }
+        answers.push(got);
+    }
+    assert!(answers[0].iter().any(|(_, allowed, _)| allowed == false));
+    assert_eq!(
+        answers[0], answers[1],
+        "Rego source, then the compiled module"
+    );
+}
+
 #[test]
 fn allow_rule_package_flag_and_decision_log_file() {
     let tls = Tls::new();

@@ -74,6 +74,24 @@ impl Policy {
         }
     }
 
+    /// [`Policy::eval`] on an [`Input`]: a Wasm policy is given the input's
+    /// text as it is, with no serialisation per evaluation.
+    pub fn eval_input(
+        &mut self,
+        entrypoint: Option<&str>,
+        input: Option<&Input>,
+    ) -> Result<Json, Error> {
+        match self {
+            Policy::Native(p) => {
+                p.eval(&native_entrypoint(p, entrypoint)?, input.map(Input::value))
+            }
+            Policy::Wasm(p) => {
+                let id = p.entrypoint_id(entrypoint)?;
+                p.eval_raw(id, input.map(Input::text))
+            }
+        }
+    }
+
     /// Like [`Policy::eval`], but a native evaluation runs on a worker
     /// thread, so that one past the memory limit ends with
     /// [`Error::MemoryLimit`] and the process goes on (see
@@ -123,6 +141,32 @@ impl Policy {
             }
             Policy::Wasm(p) => p.entrypoint_id(Some(entrypoint)).is_ok(),
         }
+    }
+}
+
+/// An input document with its compact JSON text, made once where several
+/// rules evaluate the same input (the webhook's `deny`, `violation` and
+/// `allow`, and the hash of the input it logs).
+#[derive(Debug, Clone)]
+pub struct Input {
+    value: Json,
+    text: Vec<u8>,
+}
+
+impl Input {
+    pub fn new(value: Json) -> Input {
+        // A `serde_json::Value` always serialises (its keys are strings).
+        let text = serde_json::to_vec(&value).unwrap_or_default();
+        Input { value, text }
+    }
+
+    pub fn value(&self) -> &Json {
+        &self.value
+    }
+
+    /// The document as compact JSON.
+    pub fn text(&self) -> &[u8] {
+        &self.text
     }
 }
 

@@ -60,7 +60,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use wasmlayer_core::Error;
-use wasmlayer_policy::Policy;
+use wasmlayer_policy::{Input, Policy};
 use wasmlayer_server::Stop;
 
 /// The package decisions are read from unless told otherwise.
@@ -261,14 +261,14 @@ pub fn input_document(review: &Json) -> Json {
 }
 
 /// Hex SHA-256 of the input document as evaluated (compact JSON).
-pub fn input_sha256(input: &Json) -> String {
-    let bytes = serde_json::to_vec(input).expect("JSON values serialise");
-    hex::encode(Sha256::digest(&bytes))
+pub fn input_sha256(input: &Input) -> String {
+    hex::encode(Sha256::digest(input.text()))
 }
 
 /// Evaluates the decision rules on `input`. Never fails: an evaluation
-/// error is a denial carrying the error.
-pub fn decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Decision {
+/// error is a denial carrying the error. The input is serialised once, for
+/// every rule (see [`Input`]).
+pub fn decide(policy: &mut Policy, rules: &Rules, input: &Input) -> Decision {
     match try_decide(policy, rules, input) {
         Ok(d) => d,
         Err(e) => Decision::failed(e),
@@ -278,17 +278,17 @@ pub fn decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Decision {
 /// [`decide`], with Rego source on the policy's worker thread: an
 /// evaluation past the memory limit denies the request (with the error)
 /// and the server goes on. The rules are evaluated in one hand-over.
-pub fn decide_isolated(policy: &mut Policy, rules: &Rules, input: Arc<Json>) -> Decision {
+pub fn decide_isolated(policy: &mut Policy, rules: &Rules, input: Arc<Input>) -> Decision {
     let rules = rules.clone();
     policy
         .isolated(move |p| decide(p, &rules, &input))
         .unwrap_or_else(|e| Decision::failed(wasmlayer_policy::native::describe(&e)))
 }
 
-fn try_decide(policy: &mut Policy, rules: &Rules, input: &Json) -> Result<Decision, String> {
+fn try_decide(policy: &mut Policy, rules: &Rules, input: &Input) -> Result<Decision, String> {
     let mut eval = |rule: &str| -> Result<Option<Json>, String> {
         let set = policy
-            .eval(Some(rule), Some(input))
+            .eval_input(Some(rule), Some(input))
             .map_err(|e| wasmlayer_policy::native::describe(&e))?;
         Ok(set.get(0).and_then(|r| r.get("result")).cloned())
     };
@@ -695,7 +695,7 @@ async fn review(
             return plain(400, msg);
         }
     };
-    let input = input_document(&review);
+    let input = Input::new(input_document(&review));
     let sha = input_sha256(&input);
 
     let worker = state.clone();
