@@ -137,7 +137,7 @@ impl Policy {
             Policy::Native(p) => {
                 let path = native::normalize_entrypoint(entrypoint);
                 p.rules().iter().any(|(r, _)| *r == path)
-                    || p.packages().iter().any(|pkg| *pkg == path)
+                    || p.packages().contains(&path)
             }
             Policy::Wasm(p) => p.entrypoint_id(Some(entrypoint)).is_ok(),
         }
