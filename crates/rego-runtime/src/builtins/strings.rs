@@ -198,18 +198,27 @@ fn push_zeros(out: &mut String, n: i64) {
     }
 }
 
-/// Rust's `Display` of an f64 (`f.to_string()`): shortest digits, never an
-/// exponent (`1e21` is `1000000000000000000000`), `3.0` is `3`.
-pub(crate) fn push_f64_display(out: &mut String, f: f64) {
+/// What Rust's formats of an f64 share: `NaN` and `inf` (with its sign)
+/// written whole (true), or the sign of a finite number written (false).
+fn push_sign_or_special(out: &mut String, f: f64) -> bool {
     if f.is_nan() {
         out.push_str("NaN");
-        return;
+        return true;
     }
     if f.is_sign_negative() {
         out.push('-');
     }
     if f.is_infinite() {
         out.push_str("inf");
+        return true;
+    }
+    false
+}
+
+/// Rust's `Display` of an f64 (`f.to_string()`): shortest digits, never an
+/// exponent (`1e21` is `1000000000000000000000`), `3.0` is `3`.
+pub(crate) fn push_f64_display(out: &mut String, f: f64) {
+    if push_sign_or_special(out, f) {
         return;
     }
     if f == 0.0 {
@@ -237,15 +246,7 @@ pub(crate) fn push_f64_display(out: &mut String, f: f64) {
 
 /// Rust's `{:e}` (or `{:E}`) of an f64: `1.2345e3`, `1e21`, `1.5e-7`, `0e0`.
 pub(crate) fn push_f64_exp(out: &mut String, f: f64, upper: bool) {
-    if f.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    if f.is_infinite() {
-        out.push_str("inf");
+    if push_sign_or_special(out, f) {
         return;
     }
     let e = if upper { 'E' } else { 'e' };
@@ -275,15 +276,7 @@ fn push_ascii(out: &mut String, bytes: &[u8]) {
 /// Rust's `{:.prec$}` of an f64: the exact binary value rounded to `prec`
 /// decimals, ties to even.
 pub(crate) fn push_f64_fixed(out: &mut String, f: f64, prec: usize) {
-    if f.is_nan() {
-        out.push_str("NaN");
-        return;
-    }
-    if f.is_sign_negative() {
-        out.push('-');
-    }
-    if f.is_infinite() {
-        out.push_str("inf");
+    if push_sign_or_special(out, f) {
         return;
     }
     let bits = f.to_bits();
