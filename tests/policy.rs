@@ -629,9 +629,10 @@ fn run_policy_accepts_a_policy_built_to_wasm() {
     );
 }
 
-/// `policy build` compiles; what the compiler does not support fails with
-/// the construct, its place and a non-zero exit, and `--interpreter` builds
-/// it; both modules give regorus's answer.
+/// `policy build` compiles (a query's literals in the order they can run);
+/// what the compiler does not support fails with the construct, its place
+/// and a non-zero exit, and `--interpreter` builds it; both modules give
+/// regorus's answer.
 #[test]
 fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
     let t = tempdir();
@@ -643,7 +644,7 @@ fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
     let q = s(&write(
         t.path(),
         "q.rego",
-        "package q\n\nnames contains name if {\n\tsome name\n\tdata.p[name] == 1\n}\n\nok if input.x == 1\n",
+        "package q\n\nnames contains name if {\n\tsome name\n\tdata.p[name] == 1\n}\n\n# x is read before the literal that binds it.\nok if {\n\tx == 1\n\tx = input.x\n}\n",
     ));
     let input = s(&write(t.path(), "input.json", r#"{"x": 1}"#));
     let wasm = t.path().join("q.wasm");
