@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use wasmlayer_core::Error;
 use wasmlayer_policy::native::TestStatus;
-use wasmlayer_policy::{NativePolicy, Policy, Sources};
+use wasmlayer_policy::{Input, NativePolicy, Policy, Sources};
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum PolicyCommand {
@@ -73,7 +73,9 @@ pub(crate) struct EvalArgs {
 pub(crate) struct BenchArgs {
     #[command(flatten)]
     what: Evaluation,
-    /// Timed evaluations (after as many untimed ones, at most 1,000).
+    /// Timed evaluations (after as many untimed ones, at most 1,000). The
+    /// input is read and serialised once: each evaluation is given the same
+    /// JSON text (a Wasm policy) or value (Rego source).
     #[arg(short = 'n', long, default_value_t = 10_000)]
     count: u32,
     /// Print one JSON object instead of text.
@@ -253,20 +255,23 @@ fn bench(args: BenchArgs) -> Result<i32, Error> {
     let (mut policy, input) = args.what.load()?;
     let load = load_start.elapsed();
     let ep = args.what.entrypoint.as_deref();
+    // The input is made once, as the webhook makes it once per review: a
+    // Wasm policy is given its JSON text, Rego source its value.
+    let input = input.map(Input::new);
     // Every evaluation on this thread, as an embedder would evaluate: no
     // worker thread, whose mere existence makes the C allocator lock (and
     // every evaluation slower). Past the memory limit, the process exits 137.
-    let result = match policy.eval(ep, input.as_ref()) {
+    let result = match policy.eval_input(ep, input.as_ref()) {
         Ok(r) => r,
         Err(e) => return past_limit(e),
     };
     for _ in 0..args.count.min(1000) {
-        policy.eval(ep, input.as_ref())?;
+        policy.eval_input(ep, input.as_ref())?;
     }
     let mut ns: Vec<u64> = Vec::with_capacity(args.count as usize);
     for _ in 0..args.count {
         let t = std::time::Instant::now();
-        let r = policy.eval(ep, input.as_ref())?;
+        let r = policy.eval_input(ep, input.as_ref())?;
         ns.push(t.elapsed().as_nanos() as u64);
         std::hint::black_box(r);
     }

@@ -136,8 +136,7 @@ impl Policy {
         match self {
             Policy::Native(p) => {
                 let path = native::normalize_entrypoint(entrypoint);
-                p.rules().iter().any(|(r, _)| *r == path)
-                    || p.packages().contains(&path)
+                p.rules().iter().any(|(r, _)| *r == path) || p.packages().contains(&path)
             }
             Policy::Wasm(p) => p.entrypoint_id(Some(entrypoint)).is_ok(),
         }

@@ -589,12 +589,13 @@ impl OpaWasmPolicy {
                 ))),
             };
         };
+        // The name as the module declares it (as hosts mostly give it),
+        // before any normalising.
+        if let Some(id) = self.entrypoints.get(name) {
+            return Ok(*id);
+        }
         let slash = crate::document::slash_entrypoint(name);
-        if let Some(id) = self
-            .entrypoints
-            .get(&slash)
-            .or_else(|| self.entrypoints.get(name))
-        {
+        if let Some(id) = self.entrypoints.get(&slash) {
             return Ok(*id);
         }
         if let Ok(id) = name.parse::<i32>() {

@@ -100,7 +100,8 @@ unsafe impl GlobalAlloc for Bump {
         if new_size <= layout.size() {
             return ptr;
         }
-        let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        let new =
+            unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
         // SAFETY: both blocks are live and do not overlap (the new one is
         // above the heap top the old one lay under).
         unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size()) };

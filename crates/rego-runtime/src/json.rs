@@ -49,27 +49,15 @@ pub fn parse(text: &[u8]) -> Option<V> {
 /// one in a step. The values borrow the text, which must live as long as
 /// they do (see [`V::string_borrowed`]).
 pub fn parse_lazy(text: &[u8]) -> Option<V> {
-    core::str::from_utf8(text).ok()?;
-    let mut p = Parser {
-        s: text,
-        i: 0,
-        depth: 0,
-        max_depth: MAX_PARSE_DEPTH,
-        rego: false,
-        items: Vec::new(),
-        entries: Vec::new(),
-    };
+    let first = ws(text, 0);
     let mut tape = Vec::new();
-    p.ws();
-    let first = p.i;
-    p.i = validate(&mut p, &mut tape)?;
-    p.ws();
-    if p.i != p.s.len() {
+    let end = validate(text, first, &mut tape)?;
+    if ws(text, end) != text.len() {
         return None;
     }
     if tape.is_empty() {
         // A scalar.
-        p.i = first;
+        let mut p = Parser::json(text, first);
         return p.value();
     }
     let doc: &'static Doc = alloc::boxed::Box::leak(alloc::boxed::Box::new(Doc {
@@ -77,57 +65,81 @@ pub fn parse_lazy(text: &[u8]) -> Option<V> {
         text: unsafe { &*(text as *const [u8]) },
         tape,
     }));
-    Some(V::new(Value::Lazy(Lazy { doc, at: first as u32, index: 0 })))
+    Some(V::new(Value::Lazy(Lazy {
+        doc,
+        at: first as u32,
+        index: 0,
+    })))
 }
 
-/// Validates one JSON value from `p.i` as the parser would read it, and
-/// records each array and object in `tape`; returns the offset after it.
-/// One loop over the bytes with the position in a local, and an explicit
-/// stack: much faster than recursive descent for skipping.
-#[inline(never)]
-fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32, u32)>) -> Option<usize> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Want {
-        Value,
-        After,
-        Key,
-    }
-    let s = p.s;
-    let mut i = p.i;
-    // Open arrays and objects: tape index, whether an object, commas so far.
-    let mut open: Vec<(u32, bool, u32)> = Vec::with_capacity(16);
-    tape.reserve(s.len() / 16 + 4);
-    let mut want = Want::Value;
-    loop {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
-            i += 1;
+/// The offset of the first byte at or after `i` that is not JSON
+/// whitespace.
+#[inline(always)]
+fn ws(s: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = s.get(i) {
+        // Compact text has none: one well-predicted test first.
+        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+            break;
         }
+        i += 1;
+    }
+    i
+}
+
+/// Validates the JSON value at `start` (not whitespace) as the parser would
+/// read it, and records each array and object in `tape`; returns the offset
+/// after the value.
+///
+/// Written for the code Wasm engines make of it: one loop, whose state is
+/// the position, the nesting depth and two small arrays on the stack (the
+/// open arrays and objects, and how many elements each has so far), so that
+/// it all stays in registers; the tape is allocated once, as large as the
+/// text could need. Strings are skipped eight bytes at a time; escapes and
+/// numbers that are not plain integers are left to the parser.
+#[inline(never)]
+fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<usize> {
+    const MAX: usize = MAX_PARSE_DEPTH as usize;
+    // Per open array or object: its tape index, shifted left once, with
+    // the low bit set for an object; and its elements so far.
+    let mut open = [0u32; MAX];
+    let mut count = [0u32; MAX];
+    let mut depth = 0usize;
+    // Every array or object takes two bytes at least.
+    tape.reserve(s.len() / 2 + 1);
+    let base = tape.as_mut_ptr();
+    let mut used = 0usize;
+    let mut i = start;
+    'value: loop {
         let c = *s.get(i)?;
-        match want {
-            Want::Value => match c {
-                b'{' | b'[' => {
-                    if open.len() as u32 >= p.max_depth {
-                        return None;
-                    }
-                    open.push((tape.len() as u32, c == b'{', 0));
-                    tape.push((0, 0, 0));
-                    i += 1;
-                    want = if c == b'{' { Want::Key } else { Want::Value };
-                    // An empty one closes at once.
-                    while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
-                        i += 1;
-                    }
-                    if s.get(i) == Some(if c == b'{' { &b'}' } else { &b']' }) {
-                        let (index, _, _) = open.pop()?;
-                        tape[index as usize] = (i as u32, tape.len() as u32, 0);
-                        i += 1;
-                        want = Want::After;
-                    }
+        // Tested one by one, the most common first: a chain of branches
+        // is predicted better than a jump table.
+        if c == b'"' {
+            i = skip_str(s, i + 1)?;
+        } else if c == b'{' || c == b'[' {
+            if depth == MAX {
+                return None;
+            }
+            let object = c == b'{';
+            open[depth] = ((used as u32) << 1) | u32::from(object);
+            count[depth] = 0;
+            depth += 1;
+            used += 1;
+            i = ws(s, i + 1);
+            let close = if object { b'}' } else { b']' };
+            if *s.get(i)? == close {
+                depth -= 1;
+                let index = (open[depth] >> 1) as usize;
+                // SAFETY: index < used <= the capacity reserved above.
+                unsafe { base.add(index).write((i as u32, used as u32, 0)) };
+                i += 1;
+            } else {
+                if object {
+                    i = key(s, i)?;
                 }
-                b'"' => {
-                    i = skip_str(p, i + 1)?;
-                    want = Want::After;
-                }
+                continue 'value;
+            }
+        } else {
+            match c {
                 b't' | b'f' | b'n' => {
                     let word: &[u8] = match c {
                         b't' => b"true",
@@ -138,7 +150,6 @@ fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32, u32)>) -> Option<usize
                         return None;
                     }
                     i += word.len();
-                    want = Want::After;
                 }
                 b'-' | b'0'..=b'9' => {
                     let mut j = i + usize::from(c == b'-');
@@ -150,86 +161,119 @@ fn validate(p: &mut Parser<'_>, tape: &mut Vec<(u32, u32, u32)>) -> Option<usize
                     let simple = (1..=18).contains(&n)
                         && (n == 1 || s[digits] != b'0')
                         && !matches!(s.get(j), Some(b'.' | b'e' | b'E'));
-                    if simple {
-                        i = j;
-                    } else {
-                        // Anything else as the parser reads it (numbers out
-                        // of range fail).
-                        p.i = i;
-                        p.number()?;
-                        i = p.i;
-                    }
-                    want = Want::After;
+                    i = if simple { j } else { parsed_number(s, i)? };
                 }
                 _ => return None,
-            },
-            Want::Key => {
-                if c != b'"' {
-                    return None;
-                }
-                i = skip_str(p, i + 1)?;
-                while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
-                    i += 1;
-                }
-                if s.get(i) != Some(&b':') {
-                    return None;
-                }
-                i += 1;
-                want = Want::Value;
-            }
-            Want::After => {
-                let Some(&mut (index, object, ref mut commas)) = open.last_mut() else {
-                    return Some(i);
-                };
-                match (c, object) {
-                    (b',', _) => {
-                        *commas += 1;
-                        i += 1;
-                        want = if object { Want::Key } else { Want::Value };
-                    }
-                    (b'}', true) | (b']', false) => {
-                        let len = *commas + 1;
-                        open.pop();
-                        tape[index as usize] = (i as u32, tape.len() as u32, len);
-                        i += 1;
-                    }
-                    _ => return None,
-                }
             }
         }
-        if want == Want::After && open.is_empty() {
-            return Some(i);
+        // After a value: commas and closing brackets, until the next value.
+        loop {
+            if depth == 0 {
+                // SAFETY: `used` entries were written, within capacity.
+                unsafe { tape.set_len(used) };
+                return Some(i);
+            }
+            i = ws(s, i);
+            let top = open[depth - 1];
+            let object = top & 1 == 1;
+            let c = *s.get(i)?;
+            if c == b',' {
+                count[depth - 1] += 1;
+                i = ws(s, i + 1);
+                if object {
+                    i = key(s, i)?;
+                }
+                continue 'value;
+            }
+            if c != (if object { b'}' } else { b']' }) {
+                return None;
+            }
+            depth -= 1;
+            let index = (top >> 1) as usize;
+            // SAFETY: as above.
+            unsafe {
+                base.add(index)
+                    .write((i as u32, used as u32, count[depth] + 1))
+            };
+            i += 1;
         }
     }
 }
 
-/// After an opening quote at `i - 1`: the offset after the string, which is
-/// validated as the parser reads it.
+/// An object's key and its colon at `i`; the offset of the value after it
+/// (whitespace skipped).
 #[inline(always)]
-fn skip_str(p: &mut Parser<'_>, start: usize) -> Option<usize> {
-    let s = p.s;
-    let mut i = plain_run(s, start);
+fn key(s: &[u8], i: usize) -> Option<usize> {
+    if s.get(i) != Some(&b'"') {
+        return None;
+    }
+    let i = ws(s, skip_str(s, i + 1)?);
+    if s.get(i) != Some(&b':') {
+        return None;
+    }
+    Some(ws(s, i + 1))
+}
+
+/// A number at `i` that is not a plain integer, as the parser reads it
+/// (numbers out of range fail); the offset after it.
+#[cold]
+#[inline(never)]
+fn parsed_number(s: &[u8], i: usize) -> Option<usize> {
+    let mut p = Parser::json(s, i);
+    p.number()?;
+    Some(p.i)
+}
+
+/// After an opening quote at `start - 1`: the offset after the string,
+/// which is validated as the parser reads it, and as UTF-8 (the validator
+/// is the only pass over the text, and only strings may hold bytes past
+/// ASCII).
+#[inline(always)]
+fn skip_str(s: &[u8], start: usize) -> Option<usize> {
+    let mut i = plain_run::<true>(s, start);
     loop {
         match *s.get(i)? {
             b'"' => return Some(i + 1),
-            b'\\' => {
-                // Escapes: as the parser reads them.
-                p.i = start;
-                p.string()?;
-                return Some(p.i);
-            }
+            b'\\' => return escaped_str(s, start),
             c if c < 0x20 => return None,
+            c if c >= 0x80 => i = plain_run::<true>(s, utf8_char(s, i)?),
             _ => i += 1,
         }
     }
 }
 
+/// The offset after the UTF-8 encoding of one character at `i` (whose
+/// first byte is past ASCII); None when it is not valid UTF-8.
+#[inline(never)]
+fn utf8_char(s: &[u8], i: usize) -> Option<usize> {
+    let width = match s[i] {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    core::str::from_utf8(s.get(i..i + width)?).ok()?;
+    Some(i + width)
+}
+
+/// A string with escapes, after its opening quote at `start - 1`, as the
+/// parser reads it; the offset after it.
+#[cold]
+#[inline(never)]
+fn escaped_str(s: &[u8], start: usize) -> Option<usize> {
+    let mut p = Parser::json(s, start);
+    p.string()?;
+    // The parser takes the text to be UTF-8: this part of it is now.
+    core::str::from_utf8(s.get(start..p.i)?).ok()?;
+    Some(p.i)
+}
+
 /// The end of the run of plain string bytes (no `"`, `\\` or control
-/// character) from `i`, eight bytes at a time: the first special byte, or
-/// where fewer than eight bytes are left (the caller looks at the bytes
-/// from there on one by one).
+/// character, and with `ASCII` none past ASCII either) from `i`, eight
+/// bytes at a time: the first special byte, or where fewer than eight
+/// bytes are left (the caller looks at the bytes from there on one by one).
 #[inline(always)]
-fn plain_run(s: &[u8], mut i: usize) -> usize {
+fn plain_run<const ASCII: bool>(s: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     while let Some(chunk) = s.get(i..i + 8) {
@@ -238,9 +282,12 @@ fn plain_run(s: &[u8], mut i: usize) -> usize {
         let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
         // A quote, a backslash, or a byte below 0x20 (bytes of 0x80 and up,
         // UTF-8, are never flagged by the last test).
-        let special = zero(w ^ (ONES * u64::from(b'"')))
+        let mut special = zero(w ^ (ONES * u64::from(b'"')))
             | zero(w ^ (ONES * u64::from(b'\\')))
             | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if ASCII {
+            special |= w & HIGH;
+        }
         if special != 0 {
             // The lowest flag is exact (a borrow only runs up from a
             // flagged byte): the first special byte.
@@ -274,71 +321,105 @@ pub struct Lazy {
 /// arrays and objects stay lazy.
 pub fn force(l: Lazy) -> Value {
     let doc = l.doc;
-    let mut p = Parser {
-        s: doc.text,
-        i: l.at as usize + 1,
-        depth: 0,
-        max_depth: MAX_PARSE_DEPTH,
-        rego: false,
-        items: Vec::new(),
-        entries: Vec::new(),
-    };
+    let s = doc.text;
+    let mut i = l.at as usize + 1;
     let mut next = l.index + 1;
-    let object = doc.text.get(l.at as usize) == Some(&b'{');
+    let object = s.get(l.at as usize) == Some(&b'{');
     let (end, len) = doc
         .tape
         .get(l.index as usize)
         .map_or((0, 0), |t| (t.0 as usize, t.2 as usize));
-    // The text was validated: what follows cannot fail on good input.
-    let mut child = |p: &mut Parser<'_>| -> V {
-        p.ws();
-        match p.s.get(p.i) {
+    // The text was validated: what follows cannot fail on good input. The
+    // position stays in a local, and strings are read without a parser.
+    let mut child = |i: &mut usize| -> V {
+        let at = *i;
+        match s.get(at) {
             Some(b'{' | b'[') => {
-                let v = V::new(Value::Lazy(Lazy { doc, at: p.i as u32, index: next }));
                 let (close, after, _) = doc.tape.get(next as usize).copied().unwrap_or((0, 0, 0));
-                p.i = close as usize + 1;
+                *i = close as usize + 1;
+                let index = next;
                 next = after;
+                V::new(Value::Lazy(Lazy {
+                    doc,
+                    at: at as u32,
+                    index,
+                }))
+            }
+            Some(b'"') => string_at(s, i),
+            _ => {
+                let mut p = Parser::json(s, at);
+                let v = p.value().unwrap_or_else(|| lazy_broken());
+                *i = p.i;
                 v
             }
-            _ => p.value().unwrap_or_else(|| crate::abi::fail("policy runtime: lazy JSON")),
         }
     };
     if object {
         let mut entries = Vec::with_capacity(len);
         loop {
-            p.ws();
-            if p.i >= end {
+            i = ws(s, i);
+            if i >= end {
                 break;
             }
-            p.i += 1; // '"'
-            let k = p
-                .string()
-                .unwrap_or_else(|| crate::abi::fail("policy runtime: lazy JSON"));
-            p.ws();
-            p.i += 1; // ':'
-            let v = child(&mut p);
+            let k = string_at(s, &mut i);
+            i = ws(s, ws(s, i) + 1); // ':'
+            let v = child(&mut i);
             entries.push((k, v));
-            p.ws();
-            if p.s.get(p.i) == Some(&b',') {
-                p.i += 1;
+            i = ws(s, i);
+            if s.get(i) == Some(&b',') {
+                i += 1;
             }
         }
-        Value::object(entries)
+        Value::json_object(entries)
     } else {
         let mut items = Vec::with_capacity(len);
         loop {
-            p.ws();
-            if p.i >= end {
+            i = ws(s, i);
+            if i >= end {
                 break;
             }
-            items.push(child(&mut p));
-            p.ws();
-            if p.s.get(p.i) == Some(&b',') {
-                p.i += 1;
+            items.push(child(&mut i));
+            i = ws(s, i);
+            if s.get(i) == Some(&b',') {
+                i += 1;
             }
         }
         Value::Array(items)
     }
+}
+
+/// The (validated) string whose opening quote is at `*i`; moves `*i` past
+/// it. A string without escapes borrows the text.
+#[inline(always)]
+fn string_at(s: &'static [u8], i: &mut usize) -> V {
+    let start = *i + 1;
+    let mut j = start;
+    loop {
+        j = plain_run::<false>(s, j);
+        match s.get(j) {
+            Some(b'"') => {
+                *i = j + 1;
+                // SAFETY: validated UTF-8, cut at ASCII quotes; the text
+                // lives as long as the values (see `parse_lazy`).
+                return unsafe {
+                    V::string_borrowed(core::str::from_utf8_unchecked(s.get_unchecked(start..j)))
+                };
+            }
+            Some(b'\\') => {
+                let mut p = Parser::json(s, start);
+                let v = p.string().unwrap_or_else(|| lazy_broken());
+                *i = p.i;
+                return v;
+            }
+            Some(_) => j += 1,
+            None => lazy_broken(),
+        }
+    }
+}
+
+#[cold]
+fn lazy_broken() -> ! {
+    crate::abi::fail("policy runtime: lazy JSON")
 }
 
 /// Parses the policy bundle: JSON whose data and constants, two levels down,
@@ -388,7 +469,20 @@ struct Parser<'a> {
     entries: Vec<(V, V)>,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    /// A JSON parser at offset `i` of `s`.
+    fn json(s: &'a [u8], i: usize) -> Parser<'a> {
+        Parser {
+            s,
+            i,
+            depth: 0,
+            max_depth: MAX_PARSE_DEPTH,
+            rego: false,
+            items: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
     #[inline(always)]
     fn ws(&mut self) {
         // In locals: the text and the position in memory could alias.
@@ -515,7 +609,7 @@ impl Parser<'_> {
             self.entries.push((k, v));
             if self.eat(b'}') {
                 let entries: Vec<(V, V)> = self.entries.drain(mark..).collect();
-                return Some(V::object(entries));
+                return Some(V::new(Value::json_object(entries)));
             }
             if !self.eat(b',') {
                 return None;
@@ -563,7 +657,7 @@ impl Parser<'_> {
     /// After the opening quote.
     fn string(&mut self) -> Option<V> {
         let start = self.i;
-        self.i = plain_run(self.s, start);
+        self.i = plain_run::<false>(self.s, start);
         // Fast path: no escapes.
         loop {
             match *self.s.get(self.i)? {
@@ -833,37 +927,30 @@ fn f64_from_parts(significand: u64, mut exponent: i32) -> Option<f64> {
 }
 
 static POW10: [f64; 309] = [
-    1e000, 1e001, 1e002, 1e003, 1e004, 1e005, 1e006, 1e007, 1e008, 1e009,
-    1e010, 1e011, 1e012, 1e013, 1e014, 1e015, 1e016, 1e017, 1e018, 1e019,
-    1e020, 1e021, 1e022, 1e023, 1e024, 1e025, 1e026, 1e027, 1e028, 1e029,
-    1e030, 1e031, 1e032, 1e033, 1e034, 1e035, 1e036, 1e037, 1e038, 1e039,
-    1e040, 1e041, 1e042, 1e043, 1e044, 1e045, 1e046, 1e047, 1e048, 1e049,
-    1e050, 1e051, 1e052, 1e053, 1e054, 1e055, 1e056, 1e057, 1e058, 1e059,
-    1e060, 1e061, 1e062, 1e063, 1e064, 1e065, 1e066, 1e067, 1e068, 1e069,
-    1e070, 1e071, 1e072, 1e073, 1e074, 1e075, 1e076, 1e077, 1e078, 1e079,
-    1e080, 1e081, 1e082, 1e083, 1e084, 1e085, 1e086, 1e087, 1e088, 1e089,
-    1e090, 1e091, 1e092, 1e093, 1e094, 1e095, 1e096, 1e097, 1e098, 1e099,
-    1e100, 1e101, 1e102, 1e103, 1e104, 1e105, 1e106, 1e107, 1e108, 1e109,
-    1e110, 1e111, 1e112, 1e113, 1e114, 1e115, 1e116, 1e117, 1e118, 1e119,
-    1e120, 1e121, 1e122, 1e123, 1e124, 1e125, 1e126, 1e127, 1e128, 1e129,
-    1e130, 1e131, 1e132, 1e133, 1e134, 1e135, 1e136, 1e137, 1e138, 1e139,
-    1e140, 1e141, 1e142, 1e143, 1e144, 1e145, 1e146, 1e147, 1e148, 1e149,
-    1e150, 1e151, 1e152, 1e153, 1e154, 1e155, 1e156, 1e157, 1e158, 1e159,
-    1e160, 1e161, 1e162, 1e163, 1e164, 1e165, 1e166, 1e167, 1e168, 1e169,
-    1e170, 1e171, 1e172, 1e173, 1e174, 1e175, 1e176, 1e177, 1e178, 1e179,
-    1e180, 1e181, 1e182, 1e183, 1e184, 1e185, 1e186, 1e187, 1e188, 1e189,
-    1e190, 1e191, 1e192, 1e193, 1e194, 1e195, 1e196, 1e197, 1e198, 1e199,
-    1e200, 1e201, 1e202, 1e203, 1e204, 1e205, 1e206, 1e207, 1e208, 1e209,
-    1e210, 1e211, 1e212, 1e213, 1e214, 1e215, 1e216, 1e217, 1e218, 1e219,
-    1e220, 1e221, 1e222, 1e223, 1e224, 1e225, 1e226, 1e227, 1e228, 1e229,
-    1e230, 1e231, 1e232, 1e233, 1e234, 1e235, 1e236, 1e237, 1e238, 1e239,
-    1e240, 1e241, 1e242, 1e243, 1e244, 1e245, 1e246, 1e247, 1e248, 1e249,
-    1e250, 1e251, 1e252, 1e253, 1e254, 1e255, 1e256, 1e257, 1e258, 1e259,
-    1e260, 1e261, 1e262, 1e263, 1e264, 1e265, 1e266, 1e267, 1e268, 1e269,
-    1e270, 1e271, 1e272, 1e273, 1e274, 1e275, 1e276, 1e277, 1e278, 1e279,
-    1e280, 1e281, 1e282, 1e283, 1e284, 1e285, 1e286, 1e287, 1e288, 1e289,
-    1e290, 1e291, 1e292, 1e293, 1e294, 1e295, 1e296, 1e297, 1e298, 1e299,
-    1e300, 1e301, 1e302, 1e303, 1e304, 1e305, 1e306, 1e307, 1e308,
+    1e000, 1e001, 1e002, 1e003, 1e004, 1e005, 1e006, 1e007, 1e008, 1e009, 1e010, 1e011, 1e012,
+    1e013, 1e014, 1e015, 1e016, 1e017, 1e018, 1e019, 1e020, 1e021, 1e022, 1e023, 1e024, 1e025,
+    1e026, 1e027, 1e028, 1e029, 1e030, 1e031, 1e032, 1e033, 1e034, 1e035, 1e036, 1e037, 1e038,
+    1e039, 1e040, 1e041, 1e042, 1e043, 1e044, 1e045, 1e046, 1e047, 1e048, 1e049, 1e050, 1e051,
+    1e052, 1e053, 1e054, 1e055, 1e056, 1e057, 1e058, 1e059, 1e060, 1e061, 1e062, 1e063, 1e064,
+    1e065, 1e066, 1e067, 1e068, 1e069, 1e070, 1e071, 1e072, 1e073, 1e074, 1e075, 1e076, 1e077,
+    1e078, 1e079, 1e080, 1e081, 1e082, 1e083, 1e084, 1e085, 1e086, 1e087, 1e088, 1e089, 1e090,
+    1e091, 1e092, 1e093, 1e094, 1e095, 1e096, 1e097, 1e098, 1e099, 1e100, 1e101, 1e102, 1e103,
+    1e104, 1e105, 1e106, 1e107, 1e108, 1e109, 1e110, 1e111, 1e112, 1e113, 1e114, 1e115, 1e116,
+    1e117, 1e118, 1e119, 1e120, 1e121, 1e122, 1e123, 1e124, 1e125, 1e126, 1e127, 1e128, 1e129,
+    1e130, 1e131, 1e132, 1e133, 1e134, 1e135, 1e136, 1e137, 1e138, 1e139, 1e140, 1e141, 1e142,
+    1e143, 1e144, 1e145, 1e146, 1e147, 1e148, 1e149, 1e150, 1e151, 1e152, 1e153, 1e154, 1e155,
+    1e156, 1e157, 1e158, 1e159, 1e160, 1e161, 1e162, 1e163, 1e164, 1e165, 1e166, 1e167, 1e168,
+    1e169, 1e170, 1e171, 1e172, 1e173, 1e174, 1e175, 1e176, 1e177, 1e178, 1e179, 1e180, 1e181,
+    1e182, 1e183, 1e184, 1e185, 1e186, 1e187, 1e188, 1e189, 1e190, 1e191, 1e192, 1e193, 1e194,
+    1e195, 1e196, 1e197, 1e198, 1e199, 1e200, 1e201, 1e202, 1e203, 1e204, 1e205, 1e206, 1e207,
+    1e208, 1e209, 1e210, 1e211, 1e212, 1e213, 1e214, 1e215, 1e216, 1e217, 1e218, 1e219, 1e220,
+    1e221, 1e222, 1e223, 1e224, 1e225, 1e226, 1e227, 1e228, 1e229, 1e230, 1e231, 1e232, 1e233,
+    1e234, 1e235, 1e236, 1e237, 1e238, 1e239, 1e240, 1e241, 1e242, 1e243, 1e244, 1e245, 1e246,
+    1e247, 1e248, 1e249, 1e250, 1e251, 1e252, 1e253, 1e254, 1e255, 1e256, 1e257, 1e258, 1e259,
+    1e260, 1e261, 1e262, 1e263, 1e264, 1e265, 1e266, 1e267, 1e268, 1e269, 1e270, 1e271, 1e272,
+    1e273, 1e274, 1e275, 1e276, 1e277, 1e278, 1e279, 1e280, 1e281, 1e282, 1e283, 1e284, 1e285,
+    1e286, 1e287, 1e288, 1e289, 1e290, 1e291, 1e292, 1e293, 1e294, 1e295, 1e296, 1e297, 1e298,
+    1e299, 1e300, 1e301, 1e302, 1e303, 1e304, 1e305, 1e306, 1e307, 1e308,
 ];
 
 // ---------------------------------------------------------------------------
@@ -933,12 +1020,21 @@ fn write_seq(items: &[V], out: &mut String, rego: bool, depth: u32, open: u8, cl
     bytes(out).push(close);
 }
 
-/// A string as serde_json writes it.
+/// A string as serde_json writes it: runs of bytes that need no escape
+/// are copied whole.
 pub fn write_str(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let out = bytes(out);
+    let s = s.as_bytes();
+    out.reserve(s.len() + 2);
     out.push(b'"');
-    for &b in s.as_bytes() {
+    let mut run = 0;
+    for (i, &b) in s.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&s[run..i]);
+        run = i + 1;
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -947,7 +1043,7 @@ pub fn write_str(s: &str, out: &mut String) {
             b'\t' => out.extend_from_slice(b"\\t"),
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
-            0..=0x1f => out.extend_from_slice(&[
+            _ => out.extend_from_slice(&[
                 b'\\',
                 b'u',
                 b'0',
@@ -955,9 +1051,9 @@ pub fn write_str(s: &str, out: &mut String) {
                 HEX[(b >> 4) as usize],
                 HEX[(b & 0xf) as usize],
             ]),
-            _ => out.push(b),
         }
     }
+    out.extend_from_slice(&s[run..]);
     out.push(b'"');
 }
 
@@ -1056,7 +1152,9 @@ fn shortest(f: f64) -> Option<(u64, i32)> {
             };
             let mut x: i32 = 0;
             for &d in e {
-                x = x.checked_mul(10)?.checked_add((d.wrapping_sub(b'0')) as i32)?;
+                x = x
+                    .checked_mul(10)?
+                    .checked_add((d.wrapping_sub(b'0')) as i32)?;
             }
             (text.get(..p)?, if eneg { -x } else { x })
         }
@@ -1070,7 +1168,9 @@ fn shortest(f: f64) -> Option<(u64, i32)> {
             frac = true;
             continue;
         }
-        digits = digits.checked_mul(10)?.checked_add((d.wrapping_sub(b'0')) as u64)?;
+        digits = digits
+            .checked_mul(10)?
+            .checked_add((d.wrapping_sub(b'0')) as u64)?;
         if frac {
             q -= 1;
         }

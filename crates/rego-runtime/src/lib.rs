@@ -23,6 +23,7 @@ pub mod abi;
 pub mod builtins;
 pub mod heap;
 pub mod json;
+pub mod mem;
 pub mod member;
 pub mod rt;
 pub mod value;

@@ -236,6 +236,58 @@ impl Value {
         Value::Object(entries)
     }
 
+    /// An object of JSON text's `entries`, whose keys are all strings
+    /// (sorted here by their bytes; of duplicate keys the last wins). An
+    /// insertion sort on the keys' text: the objects of JSON documents are
+    /// small and often nearly sorted, and comparing text directly is much
+    /// cheaper than [`compare`].
+    pub fn json_object(mut entries: Vec<(V, V)>) -> Value {
+        #[inline(always)]
+        fn key(e: &(V, V)) -> &'static [u8] {
+            match &*e.0 {
+                Value::String(s) => s.as_bytes(),
+                _ => &[],
+            }
+        }
+        let n = entries.len();
+        let mut duplicate = false;
+        for i in 1..n {
+            let k = key(&entries[i]);
+            let mut j = i;
+            loop {
+                match key(&entries[j - 1]).cmp(k) {
+                    Ordering::Greater => {}
+                    Ordering::Equal => {
+                        duplicate = true;
+                        break;
+                    }
+                    Ordering::Less => break,
+                }
+                j -= 1;
+                if j == 0 {
+                    break;
+                }
+            }
+            if j < i {
+                entries[j..=i].rotate_right(1);
+            }
+        }
+        if duplicate {
+            // Stable: of a run of equal keys, the last one came last.
+            let mut w = 0;
+            for r in 0..n {
+                if w > 0 && key(&entries[w - 1]) == key(&entries[r]) {
+                    entries[w - 1] = entries[r];
+                } else {
+                    entries[w] = entries[r];
+                    w += 1;
+                }
+            }
+            entries.truncate(w);
+        }
+        Value::Object(entries)
+    }
+
     /// Rank of the kind in Rego's order: 0 null, 1 boolean, 2 number, 3
     /// string, 4 array, 5 set, 6 object.
     pub fn rank(&self) -> u8 {
