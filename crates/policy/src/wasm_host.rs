@@ -751,13 +751,14 @@ impl OpaWasmPolicy {
 /// Public for the fuzz targets.
 #[doc(hidden)]
 pub fn result_set(memory: &[u8], addr: i32) -> Result<Json, String> {
-    let text = cstr_in(memory, addr)?;
-    let value: Json = serde_json::from_str(&text)
+    // Read in place (serde_json checks the UTF-8).
+    let text = cstr_bytes(memory, addr)?;
+    let value: Json = serde_json::from_slice(text)
         .map_err(|e| format!("the policy module returned malformed JSON ({e})"))?;
     if !value.is_array() {
         return Err(format!(
             "the policy module returned {}, not a result set",
-            truncate(&text)
+            truncate(&String::from_utf8_lossy(text))
         ));
     }
     Ok(value)
@@ -968,16 +969,19 @@ fn read_cstr(
 
 /// A NUL-terminated UTF-8 string at `addr` in `data`.
 fn cstr_in(data: &[u8], addr: i32) -> Result<String, String> {
+    let text = cstr_bytes(data, addr)?;
+    String::from_utf8(text.to_vec()).map_err(|_| format!("string at {addr:#x} is not UTF-8"))
+}
+
+/// The bytes of the NUL-terminated string at `addr`, without the NUL.
+fn cstr_bytes(data: &[u8], addr: i32) -> Result<&[u8], String> {
     let start = addr as u32 as usize;
     let tail = data
         .get(start..)
         .ok_or_else(|| format!("string address {start:#x} is outside memory"))?;
-    let len = tail
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or_else(|| format!("string at {start:#x} is not NUL-terminated"))?;
-    String::from_utf8(tail[..len].to_vec())
-        .map_err(|_| format!("string at {start:#x} is not UTF-8"))
+    std::ffi::CStr::from_bytes_until_nul(tail)
+        .map(|c| c.to_bytes())
+        .map_err(|_| format!("string at {start:#x} is not NUL-terminated"))
 }
 
 fn host_linker(engine: &Engine) -> Result<Linker<HostState>, Error> {

@@ -983,9 +983,9 @@ pub extern "C" fn sprintf(f: i32, a: i32) -> i32 {
     let av = arg(a);
     let args = array_arg("sprintf", 2, &av);
 
-    let mut s = String::new();
+    let mut s = String::with_capacity(fmt.len() + 16);
     let mut idx = 0usize;
-    let mut chars = fmt.chars().peekable();
+    let mut chars = fmt.chars();
     let digit = |c: char| -> u32 {
         match c.to_digit(10) {
             Some(d) => d,
@@ -994,6 +994,11 @@ pub extern "C" fn sprintf(f: i32, a: i32) -> i32 {
         }
     };
     loop {
+        // Literal text up to the next `%`, copied whole.
+        let rest = chars.as_str();
+        let lit = rest.find('%').unwrap_or(rest.len());
+        s.push_str(&rest[..lit]);
+        chars = rest[lit..].chars();
         let (verb, width) = match chars.next() {
             Some('%') => match chars.next() {
                 Some('%') => {
@@ -1005,7 +1010,7 @@ pub extern "C" fn sprintf(f: i32, a: i32) -> i32 {
                     if c != '.' {
                         w = digit(c);
                     }
-                    while chars.peek().map(|c| c.is_numeric()) == Some(true) {
+                    while chars.clone().next().map(|c| c.is_numeric()) == Some(true) {
                         let d = match chars.next() {
                             Some(n) => digit(n),
                             None => 0,
