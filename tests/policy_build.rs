@@ -624,7 +624,7 @@ fn modules_are_small_valid_and_abi_shaped() {
             case.name
         );
 
-        for name in [
+        let abi = [
             "builtins",
             "entrypoints",
             "opa_malloc",
@@ -644,7 +644,8 @@ fn modules_are_small_valid_and_abi_shaped() {
             "opa_eval_ctx_get_result",
             "eval",
             "opa_eval",
-        ] {
+        ];
+        for name in abi {
             assert!(
                 exports
                     .iter()
@@ -652,6 +653,13 @@ fn modules_are_small_valid_and_abi_shaped() {
                 "{}: no exported function {name}",
                 case.name
             );
+        }
+        // And no other function: the runtime's own (its `memcmp`, its
+        // operations) stay inside.
+        for (name, kind) in &exports {
+            if *kind == wasmparser::ExternalKind::Func {
+                assert!(abi.contains(&name.as_str()), "{}: exports {name}", case.name);
+            }
         }
         for name in ["opa_wasm_abi_version", "opa_wasm_abi_minor_version"] {
             assert!(

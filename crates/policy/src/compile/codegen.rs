@@ -27,6 +27,10 @@ use super::plan::{Callee, Cmp, Cond, Func, Label, Local, Plan, Stmt};
 const PLAN_MODULE: &str = "wasmlayer";
 const PLAN_EVAL: &str = "plan_eval";
 
+/// Runtime exports that are the runtime's own C library functions
+/// (crates/rego-runtime/src/mem.rs), never the module's.
+const RUNTIME_LIBC: &[&str] = &["memcmp", "bcmp"];
+
 /// What the runtime exports: builtins compiled in and operations.
 pub struct RuntimeInfo {
     /// `builtin:<name>` exports, by Rego name.
@@ -239,8 +243,12 @@ pub fn link(runtime: &[u8], plan: &Plan, cached: &[u32]) -> anyhow::Result<Vec<u
         .collect();
     let required = required_exports(plan);
 
-    // Reachability.
-    let is_op = |name: &str| name.starts_with("rt_") || name.starts_with("builtin:");
+    // Reachability. Operations are kept when the plan calls them; the C
+    // library functions the runtime defines for itself (Rust exports every
+    // `#[no_mangle]` function of a cdylib) only when the runtime calls them.
+    let is_op = |name: &str| {
+        name.starts_with("rt_") || name.starts_with("builtin:") || RUNTIME_LIBC.contains(&name)
+    };
     let mut roots: Vec<u32> = Vec::new();
     for e in &p.exports {
         if e.kind == ExternalKind::Func && !is_op(e.name) {
