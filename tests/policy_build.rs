@@ -658,7 +658,11 @@ fn modules_are_small_valid_and_abi_shaped() {
         // operations) stay inside.
         for (name, kind) in &exports {
             if *kind == wasmparser::ExternalKind::Func {
-                assert!(abi.contains(&name.as_str()), "{}: exports {name}", case.name);
+                assert!(
+                    abi.contains(&name.as_str()),
+                    "{}: exports {name}",
+                    case.name
+                );
             }
         }
         for name in ["opa_wasm_abi_version", "opa_wasm_abi_minor_version"] {

@@ -334,7 +334,8 @@ pub struct OpaWasmPolicy {
     pub abi_version: (u32, u32),
     entrypoints: BTreeMap<String, i32>,
     builtin_names: Vec<String>,
-    live: Option<Live>,
+    /// Boxed: an evaluation takes it out and puts it back.
+    live: Option<Box<Live>>,
 }
 
 struct Live {
@@ -518,12 +519,12 @@ impl OpaWasmPolicy {
             .heap_ptr_get
             .call(&mut store, ())
             .map_err(|e| self.fail(&store, e, "heap"))?;
-        self.live = Some(Live {
+        self.live = Some(Box::new(Live {
             store,
             abi,
             data_addr,
             eval_heap,
-        });
+        }));
         Ok(())
     }
 

@@ -20,6 +20,7 @@
 use crate::value::{Number, Value, V};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 /// Deepest nesting of arrays and objects accepted by the parsers (serde_json's
 /// recursion limit: 128 minus one).
@@ -101,8 +102,10 @@ fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<u
     const MAX: usize = MAX_PARSE_DEPTH as usize;
     // Per open array or object: its tape index, shifted left once, with
     // the low bit set for an object; and its elements so far.
-    let mut open = [0u32; MAX];
-    let mut count = [0u32; MAX];
+    // Not zeroed (1 KB each evaluation): an entry is written when its
+    // array or object opens, before it is read.
+    let mut open = [MaybeUninit::<u32>::uninit(); MAX];
+    let mut count = [MaybeUninit::<u32>::uninit(); MAX];
     let mut depth = 0usize;
     // Every array or object takes two bytes at least.
     tape.reserve(s.len() / 2 + 1);
@@ -120,15 +123,16 @@ fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<u
                 return None;
             }
             let object = c == b'{';
-            open[depth] = ((used as u32) << 1) | u32::from(object);
-            count[depth] = 0;
+            open[depth].write(((used as u32) << 1) | u32::from(object));
+            count[depth].write(0);
             depth += 1;
             used += 1;
             i = ws(s, i + 1);
             let close = if object { b'}' } else { b']' };
             if *s.get(i)? == close {
                 depth -= 1;
-                let index = (open[depth] >> 1) as usize;
+                // SAFETY: written when it opened.
+                let index = (unsafe { open[depth].assume_init() } >> 1) as usize;
                 // SAFETY: index < used <= the capacity reserved above.
                 unsafe { base.add(index).write((i as u32, used as u32, 0)) };
                 i += 1;
@@ -174,11 +178,13 @@ fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<u
                 return Some(i);
             }
             i = ws(s, i);
-            let top = open[depth - 1];
+            // SAFETY: written when it opened (depth > 0 here).
+            let top = unsafe { open[depth - 1].assume_init() };
             let object = top & 1 == 1;
             let c = *s.get(i)?;
             if c == b',' {
-                count[depth - 1] += 1;
+                // SAFETY: as above.
+                count[depth - 1].write(unsafe { count[depth - 1].assume_init() } + 1);
                 i = ws(s, i + 1);
                 if object {
                     i = key(s, i)?;
@@ -192,8 +198,11 @@ fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<u
             let index = (top >> 1) as usize;
             // SAFETY: as above.
             unsafe {
-                base.add(index)
-                    .write((i as u32, used as u32, count[depth] + 1))
+                base.add(index).write((
+                    i as u32,
+                    used as u32,
+                    unsafe { count[depth].assume_init() } + 1,
+                ))
             };
             i += 1;
         }
