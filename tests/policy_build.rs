@@ -1278,7 +1278,16 @@ fn lazily_read_input_is_read_as_regorus_reads_it() {
     for _ in 0..100 {
         deep.push(']');
     }
+    // Objects past the size the runtime sorts by insertion (32 entries),
+    // keys in reverse order and one twice, at the top and one level down.
+    let many: Vec<String> = (0..40)
+        .rev()
+        .map(|n| format!(r#""k{n:02}": {n}"#))
+        .chain([r#""k05": "again""#.to_string()])
+        .collect();
+    let many = many.join(", ");
     let inputs = [
+        format!(r#"{{{many}, "a": {{"b": {{{many}}}}}}}"#),
         r#"{"b": 1, "a": {"b": [1, 2.5, -0, 1e3, "x\"y\\u00e9\ud83d\ude00", null, true, false, {}, []]}}"#.to_string(),
         r#"[{"z": 1, "a": [[], {"k": "v"}]}, 2, "three"]"#.to_string(),
         r#"{"k": 1, "k": 2, "a": {"b": {"c": [1, {"d": "\n\t"}]}}}"#.to_string(),
@@ -1320,7 +1329,7 @@ fn lazily_read_input_is_read_as_regorus_reads_it() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 32);
+    assert_eq!(compared, 36);
     let mut too_deep = String::new();
     for _ in 0..200 {
         too_deep.push('[');

@@ -379,7 +379,7 @@ pub fn force(l: Lazy) -> Value {
                 i += 1;
             }
         }
-        Value::json_object(entries)
+        Value::object(entries)
     } else {
         let mut items = Vec::with_capacity(len);
         loop {
@@ -618,7 +618,7 @@ impl<'a> Parser<'a> {
             self.entries.push((k, v));
             if self.eat(b'}') {
                 let entries: Vec<(V, V)> = self.entries.drain(mark..).collect();
-                return Some(V::new(Value::json_object(entries)));
+                return Some(V::object(entries));
             }
             if !self.eat(b',') {
                 return None;

@@ -224,6 +224,12 @@ pub fn addr_of(v: Option<V>) -> i32 {
 impl Value {
     /// An object of `entries` (sorted here; of duplicate keys the last wins).
     pub fn object(mut entries: Vec<(V, V)>) -> Value {
+        // Small objects with string keys, as JSON documents mostly have: an
+        // insertion sort on the keys' text, much cheaper than [`compare`]
+        // and the general sort (which larger ones keep: n log n).
+        if entries.len() <= SMALL_OBJECT && entries.iter().all(|(k, _)| k.as_str().is_some()) {
+            return Value::Object(sort_string_keys(entries));
+        }
         if entries
             .windows(2)
             .all(|w| compare(w[0].0, w[1].0) == Ordering::Less)
@@ -233,58 +239,6 @@ impl Value {
         entries.reverse();
         entries.sort_by(|a, b| compare(a.0, b.0));
         entries.dedup_by(|a, b| compare(a.0, b.0) == Ordering::Equal);
-        Value::Object(entries)
-    }
-
-    /// An object of JSON text's `entries`, whose keys are all strings
-    /// (sorted here by their bytes; of duplicate keys the last wins). An
-    /// insertion sort on the keys' text: the objects of JSON documents are
-    /// small and often nearly sorted, and comparing text directly is much
-    /// cheaper than [`compare`].
-    pub fn json_object(mut entries: Vec<(V, V)>) -> Value {
-        #[inline(always)]
-        fn key(e: &(V, V)) -> &'static [u8] {
-            match &*e.0 {
-                Value::String(s) => s.as_bytes(),
-                _ => &[],
-            }
-        }
-        let n = entries.len();
-        let mut duplicate = false;
-        for i in 1..n {
-            let k = key(&entries[i]);
-            let mut j = i;
-            loop {
-                match key(&entries[j - 1]).cmp(k) {
-                    Ordering::Greater => {}
-                    Ordering::Equal => {
-                        duplicate = true;
-                        break;
-                    }
-                    Ordering::Less => break,
-                }
-                j -= 1;
-                if j == 0 {
-                    break;
-                }
-            }
-            if j < i {
-                entries[j..=i].rotate_right(1);
-            }
-        }
-        if duplicate {
-            // Stable: of a run of equal keys, the last one came last.
-            let mut w = 0;
-            for r in 0..n {
-                if w > 0 && key(&entries[w - 1]) == key(&entries[r]) {
-                    entries[w - 1] = entries[r];
-                } else {
-                    entries[w] = entries[r];
-                    w += 1;
-                }
-            }
-            entries.truncate(w);
-        }
         Value::Object(entries)
     }
 
@@ -366,6 +320,58 @@ impl Value {
     pub fn is_empty(&self) -> bool {
         self.len() == Some(0)
     }
+}
+
+/// Objects up to this many entries with string keys are sorted by
+/// [`sort_string_keys`].
+const SMALL_OBJECT: usize = 32;
+
+/// Entries whose keys are all strings, sorted by the keys' bytes (stable:
+/// of equal keys the one that came last is kept).
+fn sort_string_keys(mut entries: Vec<(V, V)>) -> Vec<(V, V)> {
+    #[inline(always)]
+    fn key(e: &(V, V)) -> &'static [u8] {
+        match &*e.0 {
+            Value::String(s) => s.as_bytes(),
+            _ => &[],
+        }
+    }
+    let n = entries.len();
+    let mut duplicate = false;
+    for i in 1..n {
+        let k = key(&entries[i]);
+        let mut j = i;
+        loop {
+            match key(&entries[j - 1]).cmp(k) {
+                Ordering::Greater => {}
+                Ordering::Equal => {
+                    duplicate = true;
+                    break;
+                }
+                Ordering::Less => break,
+            }
+            j -= 1;
+            if j == 0 {
+                break;
+            }
+        }
+        if j < i {
+            entries[j..=i].rotate_right(1);
+        }
+    }
+    if duplicate {
+        let mut w = 0;
+        for r in 0..n {
+            if w > 0 && key(&entries[w - 1]) == key(&entries[r]) {
+                entries[w - 1] = entries[r];
+            } else {
+                entries[w] = entries[r];
+                w += 1;
+            }
+        }
+        entries.truncate(w);
+    }
+    entries
 }
 
 /// Rego's total order on values.
