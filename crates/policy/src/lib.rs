@@ -85,10 +85,7 @@ impl Policy {
             Policy::Native(p) => {
                 p.eval(&native_entrypoint(p, entrypoint)?, input.map(Input::value))
             }
-            Policy::Wasm(p) => {
-                let id = p.entrypoint_id(entrypoint)?;
-                p.eval_raw(id, input.map(Input::text))
-            }
+            Policy::Wasm(p) => p.eval_text(entrypoint, input.map(Input::text)),
         }
     }
 

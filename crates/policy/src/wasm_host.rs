@@ -617,9 +617,18 @@ impl OpaWasmPolicy {
     /// Evaluates an entrypoint with `input` (None: undefined) and returns
     /// OPA's result set (`[{"result": v}]`, or `[]`).
     pub fn eval(&mut self, entrypoint: Option<&str>, input: Option<&Json>) -> Result<Json, Error> {
-        let id = self.entrypoint_id(entrypoint)?;
         let input = input.map(|i| serde_json::to_vec(i).unwrap_or_default());
-        self.eval_raw(id, input.as_deref())
+        self.eval_text(entrypoint, input.as_deref())
+    }
+
+    /// [`OpaWasmPolicy::eval`] with the input given as JSON text.
+    pub fn eval_text(
+        &mut self,
+        entrypoint: Option<&str>,
+        input: Option<&[u8]>,
+    ) -> Result<Json, Error> {
+        let id = self.entrypoint_id(entrypoint)?;
+        self.eval_raw(id, input)
     }
 
     /// Evaluates with the input given as JSON text (None: undefined).
