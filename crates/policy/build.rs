@@ -26,6 +26,8 @@ fn main() {
         wasm_opt_features: wasmlayer_wasm_embed::build::RUST_WASM_FEATURES,
     }
     .build();
+    let mut rego_runtime_features = wasmlayer_wasm_embed::build::RUST_WASM_FEATURES.to_vec();
+    rego_runtime_features.push("--enable-simd");
     Runtime {
         what: "the compiled-policy runtime",
         dir: manifest_dir.join("..").join("rego-runtime"),
@@ -33,7 +35,8 @@ fn main() {
         artifact: "wasmlayer_rego_runtime.wasm",
         target_subdir: "rego-runtime",
         out_file: "rego-runtime.wasm",
-        wasm_opt_features: wasmlayer_wasm_embed::build::RUST_WASM_FEATURES,
+        // Rust's defaults for the target, and SIMD (the input validator).
+        wasm_opt_features: &rego_runtime_features,
     }
     .build();
 }

@@ -75,13 +75,22 @@ pub fn parse_lazy(text: &[u8]) -> Option<V> {
 
 /// The offset of the first byte at or after `i` that is not JSON
 /// whitespace.
+///
+/// Compact text has none: one test, and a loop only when there is some
+/// (Wasm engines check for interruption at every iteration of a loop, so
+/// the common steps of the hot paths here enter none).
 #[inline(always)]
-fn ws(s: &[u8], mut i: usize) -> usize {
-    while let Some(&c) = s.get(i) {
-        // Compact text has none: one well-predicted test first.
-        if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-            break;
-        }
+fn ws(s: &[u8], i: usize) -> usize {
+    match s.get(i) {
+        Some(&c) if c <= b' ' => ws_run(s, i),
+        _ => i,
+    }
+}
+
+/// [`ws`] past a first byte that may be whitespace.
+#[inline(never)]
+fn ws_run(s: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = s.get(i) {
         i += 1;
     }
     i
@@ -98,6 +107,7 @@ fn ws(s: &[u8], mut i: usize) -> usize {
 /// text could need. Strings are skipped eight bytes at a time; escapes and
 /// numbers that are not plain integers are left to the parser.
 #[inline(never)]
+#[target_feature(enable = "simd128")]
 fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<usize> {
     const MAX: usize = MAX_PARSE_DEPTH as usize;
     // Per open array or object: its tape index, shifted left once, with
@@ -112,24 +122,34 @@ fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<u
     let base = tape.as_mut_ptr();
     let mut used = 0usize;
     let mut i = start;
-    'value: loop {
-        let c = *s.get(i)?;
-        // Tested one by one, the most common first: a chain of branches
-        // is predicted better than a jump table.
-        if c == b'"' {
-            i = skip_str(s, i + 1)?;
-        } else if c == b'{' || c == b'[' {
-            if depth == MAX {
-                return None;
-            }
-            let object = c == b'{';
-            open[depth].write(((used as u32) << 1) | u32::from(object));
-            count[depth].write(0);
-            depth += 1;
-            used += 1;
-            i = ws(s, i + 1);
-            let close = if object { b'}' } else { b']' };
-            if *s.get(i)? == close {
+    // Whether `i` is after a value (else at one). One loop, with one
+    // iteration per value and per closing bracket: Wasm engines check for
+    // interruption at every iteration of a loop.
+    let mut after = false;
+    loop {
+        if !after {
+            let c = *s.get(i)?;
+            // Tested one by one, the most common first: a chain of branches
+            // is predicted better than a jump table.
+            if c == b'"' {
+                i = skip_str(s, i + 1)?;
+            } else if c == b'{' || c == b'[' {
+                if depth == MAX {
+                    return None;
+                }
+                let object = c == b'{';
+                open[depth].write(((used as u32) << 1) | u32::from(object));
+                count[depth].write(0);
+                depth += 1;
+                used += 1;
+                i = ws(s, i + 1);
+                let close = if object { b'}' } else { b']' };
+                if *s.get(i)? != close {
+                    if object {
+                        i = key(s, i)?;
+                    }
+                    continue;
+                }
                 depth -= 1;
                 // SAFETY: written when it opened.
                 let index = (unsafe { open[depth].assume_init() } >> 1) as usize;
@@ -137,75 +157,73 @@ fn validate(s: &[u8], start: usize, tape: &mut Vec<(u32, u32, u32)>) -> Option<u
                 unsafe { base.add(index).write((i as u32, used as u32, 0)) };
                 i += 1;
             } else {
-                if object {
-                    i = key(s, i)?;
-                }
-                continue 'value;
+                i = scalar(s, i, c)?;
             }
-        } else {
-            match c {
-                b't' | b'f' | b'n' => {
-                    let word: &[u8] = match c {
-                        b't' => b"true",
-                        b'f' => b"false",
-                        _ => b"null",
-                    };
-                    if s.get(i..i + word.len()) != Some(word) {
-                        return None;
-                    }
-                    i += word.len();
-                }
-                b'-' | b'0'..=b'9' => {
-                    let mut j = i + usize::from(c == b'-');
-                    let digits = j;
-                    while s.get(j).is_some_and(u8::is_ascii_digit) {
-                        j += 1;
-                    }
-                    let n = j - digits;
-                    let simple = (1..=18).contains(&n)
-                        && (n == 1 || s[digits] != b'0')
-                        && !matches!(s.get(j), Some(b'.' | b'e' | b'E'));
-                    i = if simple { j } else { parsed_number(s, i)? };
-                }
-                _ => return None,
-            }
+            after = true;
         }
-        // After a value: commas and closing brackets, until the next value.
-        loop {
-            if depth == 0 {
-                // SAFETY: `used` entries were written, within capacity.
-                unsafe { tape.set_len(used) };
-                return Some(i);
-            }
-            i = ws(s, i);
-            // SAFETY: written when it opened (depth > 0 here).
-            let top = unsafe { open[depth - 1].assume_init() };
-            let object = top & 1 == 1;
-            let c = *s.get(i)?;
-            if c == b',' {
-                // SAFETY: as above.
-                count[depth - 1].write(unsafe { count[depth - 1].assume_init() } + 1);
-                i = ws(s, i + 1);
-                if object {
-                    i = key(s, i)?;
-                }
-                continue 'value;
-            }
-            if c != (if object { b'}' } else { b']' }) {
-                return None;
-            }
-            depth -= 1;
-            let index = (top >> 1) as usize;
+        // After a value: a comma and the next value, or a closing bracket.
+        if depth == 0 {
+            // SAFETY: `used` entries were written, within capacity.
+            unsafe { tape.set_len(used) };
+            return Some(i);
+        }
+        i = ws(s, i);
+        // SAFETY: written when it opened (depth > 0 here).
+        let top = unsafe { open[depth - 1].assume_init() };
+        let object = top & 1 == 1;
+        let c = *s.get(i)?;
+        if c == b',' {
             // SAFETY: as above.
-            unsafe {
-                base.add(index).write((
-                    i as u32,
-                    used as u32,
-                    unsafe { count[depth].assume_init() } + 1,
-                ))
-            };
-            i += 1;
+            count[depth - 1].write(unsafe { count[depth - 1].assume_init() } + 1);
+            i = ws(s, i + 1);
+            if object {
+                i = key(s, i)?;
+            }
+            after = false;
+            continue;
         }
+        if c != (if object { b'}' } else { b']' }) {
+            return None;
+        }
+        depth -= 1;
+        let index = (top >> 1) as usize;
+        // SAFETY: as above.
+        unsafe {
+            base.add(index)
+                .write((i as u32, used as u32, count[depth].assume_init() + 1))
+        };
+        i += 1;
+    }
+}
+
+/// A literal or a number at `i` (whose first byte is `c`); the offset after
+/// it.
+#[inline(always)]
+fn scalar(s: &[u8], i: usize, c: u8) -> Option<usize> {
+    match c {
+        // `true` and `null` as one four-byte word, `false` as `f` and one.
+        b't' | b'n' => {
+            let word = if c == b't' { *b"true" } else { *b"null" };
+            (s.get(i..i + 4)? == word).then_some(i + 4)
+        }
+        b'f' => (s.get(i + 1..i + 5)? == *b"alse").then_some(i + 5),
+        b'-' | b'0'..=b'9' => {
+            let mut j = i + usize::from(c == b'-');
+            let digits = j;
+            while s.get(j).is_some_and(u8::is_ascii_digit) {
+                j += 1;
+            }
+            let n = j - digits;
+            let simple = (1..=18).contains(&n)
+                && (n == 1 || s[digits] != b'0')
+                && !matches!(s.get(j), Some(b'.' | b'e' | b'E'));
+            if simple {
+                Some(j)
+            } else {
+                parsed_number(s, i)
+            }
+        }
+        _ => None,
     }
 }
 
@@ -237,9 +255,20 @@ fn parsed_number(s: &[u8], i: usize) -> Option<usize> {
 /// which is validated as the parser reads it, and as UTF-8 (the validator
 /// is the only pass over the text, and only strings may hold bytes past
 /// ASCII).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "simd128")]
 fn skip_str(s: &[u8], start: usize) -> Option<usize> {
-    let mut i = plain_run::<true>(s, start);
+    let i = plain_run16::<true>(s, start);
+    if s.get(i) == Some(&b'"') {
+        return Some(i + 1);
+    }
+    skip_str_rest(s, start, i)
+}
+
+/// [`skip_str`] from `i`, the first byte of the string at `start` that is
+/// not plain ASCII, or one of the last seven.
+#[inline(never)]
+fn skip_str_rest(s: &[u8], start: usize, mut i: usize) -> Option<usize> {
     loop {
         match *s.get(i)? {
             b'"' => return Some(i + 1),
@@ -281,30 +310,121 @@ fn escaped_str(s: &[u8], start: usize) -> Option<usize> {
 /// character, and with `ASCII` none past ASCII either) from `i`, eight
 /// bytes at a time: the first special byte, or where fewer than eight
 /// bytes are left (the caller looks at the bytes from there on one by one).
+///
+/// The first sixteen bytes, where most strings end, are looked at without
+/// a loop (see [`ws`]).
 #[inline(always)]
-fn plain_run<const ASCII: bool>(s: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = s.get(i..i + 8) {
-        // SAFETY: eight bytes in bounds; an unaligned load.
-        let w = u64::from_le(unsafe { core::ptr::read_unaligned(chunk.as_ptr().cast::<u64>()) });
-        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-        // A quote, a backslash, or a byte below 0x20 (bytes of 0x80 and up,
-        // UTF-8, are never flagged by the last test).
-        let mut special = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
-        if ASCII {
-            special |= w & HIGH;
+fn plain_run<const ASCII: bool>(s: &[u8], i: usize) -> usize {
+    let Some(w) = word(s, i) else {
+        return i;
+    };
+    let special = specials::<ASCII>(w);
+    if special != 0 {
+        return i + (special.trailing_zeros() / 8) as usize;
+    }
+    let Some(w) = word(s, i + 8) else {
+        return i + 8;
+    };
+    let special = specials::<ASCII>(w);
+    if special != 0 {
+        return i + 8 + (special.trailing_zeros() / 8) as usize;
+    }
+    plain_run_long::<ASCII>(s, i + 16)
+}
+
+/// [`plain_run::<true>`] sixteen bytes at a time (Wasm SIMD), for the
+/// validator: the first special byte from `i`, or where fewer than sixteen
+/// bytes are left and [`plain_run`] takes over.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn plain_run16<const ASCII: bool>(s: &[u8], i: usize) -> usize {
+    // The first sixteen bytes, where most strings end, without a loop.
+    match specials16::<ASCII>(s, i) {
+        Some(0) => plain_run16_long::<ASCII>(s, i + 16),
+        Some(bits) => i + bits.trailing_zeros() as usize,
+        None => plain_run::<ASCII>(s, i),
+    }
+}
+
+/// [`plain_run16`] past its first sixteen bytes.
+#[inline(never)]
+#[target_feature(enable = "simd128")]
+fn plain_run16_long<const ASCII: bool>(s: &[u8], mut i: usize) -> usize {
+    loop {
+        match specials16::<ASCII>(s, i) {
+            Some(0) => i += 16,
+            Some(bits) => return i + bits.trailing_zeros() as usize,
+            None => return plain_run::<ASCII>(s, i),
         }
+    }
+}
+
+/// A bit for each of the sixteen bytes at `i` that ends a run of plain
+/// string bytes (see [`plain_run`]): a quote, a backslash, a control
+/// character, and with `ASCII` a byte past ASCII. None past the end.
+#[inline]
+#[target_feature(enable = "simd128")]
+fn specials16<const ASCII: bool>(s: &[u8], i: usize) -> Option<u16> {
+    use core::arch::wasm32::*;
+    let chunk = s.get(i..i + 16)?;
+    // SAFETY: sixteen bytes in bounds; v128 loads need no alignment.
+    let v = unsafe { v128_load(chunk.as_ptr().cast::<v128>()) };
+    // Below 0x20 signed is a control character or a byte past ASCII.
+    let low = if ASCII {
+        i8x16_lt(v, i8x16_splat(0x20))
+    } else {
+        u8x16_lt(v, u8x16_splat(0x20))
+    };
+    let special = v128_or(
+        v128_or(
+            i8x16_eq(v, i8x16_splat(b'"' as i8)),
+            i8x16_eq(v, i8x16_splat(b'\\' as i8)),
+        ),
+        low,
+    );
+    Some(i8x16_bitmask(special))
+}
+
+/// [`plain_run`] past its first sixteen bytes.
+#[inline(never)]
+fn plain_run_long<const ASCII: bool>(s: &[u8], mut i: usize) -> usize {
+    while let Some(w) = word(s, i) {
+        let special = specials::<ASCII>(w);
         if special != 0 {
-            // The lowest flag is exact (a borrow only runs up from a
-            // flagged byte): the first special byte.
             return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
     i
+}
+
+/// The eight bytes at `i`, little-endian; None past the end.
+#[inline(always)]
+fn word(s: &[u8], i: usize) -> Option<u64> {
+    let chunk = s.get(i..i + 8)?;
+    // SAFETY: eight bytes in bounds; an unaligned load.
+    Some(u64::from_le(unsafe {
+        core::ptr::read_unaligned(chunk.as_ptr().cast::<u64>())
+    }))
+}
+
+/// The high bit of each byte of `w` that ends a run of plain string bytes
+/// (see [`plain_run`]). The lowest flag is exact (a borrow only runs up
+/// from a flagged byte): it marks the first special byte.
+#[inline(always)]
+fn specials<const ASCII: bool>(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    // A quote, a backslash, or a byte below 0x20 (bytes of 0x80 and up,
+    // UTF-8, are never flagged by the last test).
+    let mut special = zero(w ^ (ONES * u64::from(b'"')))
+        | zero(w ^ (ONES * u64::from(b'\\')))
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+    if ASCII {
+        special |= w & HIGH;
+    }
+    special
 }
 
 /// Validated JSON text and where each of its arrays and objects ends.
@@ -340,12 +460,38 @@ pub fn force(l: Lazy) -> Value {
         .map_or((0, 0), |t| (t.0 as usize, t.2 as usize));
     // The text was validated: what follows cannot fail on good input. The
     // position stays in a local, and strings are read without a parser.
-    let mut child = |i: &mut usize| -> V {
-        let at = *i;
-        match s.get(at) {
+    // One loop for both kinds, so that reading an element is inline once.
+    let (mut entries, mut items): (Vec<(V, V)>, Vec<V>) = if object {
+        (with_capacity(len), Vec::new())
+    } else {
+        (Vec::new(), with_capacity(len))
+    };
+    // Whether the keys come in order, as they do from serde_json's maps:
+    // then the object needs no sorting.
+    let mut sorted = true;
+    let mut last: &'static [u8] = &[];
+    loop {
+        i = ws(s, i);
+        if i >= end {
+            break;
+        }
+        let mut key = None;
+        if object {
+            let k = string_at(s, &mut i);
+            let text: &'static [u8] = match &*k {
+                Value::String(x) => x.as_bytes(),
+                _ => &[],
+            };
+            sorted &= entries.is_empty() || crate::mem::cmp_bytes(last, text).is_lt();
+            last = text;
+            key = Some(k);
+            i = ws(s, ws(s, i) + 1); // ':'
+        }
+        let at = i;
+        let v = match s.get(at) {
             Some(b'{' | b'[') => {
                 let (close, after, _) = doc.tape.get(next as usize).copied().unwrap_or((0, 0, 0));
-                *i = close as usize + 1;
+                i = close as usize + 1;
                 let index = next;
                 next = after;
                 V::new(Value::Lazy(Lazy {
@@ -354,47 +500,56 @@ pub fn force(l: Lazy) -> Value {
                     index,
                 }))
             }
-            Some(b'"') => string_at(s, i),
+            Some(b'"') => string_at(s, &mut i),
             _ => {
-                let mut p = Parser::json(s, at);
-                let v = p.value().unwrap_or_else(|| lazy_broken());
-                *i = p.i;
+                let (v, after) = scalar_at(s, i);
+                i = after;
                 v
             }
+        };
+        match key {
+            Some(k) => entries.push((k, v)),
+            None => items.push(v),
         }
-    };
-    if object {
-        let mut entries = Vec::with_capacity(len);
-        loop {
-            i = ws(s, i);
-            if i >= end {
-                break;
-            }
-            let k = string_at(s, &mut i);
-            i = ws(s, ws(s, i) + 1); // ':'
-            let v = child(&mut i);
-            entries.push((k, v));
-            i = ws(s, i);
-            if s.get(i) == Some(&b',') {
-                i += 1;
-            }
+        i = ws(s, i);
+        if s.get(i) == Some(&b',') {
+            i += 1;
         }
-        Value::object(entries)
-    } else {
-        let mut items = Vec::with_capacity(len);
-        loop {
-            i = ws(s, i);
-            if i >= end {
-                break;
-            }
-            items.push(child(&mut i));
-            i = ws(s, i);
-            if s.get(i) == Some(&b',') {
-                i += 1;
-            }
-        }
-        Value::Array(items)
     }
+    if !object {
+        Value::Array(items)
+    } else if sorted {
+        Value::Object(entries)
+    } else {
+        Value::object(entries)
+    }
+}
+
+/// An empty vector with room for `n` elements, taken from the heap directly
+/// (`Vec::with_capacity` goes through out-of-line generic code).
+#[inline(always)]
+fn with_capacity<T>(n: usize) -> Vec<T> {
+    let size = core::mem::size_of::<T>();
+    if n == 0 || size == 0 || n > (isize::MAX as usize) / size {
+        return Vec::with_capacity(n);
+    }
+    let p = crate::heap::alloc(n * size, core::mem::align_of::<T>());
+    if p.is_null() {
+        crate::abi::fail("policy runtime: out of memory");
+    }
+    // SAFETY: `p` is a fresh block of the global allocator's heap (which
+    // `Vec` frees through), aligned and large enough for `n` elements.
+    unsafe { Vec::from_raw_parts(p.cast::<T>(), 0, n) }
+}
+
+/// The (validated) literal or number at `i`, and the offset after it. Out
+/// of line: its parser lives in memory, and the caller's position stays in
+/// a local.
+#[inline(never)]
+fn scalar_at(s: &'static [u8], i: usize) -> (V, usize) {
+    let mut p = Parser::json(s, i);
+    let v = p.value().unwrap_or_else(|| lazy_broken());
+    (v, p.i)
 }
 
 /// The (validated) string whose opening quote is at `*i`; moves `*i` past
@@ -402,25 +557,40 @@ pub fn force(l: Lazy) -> Value {
 #[inline(always)]
 fn string_at(s: &'static [u8], i: &mut usize) -> V {
     let start = *i + 1;
-    let mut j = start;
+    let j = plain_run::<false>(s, start);
+    if s.get(j) == Some(&b'"') {
+        *i = j + 1;
+        // SAFETY: validated UTF-8, cut at ASCII quotes; the text lives as
+        // long as the values (see `parse_lazy`).
+        return unsafe {
+            V::string_borrowed(core::str::from_utf8_unchecked(s.get_unchecked(start..j)))
+        };
+    }
+    let (v, after) = string_at_rest(s, start, j);
+    *i = after;
+    v
+}
+
+/// [`string_at`] from `j`, a byte of the string at `start` that may be
+/// special; the string and the offset after it. The caller's position
+/// stays in a local.
+#[inline(never)]
+fn string_at_rest(s: &'static [u8], start: usize, mut j: usize) -> (V, usize) {
     loop {
-        j = plain_run::<false>(s, j);
         match s.get(j) {
             Some(b'"') => {
-                *i = j + 1;
-                // SAFETY: validated UTF-8, cut at ASCII quotes; the text
-                // lives as long as the values (see `parse_lazy`).
-                return unsafe {
+                // SAFETY: as in `string_at`.
+                let v = unsafe {
                     V::string_borrowed(core::str::from_utf8_unchecked(s.get_unchecked(start..j)))
                 };
+                return (v, j + 1);
             }
             Some(b'\\') => {
                 let mut p = Parser::json(s, start);
                 let v = p.string().unwrap_or_else(|| lazy_broken());
-                *i = p.i;
-                return v;
+                return (v, p.i);
             }
-            Some(_) => j += 1,
+            Some(_) => j = plain_run::<false>(s, j + 1),
             None => lazy_broken(),
         }
     }
@@ -1039,6 +1209,9 @@ fn write_seq(items: &[V], out: &mut String, rego: bool, depth: u32, open: u8, cl
 
 /// A string as serde_json writes it: runs of bytes that need no escape
 /// are found eight bytes at a time and copied whole.
+///
+/// Most strings written (keys, messages) need no escape at all: they are
+/// checked and copied without a loop where they are short (see [`ws`]).
 #[inline(never)]
 pub fn write_str(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -1048,17 +1221,10 @@ pub fn write_str(s: &str, out: &mut String) {
     out.push(b'"');
     let mut i = 0;
     loop {
-        // A run that needs no escape: eight bytes at a time, then the
-        // last few one by one.
+        // A run that needs no escape.
         let run = i;
-        i = plain_run::<false>(s, i);
-        while s
-            .get(i)
-            .is_some_and(|&b| b >= 0x20 && b != b'"' && b != b'\\')
-        {
-            i += 1;
-        }
-        out.extend_from_slice(&s[run..i]);
+        i = plain_end(s, i);
+        append(out, &s[run..i]);
         let Some(&b) = s.get(i) else {
             break;
         };
@@ -1082,6 +1248,75 @@ pub fn write_str(s: &str, out: &mut String) {
         }
     }
     out.push(b'"');
+}
+
+/// The offset of the first byte from `i` that a JSON string must escape
+/// (see [`plain_run`]), or the end of `s`. The last bytes, fewer than
+/// eight, are looked at as one word that ends where `s` does (bytes it
+/// overlaps that were seen already are left out); a string shorter than
+/// eight bytes byte by byte.
+#[inline(always)]
+fn plain_end(s: &[u8], i: usize) -> usize {
+    let j = plain_run::<false>(s, i);
+    if j + 8 <= s.len() || j >= s.len() {
+        // A special byte (or the end).
+        return j;
+    }
+    if s.len() >= 8 {
+        let at = s.len() - 8;
+        // Bytes before `j` are plain, or were escaped before `i`: not
+        // looked at again (j - at < 8 here).
+        let special = word(s, at).map_or(0, specials::<false>) & (u64::MAX << ((j - at) * 8));
+        return if special == 0 {
+            s.len()
+        } else {
+            at + (special.trailing_zeros() / 8) as usize
+        };
+    }
+    let mut j = j;
+    while s
+        .get(j)
+        .is_some_and(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+    {
+        j += 1;
+    }
+    j
+}
+
+/// Appends `b` to `out`; sixteen bytes or fewer as two (overlapping) words
+/// each way, without a loop or a call to `memory.copy` (a call into the
+/// engine).
+#[inline(always)]
+fn append(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if n > 16 || n < 4 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(n);
+    // SAFETY: n bytes are readable at `b` and writable at the end of `out`
+    // (reserved); the copies are of plain bytes and may overlap each other
+    // only where they write the same bytes.
+    unsafe {
+        let src = b.as_ptr();
+        let dst = out.as_mut_ptr().add(out.len());
+        if n >= 8 {
+            let (x, y) = (
+                core::ptr::read_unaligned(src.cast::<u64>()),
+                core::ptr::read_unaligned(src.add(n - 8).cast::<u64>()),
+            );
+            core::ptr::write_unaligned(dst.cast::<u64>(), x);
+            core::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), y);
+        } else {
+            let (x, y) = (
+                core::ptr::read_unaligned(src.cast::<u32>()),
+                core::ptr::read_unaligned(src.add(n - 4).cast::<u32>()),
+            );
+            core::ptr::write_unaligned(dst.cast::<u32>(), x);
+            core::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), y);
+        }
+        out.set_len(out.len() + n);
+    }
 }
 
 /// Decimal text of an unsigned integer.
