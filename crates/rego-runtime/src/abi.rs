@@ -392,8 +392,12 @@ fn value_at(addr: i32) -> Option<V> {
     unsafe { V::from_addr(addr) }
 }
 
+/// Room a written value starts with: most results fit, and a larger one
+/// grows in place (it is on top of the heap).
+const DUMP_START: usize = 256;
+
 fn dump_json(v: i32) -> i32 {
-    let mut s = String::new();
+    let mut s = String::with_capacity(DUMP_START);
     match value_at(v) {
         Some(v) => json::dump(v, &mut s),
         None => s.push_str("null"),
@@ -402,7 +406,7 @@ fn dump_json(v: i32) -> i32 {
 }
 
 fn dump_rego(v: i32) -> i32 {
-    let mut s = String::new();
+    let mut s = String::with_capacity(DUMP_START);
     match value_at(v) {
         Some(v) => json::dump_rego(v, &mut s),
         None => s.push_str("null"),

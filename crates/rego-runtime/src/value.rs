@@ -479,7 +479,22 @@ pub fn set_find(items: &[V], elem: V) -> Result<usize, usize> {
 
 /// `coll[key]`: an object's value, an array's element (integer index), a
 /// set's element itself; None when there is none or `coll` is no collection.
+///
+/// An object and a string key, as most lookups are, first and inline: the
+/// binary search is the only call.
+#[inline]
 pub fn get(coll: V, key: V) -> Option<V> {
+    if let (Value::Object(o), Value::String(k)) = (&*coll, &*key) {
+        // SAFETY: find_str returns an index within the entries.
+        return find_str(o, k.as_bytes())
+            .ok()
+            .map(|i| unsafe { o.get_unchecked(i).1 });
+    }
+    get_any(coll, key)
+}
+
+#[inline(never)]
+fn get_any(coll: V, key: V) -> Option<V> {
     match &*coll {
         Value::Object(o) => object_find(o, key).ok().map(|i| o[i].1),
         Value::Array(a) => {
