@@ -3,7 +3,7 @@
 # Rego, registry client or wasi-nn (crates/cli feature `edge`), optimised for
 # size (profile `edge` in Cargo.toml), without WASI 0.3. It runs precompiled code and the
 # local artifact store, with capabilities, limits, the same exit codes and
-# the host sandbox. The first build takes about 6 minutes on 2 cores
+# the host sandbox. The first build takes about 2 minutes on 2 cores
 # (link-time optimisation); with nothing to do, a second.
 #
 # On x86_64 Linux it is one static executable on musl (scripts/setup.sh
@@ -16,7 +16,7 @@ cd "$ROOT"
 if [ -x target/edge/wasmlayer ]; then
     echo "[build] updating target/edge/wasmlayer (incremental)"
 else
-    echo "[build] building target/edge/wasmlayer: the first build takes about 6 minutes on 2 cores; cargo's progress follows"
+    echo "[build] building target/edge/wasmlayer: the first build takes about 2 minutes on 2 cores; cargo's progress follows"
 fi
 start=$(date +%s)
 # No unwind tables: with panic=abort nothing unwinds through host frames

@@ -11,7 +11,7 @@ bash scripts/build-guests.sh
 # One shared target dir; tests share one compile cache under target/.
 rm -rf target/test-cache
 if [ ! -d target/debug/deps ]; then
-    echo "[test] building the tests: the first build takes about 10 minutes on 2 cores; cargo's progress follows"
+    echo "[test] building the tests: the first build takes about 17 minutes on 2 cores; cargo's progress follows"
 fi
 # The edge build (no compiler, serve, policy, registry or wasi-nn; optimised
 # for size), which tests/edge.rs runs and measures.
