@@ -633,6 +633,103 @@ fn run_policy_accepts_a_policy_built_to_wasm() {
 /// what the compiler does not support fails with the construct, its place
 /// and a non-zero exit, and `--interpreter` builds it; both modules give
 /// regorus's answer.
+/// Rego v0 (before OPA 1.0; Gatekeeper's templates), with `--v0-compatible`
+/// as in OPA: without it, a clear error at the rule; with it, `eval`,
+/// `test` and both kinds of `build` take the policy; a module importing
+/// `rego.v1` stays v1 beside it.
+#[test]
+fn v0_policies_need_v0_compatible_and_then_evaluate_and_build() {
+    let t = tempdir();
+    let v0 = s(&write(
+        t.path(),
+        "tags.rego",
+        "package k8sdisallowedtags\n\nviolation[{\"msg\": msg}] {\n  c := input.containers[_]\n  not contains(c.image, \":\")\n  msg := sprintf(\"container <%v> has no tag\", [c.name])\n}\n\ncount_images = n {\n  n := count(input.containers)\n}\n",
+    ));
+    let v1 = s(&write(
+        t.path(),
+        "v1.rego",
+        "package modern\n\nimport rego.v1\n\nnames contains n if some n in data.k8sdisallowedtags.violation\n",
+    ));
+    let tests = write(
+        t.path(),
+        "tags_test.rego",
+        "package k8sdisallowedtags\n\ntest_untagged {\n  count(violation) == 1 with input as {\"containers\": [{\"name\": \"a\", \"image\": \"nginx\"}]}\n}\n",
+    );
+    let input = s(&write(
+        t.path(),
+        "input.json",
+        r#"{"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx:1.25"}]}"#,
+    ));
+    let expected = r#"[{"result":[{"msg":"container <a> has no tag"}]}]"#;
+
+    // Without the flag: Rego v1, and the rule's place in the error.
+    let r = eval(&[&v0, "-i", &input, "-e", "k8sdisallowedtags/violation"]);
+    assert_eq!(r.code, 65, "{r:?}");
+    assert!(r.stderr.contains("tags.rego:3:"), "{r:?}");
+    let wasm = t.path().join("tags.wasm");
+    let r = run(["policy", "build", &v0, "-o", &s(&wasm)]);
+    assert_eq!((r.code, wasm.exists()), (65, false), "{r:?}");
+
+    let r = eval(&[
+        "--v0-compatible",
+        &v0,
+        &v1,
+        "-i",
+        &input,
+        "-e",
+        "k8sdisallowedtags/violation",
+    ]);
+    assert_eq!((r.code, r.stdout.trim()), (0, expected), "{r:?}");
+    let r = eval(&[
+        "--v0-compatible",
+        &v0,
+        &v1,
+        "-i",
+        &input,
+        "-e",
+        "modern/names",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, r#"[{"result":[{"msg":"container <a> has no tag"}]}]"#),
+        "{r:?}"
+    );
+    let r = run(["policy", "test", "--v0-compatible", &v0, &s(&tests)]);
+    assert_eq!((r.code, r.stdout.contains("PASS: 1/1")), (0, true), "{r:?}");
+
+    for interpreter in [false, true] {
+        let mut args = vec!["policy", "build", "--v0-compatible"];
+        if interpreter {
+            args.push("--interpreter");
+        }
+        let out = s(&wasm);
+        args.extend([
+            v0.as_str(),
+            v1.as_str(),
+            "-e",
+            "k8sdisallowedtags/violation",
+            "-e",
+            "k8sdisallowedtags/count_images",
+            "-o",
+            &out,
+        ]);
+        let r = run(args);
+        assert_eq!(r.code, 0, "interpreter {interpreter}: {r:?}");
+        let r = eval(&[&out, "-i", &input, "-e", "k8sdisallowedtags/violation"]);
+        assert_eq!(
+            (r.code, r.stdout.trim()),
+            (0, expected),
+            "interpreter {interpreter}: {r:?}"
+        );
+        let r = eval(&[&out, "-i", &input, "-e", "k8sdisallowedtags/count_images"]);
+        assert_eq!(
+            (r.code, r.stdout.trim()),
+            (0, r#"[{"result":2}]"#),
+            "interpreter {interpreter}: {r:?}"
+        );
+    }
+}
+
 #[test]
 fn policy_build_compiles_and_falls_back_to_the_interpreter_on_request() {
     let t = tempdir();

@@ -6,7 +6,7 @@
 //! The table is tests/fixtures/policies/build/: one directory per policy
 //! with its `.rego` files, an optional `data.json` and a `cases.json`
 //! (`{"entrypoints": [...]?, "cases": [{"entrypoint", "input"?}],
-//! "host_builtins": [...]?}`). Each evaluator is a function from a
+//! "host_builtins": [...]?, "rego_v0": bool?}`). Each evaluator is a function from a
 //! [`PolicyCase`] to one [`Outcome`] per case, so another evaluator is one
 //! more column: a function of the same shape compared in the same loop.
 #![allow(dead_code)]
@@ -26,7 +26,12 @@ const MAX_MODULE_SIZE: usize = 1024 * 1024;
 const MAX_COMPILED_SIZE: usize = 142 * 1024;
 
 /// Policies also evaluated through the interpreter module.
-const INTERPRETER_CASES: &[&str] = &["data-lookup", "required-labels", "strings"];
+const INTERPRETER_CASES: &[&str] = &[
+    "data-lookup",
+    "gatekeeper-v0-resources",
+    "required-labels",
+    "strings",
+];
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -47,6 +52,8 @@ pub struct PolicyCase {
     pub evals: Vec<Eval>,
     /// The builtins the module must ask its host for.
     pub host_builtins: Vec<String>,
+    /// The modules are Rego v0 (`"rego_v0": true`; `--v0-compatible`).
+    pub rego_v0: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +163,7 @@ fn load_case(dir: &Path) -> PolicyCase {
         entrypoints: strings(&spec["entrypoints"]),
         evals,
         host_builtins: strings(&spec["host_builtins"]),
+        rego_v0: spec["rego_v0"].as_bool().unwrap_or(false),
     }
 }
 
@@ -174,6 +182,7 @@ pub fn native(case: &PolicyCase) -> Vec<Outcome> {
         .iter()
         .map(|e| {
             let mut engine = regorus::Engine::new();
+            engine.set_rego_v0(case.rego_v0);
             for (name, text) in &case.modules {
                 engine.add_policy(name.clone(), text.clone()).unwrap();
             }
@@ -239,6 +248,7 @@ pub fn our_native(case: &PolicyCase) -> Vec<Outcome> {
         } else {
             json!({})
         },
+        rego_v0: case.rego_v0,
     };
     evaluate_all(
         case,
@@ -264,6 +274,7 @@ pub fn build_as(case: &PolicyCase, embed_data: bool, interpreter: bool) -> Vec<u
             Json::Null
         },
         entrypoints: case.entrypoints.clone(),
+        rego_v0: case.rego_v0,
     })
     .unwrap_or_else(|e| panic!("{}: build failed: {e}", case.name))
 }

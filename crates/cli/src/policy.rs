@@ -38,6 +38,9 @@ pub(crate) struct Evaluation {
     /// What to evaluate: `data.pkg.rule`, `pkg/rule` [default: the policy's only package or entrypoint].
     #[arg(short, long, value_name = "PATH")]
     entrypoint: Option<String>,
+    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
+    #[arg(long = "v0-compatible")]
+    pub(crate) v0_compatible: bool,
 }
 
 impl Evaluation {
@@ -53,7 +56,9 @@ impl Evaluation {
             .as_deref()
             .map(|p| read_document(p, "data"))
             .transpose()?;
-        Ok((Policy::load(&self.policy, data)?, input))
+        let source = wasmlayer_policy::PolicySource::read(&self.policy, data)?
+            .with_rego_v0(self.v0_compatible);
+        Ok((Policy::from_source(&source)?, input))
     }
 }
 
@@ -91,6 +96,9 @@ pub(crate) struct TestArgs {
     /// Show every test, passing ones too, with its time.
     #[arg(long = "show-all")]
     show_all: bool,
+    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
+    #[arg(long = "v0-compatible")]
+    pub(crate) v0_compatible: bool,
 }
 
 #[derive(Args, Debug)]
@@ -109,6 +117,9 @@ pub(crate) struct BuildArgs {
     /// that use what the compiler does not support.
     #[arg(long)]
     interpreter: bool,
+    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
+    #[arg(long = "v0-compatible")]
+    pub(crate) v0_compatible: bool,
 }
 
 pub(crate) fn dispatch(cmd: PolicyCommand) -> Result<i32, Error> {
@@ -190,7 +201,8 @@ fn eval(args: EvalArgs) -> Result<i32, Error> {
 }
 
 fn test(args: TestArgs) -> Result<i32, Error> {
-    let sources = Sources::read(&args.paths)?;
+    let mut sources = Sources::read(&args.paths)?;
+    sources.rego_v0 = args.v0_compatible;
     let policy = NativePolicy::new(&sources)?;
     let outcomes = policy.run_tests();
     let mut out = std::io::stdout().lock();
@@ -240,6 +252,7 @@ fn build(args: BuildArgs) -> Result<i32, Error> {
         data: sources.data,
         entrypoints: args.entrypoints,
         interpreter: args.interpreter,
+        rego_v0: args.v0_compatible,
     };
     let module = wasmlayer_policy::wasm_build::build_module(&input)?;
     crate::write_file_atomic(&args.output, &module)?;

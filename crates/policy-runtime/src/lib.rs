@@ -148,6 +148,8 @@ fn init() -> State {
 
     let mut engine = Engine::new();
     engine.set_gather_prints(true);
+    // Rego v0 when the policy was built with `--v0-compatible`.
+    engine.set_rego_v0(matches!(bundle["rego_v0"], Value::Bool(true)));
     let list = |key: &str| -> Vec<Value> {
         match &bundle[key] {
             Value::Array(a) => a.iter().cloned().collect(),

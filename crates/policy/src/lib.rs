@@ -181,6 +181,15 @@ pub enum PolicySource {
 }
 
 impl PolicySource {
+    /// Rego source is parsed as Rego v0 (see [`Sources::rego_v0`]); a Wasm
+    /// module or bundle is compiled already, and stays as it is.
+    pub fn with_rego_v0(mut self, rego_v0: bool) -> PolicySource {
+        if let PolicySource::Rego(s) = &mut self {
+            s.rego_v0 = rego_v0;
+        }
+        self
+    }
+
     /// Reads `.rego` files (and directories of them, with `.json` data), or
     /// a single `.wasm` (or `.wat`) module or OPA bundle (`.tar.gz`). `data`
     /// is merged into the data document.

@@ -17,6 +17,11 @@ pub struct Sources {
     pub modules: Vec<(String, String)>,
     /// The merged data document: an object (empty when no data was given).
     pub data: Json,
+    /// Parse the modules as Rego v0, the syntax before OPA 1.0 (`p[x] { ... }`
+    /// rules, no `if` or `contains`; Gatekeeper's templates are written in
+    /// it), as OPA's `--v0-compatible` does. A module that imports `rego.v1`
+    /// is still v1. Off: Rego v1, OPA 1.x's default.
+    pub rego_v0: bool,
 }
 
 impl Sources {
@@ -27,6 +32,7 @@ impl Sources {
         let mut sources = Sources {
             modules: Vec::new(),
             data: Json::Object(Default::default()),
+            rego_v0: false,
         };
         for path in paths {
             sources.read_path(path, true)?;
@@ -156,6 +162,7 @@ impl NativePolicy {
             check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
         });
         crate::builtins::add_extensions(&mut engine).map_err(Error::host)?;
+        engine.set_rego_v0(sources.rego_v0);
         let mut packages = Vec::new();
         for (name, text) in &sources.modules {
             let pkg = engine
@@ -502,6 +509,7 @@ mod tests {
         NativePolicy::new(&Sources {
             modules: vec![("p.rego".into(), text.into())],
             data: serde_json::json!({"limits": {"max": 3}}),
+            rego_v0: false,
         })
         .unwrap()
     }
@@ -544,6 +552,7 @@ mod tests {
         let err = NativePolicy::new(&Sources {
             modules: vec![("bad.rego".into(), "package x\nallow if {\n".into())],
             data: Json::Null,
+            rego_v0: false,
         })
         .unwrap_err();
         assert!(err.to_string().contains("bad.rego:"), "{err}");

@@ -40,8 +40,10 @@ pub const RUNTIME_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy
 /// What a policy module is built from.
 #[derive(Debug, Clone, Default)]
 pub struct BuildInput {
-    /// Rego modules: (file name, Rego text). Rego v1.
+    /// Rego modules: (file name, Rego text). Rego v1 unless `rego_v0`.
     pub modules: Vec<(String, String)>,
+    /// Parse the modules as Rego v0 (see [`crate::Sources::rego_v0`]).
+    pub rego_v0: bool,
     /// Data compiled into the module (merged data.json): an object, or null
     /// for none. Data a host sets is merged over it (the host's wins).
     pub data: serde_json::Value,
@@ -70,10 +72,11 @@ pub fn build_module(input: &BuildInput) -> Result<Vec<u8>, Error> {
                 )
             })
             .collect();
-        return crate::compile::compile(&input.modules, &input.data, &entrypoints);
+        return crate::compile::compile(&input.modules, input.rego_v0, &input.data, &entrypoints);
     }
     let bundle = serde_json::json!({
         "modules": input.modules.iter().map(|(n, t)| [n, t]).collect::<Vec<_>>(),
+        "rego_v0": input.rego_v0,
         "data": match &input.data {
             serde_json::Value::Null => serde_json::Value::Object(Default::default()),
             d => d.clone(),
@@ -195,6 +198,7 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
     };
 
     let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(input.rego_v0);
     for (name, text) in &input.modules {
         engine
             .add_policy(name.clone(), text.clone())
@@ -214,9 +218,11 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
         let source = regorus::Source::from_contents(name.clone(), text.clone())
             .map_err(|e| Error::policy(format!("{e}")))?;
         let mut parser = Parser::new(&source).map_err(|e| Error::policy(format!("{e}")))?;
-        parser
-            .enable_rego_v1()
-            .map_err(|e| Error::policy(format!("{e}")))?;
+        if !input.rego_v0 {
+            parser
+                .enable_rego_v1()
+                .map_err(|e| Error::policy(format!("{e}")))?;
+        }
         let module = parser.parse().map_err(|e| Error::policy(format!("{e}")))?;
         paths.add_module(&module);
         scan_calls(&source, &mut builtins).map_err(|e| Error::policy(format!("{e}")))?;
@@ -515,6 +521,7 @@ mod tests {
             data: serde_json::Value::Null,
             entrypoints: entrypoints.iter().map(|s| s.to_string()).collect(),
             interpreter: false,
+            rego_v0: false,
         }
     }
 

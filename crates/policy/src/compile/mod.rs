@@ -35,6 +35,7 @@ pub(crate) fn builtin_arity(name: &str) -> Option<u8> {
 /// is a rule).
 pub(crate) fn compile(
     modules: &[(String, String)],
+    rego_v0: bool,
     data: &Json,
     entrypoints: &[(String, Vec<String>)],
 ) -> Result<Vec<u8>, Error> {
@@ -44,9 +45,11 @@ pub(crate) fn compile(
             .map_err(|e| Error::policy(format!("{e}")))?;
         let mut parser =
             regorus::unstable::Parser::new(&source).map_err(|e| Error::policy(format!("{e}")))?;
-        parser
-            .enable_rego_v1()
-            .map_err(|e| Error::policy(format!("{e}")))?;
+        if !rego_v0 {
+            parser
+                .enable_rego_v1()
+                .map_err(|e| Error::policy(format!("{e}")))?;
+        }
         parsed.push(parser.parse().map_err(|e| Error::policy(format!("{e}")))?);
     }
     let info = codegen::runtime_info(RUNTIME_WASM)
