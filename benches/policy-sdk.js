@@ -26,7 +26,12 @@ async function main() {
   const text = new TextEncoder().encode(JSON.stringify(JSON.parse(fs.readFileSync(inputPath, "utf8"))));
   const input = text.buffer.slice(text.byteOffset, text.byteOffset + text.byteLength);
   const t0 = process.hrtime.bigint();
-  const policy = await loadPolicy(fs.readFileSync(wasmPath));
+  // `regex.match` is left to the host by `policy build`; the SDK takes it
+  // as a custom builtin (as tests/node/opa-eval.js gives it).
+  const customBuiltins = {
+    "regex.match": (pattern, value) => new RegExp(pattern, "u").test(value),
+  };
+  const policy = await loadPolicy(fs.readFileSync(wasmPath), undefined, customBuiltins);
   if (dataPath) policy.setData(JSON.parse(fs.readFileSync(dataPath, "utf8")));
   const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const result = policy.evaluate(input, entrypoint);

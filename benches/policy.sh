@@ -69,13 +69,17 @@ sources_of() {
 }
 GK="$FIX/build/required-labels"
 case_input "$GK" 0 "$WORK/gk-labels-input.json"
+GKV0="$FIX/build/gatekeeper-v0-images"
+GKV0R="$FIX/build/gatekeeper-v0-resources"
+case_input "$GKV0" 7 "$WORK/gk-privileged-input.json"
+case_input "$GKV0R" 0 "$WORK/gk-limits-input.json"
 OPA="$FIX/opa"
 case_input "$OPA/example" 0 "$WORK/opa-example-input.json"
 case_input "$OPA/rbac" 0 "$WORK/opa-rbac-admin-input.json"
 case_input "$OPA/rbac" 4 "$WORK/opa-rbac-deny-input.json"
 case_input "$OPA/multi" 0 "$WORK/opa-multi-input.json"
 
-# name | rego sources (and data) | entrypoint | input | OPA's module | its data
+# name | rego sources (and data) | entrypoint | input | OPA's module | its data | Rego v0
 # required-labels: Gatekeeper style (`violation` over input.review), a pod
 # missing a label; deny-denied and deny-allowed: every `deny` rule (privileged containers and
 # the Wasm RuntimeClass rule) on a pod with two privileged containers, and on
@@ -88,6 +92,11 @@ case_input "$OPA/multi" 0 "$WORK/opa-multi-input.json"
 # own test input), opa-rbac-deny (a customer updating a cat: her grants do not
 # allow it; OPA writes the set of grants in another order),
 # opa-multi (the package prefix `example` of multi-entrypoint sample).
+# gk-privileged and gk-limits: policies in the form of Gatekeeper's library,
+# in Rego v0 (`--v0-compatible`; fixtures build/gatekeeper-v0-*): privileged
+# containers with image exemptions (five containers), and container limits
+# (CPU and memory quantities parsed with regex.match, to_number and
+# suffix tables; eight containers).
 ALL="$K8S/lib.rego $K8S/required_labels.rego $K8S/privileged.rego $K8S/wasm_runtime_class.rego $K8S/data.json"
 CASES=(
     "required-labels|$ALL|kubernetes/admission/violation|$WORK/review-labels.json||"
@@ -99,6 +108,8 @@ CASES=(
     "opa-rbac-admin|$(sources_of "$OPA/rbac")|app/rbac|$WORK/opa-rbac-admin-input.json|$OPA/rbac/opa.wasm|$OPA/rbac/data.json"
     "opa-rbac-deny|$(sources_of "$OPA/rbac")|app/rbac|$WORK/opa-rbac-deny-input.json|$OPA/rbac/opa.wasm|$OPA/rbac/data.json"
     "opa-multi|$(sources_of "$OPA/multi")|example|$WORK/opa-multi-input.json|$OPA/multi/opa.wasm|"
+    "gk-privileged|$(sources_of "$GKV0")|k8spspprivileged/violation|$WORK/gk-privileged-input.json|||v0"
+    "gk-limits|$(sources_of "$GKV0R")|k8scontainerlimits/violation|$WORK/gk-limits-input.json|||v0"
 )
 
 # A command whose messages (regorus's warnings, `built ...`) are shown only
@@ -113,15 +124,16 @@ printf '%-18s | %17s | %17s | %17s | %17s | %17s\n' \
 echo "[" >"$OUT/policy.json"
 first=1
 for c in "${CASES[@]}"; do
-    IFS='|' read -r name sources ep input opa opadata <<<"$c"
+    IFS='|' read -r name sources ep input opa opadata v0 <<<"$c"
+    v0=${v0:+--v0-compatible}
     # shellcheck disable=SC2086
-    quiet "$W" policy build $sources -e "$ep" -o "$WORK/$name.wasm"
+    quiet "$W" policy build $v0 $sources -e "$ep" -o "$WORK/$name.wasm"
     # shellcheck disable=SC2086
-    quiet "$W" policy build --interpreter $sources -e "$ep" -o "$WORK/$name-interp.wasm"
+    quiet "$W" policy build $v0 --interpreter $sources -e "$ep" -o "$WORK/$name-interp.wasm"
     compiled=$("$W" policy bench "$WORK/$name.wasm" -i "$input" -e "$ep" -n "$COUNT" --json)
     interp=$("$W" policy bench "$WORK/$name-interp.wasm" -i "$input" -e "$ep" -n "$COUNT" --json)
     # shellcheck disable=SC2086
-    native=$(quiet "$W" policy bench $sources -i "$input" -e "$ep" -n "$COUNT" --json)
+    native=$(quiet "$W" policy bench $v0 $sources -i "$input" -e "$ep" -n "$COUNT" --json)
     opa_run=null
     if [ -n "$opa" ]; then
         opa_run=$("$W" policy bench "$opa" ${opadata:+-d "$opadata"} -i "$input" -e "$ep" -n "$COUNT" --json)

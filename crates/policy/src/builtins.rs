@@ -1,8 +1,9 @@
 //! Builtins a Wasm policy asks its host for (`opa_builtin0..4`).
 //!
-//! Rego's builtins are implemented by the native interpreter: a call is
-//! evaluated by a one-rule policy `r := NAME(input[0], ...)` with the
-//! arguments as input. The hashes, which the interpreter lacks, are
+//! Rego's builtins are implemented by the native interpreter: a call runs
+//! the interpreter's own function for the builtin directly, with the
+//! argument expressions of a one-rule policy `r := NAME(input[0], ...)`
+//! parsed once (they name the arguments in its error messages). The hashes, which the interpreter lacks, are
 //! implemented here, and so are the builtins whose result has a size the
 //! arguments choose (`numbers.range`, `numbers.range_step`,
 //! `net.cidr_expand`): they check it against the memory the evaluation may
@@ -22,6 +23,15 @@ pub struct HostBuiltin {
 #[derive(Clone)]
 enum Imp {
     Hash(fn(&[u8]) -> String),
+    /// The interpreter's function, with the call's place and argument
+    /// expressions.
+    Direct {
+        fcn: regorus::unstable::BuiltinFcn,
+        span: regorus::unstable::Span,
+        params: Vec<regorus::unstable::Ref<regorus::unstable::Expr>>,
+    },
+    /// A one-rule policy around an extension of ours (the size-checked
+    /// builtins), evaluated by the interpreter.
     Rego(Box<regorus::Engine>),
 }
 
@@ -217,14 +227,22 @@ impl HostBuiltin {
             .map(|i| format!("input[{i}]"))
             .collect::<Vec<_>>()
             .join(", ");
+        let rule = format!("package builtin\nr := {name}({args})\n");
+        if !BOUNDED.iter().any(|(n, _)| *n == name) {
+            let fcn = *regorus::unstable::BUILTINS
+                .get(name)
+                .expect("looked up above");
+            let (span, params) = call_of(&rule).map_err(|e| format!("builtin `{name}`: {e}"))?;
+            return Ok(HostBuiltin {
+                name: name.to_string(),
+                imp: Imp::Direct { fcn, span, params },
+            });
+        }
         let mut engine = regorus::Engine::new();
         engine.set_strict_builtin_errors(true);
         add_bounded_builtins(&mut engine)?;
         engine
-            .add_policy(
-                "builtin.rego".into(),
-                format!("package builtin\nr := {name}({args})\n"),
-            )
+            .add_policy("builtin.rego".into(), rule)
             .map_err(|e| format!("builtin `{name}`: {e}"))?;
         Ok(HostBuiltin {
             name: name.to_string(),
@@ -243,6 +261,22 @@ impl HostBuiltin {
                 [Json::String(s)] => Ok(Some(Json::String(f(s.as_bytes())))),
                 _ => Err(format!("{}: expected one string argument", self.name)),
             },
+            Imp::Direct { fcn, span, params } => {
+                let args: Vec<regorus::Value> = args
+                    .iter()
+                    .map(|a| regorus::Value::from(a.clone()))
+                    .collect();
+                // Strict: a builtin's error is an error, as with OPA's
+                // host builtins, not an undefined result.
+                let v = (fcn.0)(span, params, &args, true)
+                    .map_err(|e| format!("{}: {}", self.name, first_line(&e.to_string())))?;
+                if v == regorus::Value::Undefined {
+                    return Ok(None);
+                }
+                serde_json::to_value(&v)
+                    .map(Some)
+                    .map_err(|e| format!("{}: {e}", self.name))
+            }
             Imp::Rego(engine) => {
                 let mut engine = (**engine).clone();
                 engine.set_input(regorus::Value::from(Json::Array(args.to_vec())));
@@ -258,6 +292,39 @@ impl HostBuiltin {
             }
         }
     }
+}
+
+/// The place and argument expressions of the call in `rule`, a one-rule
+/// policy `r := NAME(...)`.
+#[allow(clippy::type_complexity)]
+fn call_of(
+    rule: &str,
+) -> Result<
+    (
+        regorus::unstable::Span,
+        Vec<regorus::unstable::Ref<regorus::unstable::Expr>>,
+    ),
+    String,
+> {
+    use regorus::unstable::{Expr, Parser, Rule, RuleHead};
+    let source = regorus::Source::from_contents("builtin.rego".into(), rule.to_string())
+        .map_err(|e| e.to_string())?;
+    let mut parser = Parser::new(&source).map_err(|e| e.to_string())?;
+    parser.enable_rego_v1().map_err(|e| e.to_string())?;
+    let module = parser.parse().map_err(|e| e.to_string())?;
+    if let Some(Rule::Spec {
+        head: RuleHead::Compr {
+            assign: Some(assign),
+            ..
+        },
+        ..
+    }) = module.policy.first().map(|r| r.as_ref())
+    {
+        if let Expr::Call { span, params, .. } = assign.value.as_ref() {
+            return Ok((span.clone(), params.clone()));
+        }
+    }
+    Err("not a call".into())
 }
 
 fn first_line(s: &str) -> String {
