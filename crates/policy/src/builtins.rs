@@ -420,6 +420,26 @@ mod tests {
     }
 
     #[test]
+    fn every_interpreter_builtin_is_called_directly_and_the_bounded_ones_checked() {
+        for name in regorus::unstable::BUILTINS.keys() {
+            let b = HostBuiltin::new(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let direct = matches!(b.imp, Imp::Direct { .. });
+            assert_eq!(direct, !BOUNDED.iter().any(|(n, _)| n == name), "{name}");
+        }
+        // An argument of the wrong type is an error naming the builtin.
+        let err = HostBuiltin::new("regex.match")
+            .unwrap()
+            .call(&[json!(1), json!("a")])
+            .unwrap_err();
+        assert!(err.starts_with("regex.match:"), "{err}");
+        let range = HostBuiltin::new("numbers.range")
+            .unwrap()
+            .call(&[json!(1), json!(3)])
+            .unwrap();
+        assert_eq!(range, Some(json!([1, 2, 3])));
+    }
+
+    #[test]
     fn missing_builtin_is_named() {
         let map = HashMap::from([
             ("no.such_builtin".to_string(), 0),
