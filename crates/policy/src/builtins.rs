@@ -268,29 +268,26 @@ impl HostBuiltin {
                     .collect();
                 // Strict: a builtin's error is an error, as with OPA's
                 // host builtins, not an undefined result.
-                let v = (fcn.0)(span, params, &args, true)
-                    .map_err(|e| format!("{}: {}", self.name, first_line(&e.to_string())))?;
-                if v == regorus::Value::Undefined {
-                    return Ok(None);
-                }
-                serde_json::to_value(&v)
-                    .map(Some)
-                    .map_err(|e| format!("{}: {e}", self.name))
+                self.result((fcn.0)(span, params, &args, true))
             }
             Imp::Rego(engine) => {
                 let mut engine = (**engine).clone();
                 engine.set_input(regorus::Value::from(Json::Array(args.to_vec())));
-                let v = engine
-                    .eval_rule("data.builtin.r".into())
-                    .map_err(|e| format!("{}: {}", self.name, first_line(&e.to_string())))?;
-                if v == regorus::Value::Undefined {
-                    return Ok(None);
-                }
-                serde_json::to_value(&v)
-                    .map(Some)
-                    .map_err(|e| format!("{}: {e}", self.name))
+                self.result(engine.eval_rule("data.builtin.r".into()))
             }
         }
+    }
+
+    /// The interpreter's answer as the call's: undefined, a JSON value, or
+    /// an error named after the builtin.
+    fn result(&self, v: anyhow::Result<regorus::Value>) -> Result<Option<Json>, String> {
+        let v = v.map_err(|e| format!("{}: {}", self.name, first_line(&e.to_string())))?;
+        if v == regorus::Value::Undefined {
+            return Ok(None);
+        }
+        serde_json::to_value(&v)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", self.name))
     }
 }
 
