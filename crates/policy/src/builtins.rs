@@ -8,6 +8,10 @@
 //! arguments choose (`numbers.range`, `numbers.range_step`,
 //! `net.cidr_expand`): they check it against the memory the evaluation may
 //! still use ([`crate::memory::remaining`]) before allocating anything.
+//! `regex.match` is implemented here too, on the regex engine and size
+//! limit the interpreter uses, with each compiled expression kept and
+//! shared: the interpreter hands out a clone of its cached expression per
+//! call, which starts the expression's lazy DFA afresh every time.
 
 use std::collections::HashMap;
 
@@ -33,6 +37,40 @@ enum Imp {
     /// A one-rule policy around an extension of ours (the size-checked
     /// builtins), evaluated by the interpreter.
     Rego(Box<regorus::Engine>),
+    /// `regex.match(pattern, value)`.
+    RegexMatch,
+}
+
+/// What a pattern may compile to at most: the interpreter's limit.
+const REGEX_SIZE_LIMIT: usize = 100 * 1024;
+/// How many compiled patterns are kept; past it the cache starts afresh.
+const REGEX_CACHE_ENTRIES: usize = 256;
+
+/// `pattern` compiled, from the process's cache when it was compiled before.
+fn regex(pattern: &str) -> Result<std::sync::Arc<regex::Regex>, String> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(_) => format!(
+                "regex.match: the pattern compiles past the size limit ({} KiB)",
+                REGEX_SIZE_LIMIT / 1024
+            ),
+            e => format!("regex.match: invalid regex: {}", first_line(&e.to_string())),
+        })?;
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= REGEX_CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(pattern.to_string(), re.clone());
+    Ok(re)
 }
 
 impl std::fmt::Debug for HostBuiltin {
@@ -212,6 +250,12 @@ pub fn is_supported(name: &str) -> bool {
 impl HostBuiltin {
     /// The builtin `name`, or an error naming it when the host lacks it.
     pub fn new(name: &str) -> Result<HostBuiltin, String> {
+        if name == "regex.match" {
+            return Ok(HostBuiltin {
+                name: name.to_string(),
+                imp: Imp::RegexMatch,
+            });
+        }
         if let Some((_, f)) = HASHES.iter().find(|(n, _)| *n == name) {
             return Ok(HostBuiltin {
                 name: name.to_string(),
@@ -260,6 +304,12 @@ impl HostBuiltin {
             Imp::Hash(f) => match args {
                 [Json::String(s)] => Ok(Some(Json::String(f(s.as_bytes())))),
                 _ => Err(format!("{}: expected one string argument", self.name)),
+            },
+            Imp::RegexMatch => match args {
+                [Json::String(pattern), Json::String(value)] => {
+                    Ok(Some(Json::Bool(regex(pattern)?.is_match(value))))
+                }
+                _ => Err("regex.match: expected two string arguments".to_string()),
             },
             Imp::Direct { fcn, span, params } => {
                 let args: Vec<regorus::Value> = args
@@ -421,7 +471,8 @@ mod tests {
         for name in regorus::unstable::BUILTINS.keys() {
             let b = HostBuiltin::new(name).unwrap_or_else(|e| panic!("{name}: {e}"));
             let direct = matches!(b.imp, Imp::Direct { .. });
-            assert_eq!(direct, !BOUNDED.iter().any(|(n, _)| n == name), "{name}");
+            let own = BOUNDED.iter().any(|(n, _)| n == name) || *name == "regex.match";
+            assert_eq!(direct, !own, "{name}");
         }
         // An argument of the wrong type is an error naming the builtin.
         let err = HostBuiltin::new("regex.match")
@@ -434,6 +485,51 @@ mod tests {
             .call(&[json!(1), json!(3)])
             .unwrap();
         assert_eq!(range, Some(json!([1, 2, 3])));
+    }
+
+    /// regex.match answers as the interpreter's does, from the cache too,
+    /// and refuses what it refuses.
+    #[test]
+    fn regex_match_agrees_with_the_interpreter() {
+        let cases = [
+            ("^a+b$", "aaab"),
+            ("^a+b$", "aaabc"),
+            (
+                "@[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+",
+                "nginx@sha256:abc",
+            ),
+            ("^[0-9]+(\\.[0-9]+)?$", "1.5"),
+            ("^[0-9]+(\\.[0-9]+)?$", "1.5G"),
+            ("(?i)^NGINX", "nginx:1"),
+            ("\\p{Greek}+", "αβγ"),
+            ("", "anything"),
+        ];
+        let ours = HostBuiltin::new("regex.match").unwrap();
+        let mut engine = regorus::Engine::new();
+        engine
+            .add_policy(
+                "m.rego".into(),
+                "package m\nr := regex.match(input[0], input[1])\n".into(),
+            )
+            .unwrap();
+        for _ in 0..2 {
+            for (p, v) in cases {
+                engine.set_input(regorus::Value::from(json!([p, v])));
+                let want =
+                    serde_json::to_value(engine.eval_rule("data.m.r".into()).unwrap()).unwrap();
+                assert_eq!(
+                    ours.call(&[json!(p), json!(v)]).unwrap(),
+                    Some(want),
+                    "{p} on {v}"
+                );
+            }
+        }
+        let err = ours.call(&[json!("(["), json!("a")]).unwrap_err();
+        assert!(err.starts_with("regex.match: invalid regex"), "{err}");
+        let err = ours
+            .call(&[json!("\\w{1000}{1000}"), json!("a")])
+            .unwrap_err();
+        assert!(err.contains("size limit"), "{err}");
     }
 
     #[test]
