@@ -72,7 +72,7 @@ pub fn build_module(input: &BuildInput) -> Result<Vec<u8>, Error> {
                 )
             })
             .collect();
-        return crate::compile::compile(&input.modules, input.rego_v0, &input.data, &entrypoints);
+        return crate::compile::compile(&checked.parsed, &input.data, &entrypoints);
     }
     let bundle = serde_json::json!({
         "modules": input.modules.iter().map(|(n, t)| [n, t]).collect::<Vec<_>>(),
@@ -110,6 +110,8 @@ struct Entrypoint {
 }
 
 struct Checked {
+    /// The modules as regorus's parser read them, in the given order.
+    parsed: Vec<regorus::unstable::Module>,
     entrypoints: Vec<Entrypoint>,
     /// Builtins the policy calls that a host may have to provide, with
     /// their arity; the runtime delegates those it lacks.
@@ -214,6 +216,7 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
 
     let mut paths = Paths::default();
     let mut builtins = BTreeMap::new();
+    let mut parsed = Vec::new();
     for (name, text) in &input.modules {
         let source = regorus::Source::from_contents(name.clone(), text.clone())
             .map_err(|e| Error::policy(format!("{e}")))?;
@@ -226,6 +229,7 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
         let module = parser.parse().map_err(|e| Error::policy(format!("{e}")))?;
         paths.add_module(&module);
         scan_calls(&source, &mut builtins).map_err(|e| Error::policy(format!("{e}")))?;
+        parsed.push(module);
     }
 
     // Builtins regorus lacks natively are stand-ins here, so that the
@@ -281,6 +285,7 @@ fn check(input: &BuildInput) -> Result<Checked, Error> {
     prepared.map_err(|e| Error::policy(format!("{e}")))?;
 
     Ok(Checked {
+        parsed,
         entrypoints,
         builtins,
     })

@@ -34,27 +34,13 @@ pub(crate) fn builtin_arity(name: &str) -> Option<u8> {
 /// Compiles checked modules. `entrypoints` are (ABI name, path components,
 /// is a rule).
 pub(crate) fn compile(
-    modules: &[(String, String)],
-    rego_v0: bool,
+    parsed: &[regorus::unstable::Module],
     data: &Json,
     entrypoints: &[(String, Vec<String>)],
 ) -> Result<Vec<u8>, Error> {
-    let mut parsed = Vec::new();
-    for (name, text) in modules {
-        let source = regorus::Source::from_contents(name.clone(), text.clone())
-            .map_err(|e| Error::policy(format!("{e}")))?;
-        let mut parser =
-            regorus::unstable::Parser::new(&source).map_err(|e| Error::policy(format!("{e}")))?;
-        if !rego_v0 {
-            parser
-                .enable_rego_v1()
-                .map_err(|e| Error::policy(format!("{e}")))?;
-        }
-        parsed.push(parser.parse().map_err(|e| Error::policy(format!("{e}")))?);
-    }
     let info = codegen::runtime_info(RUNTIME_WASM)
         .map_err(|e| Error::policy(format!("the policy runtime is damaged: {e:#}")))?;
-    let mut lw = lower::Lowerer::new(&parsed, info.builtins).map_err(Error::policy)?;
+    let mut lw = lower::Lowerer::new(parsed, info.builtins).map_err(Error::policy)?;
     for (name, path) in entrypoints {
         lw.entrypoint(path, name).map_err(Error::policy)?;
     }
