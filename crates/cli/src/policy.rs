@@ -23,6 +23,25 @@ pub(crate) enum PolicyCommand {
     Webhook(crate::webhook::WebhookArgs),
 }
 
+/// Which Rego the `.rego` files are written in.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct RegoSyntax {
+    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
+    #[arg(long = "v0-compatible")]
+    pub(crate) v0_compatible: bool,
+}
+
+impl RegoSyntax {
+    /// The policy in `paths`, read with `data` merged in, in this syntax.
+    pub(crate) fn read(
+        self,
+        paths: &[PathBuf],
+        data: Option<Json>,
+    ) -> Result<wasmlayer_policy::PolicySource, Error> {
+        Ok(wasmlayer_policy::PolicySource::read(paths, data)?.with_rego_v0(self.v0_compatible))
+    }
+}
+
 /// What to evaluate: the policy, its input and data, and the entrypoint.
 #[derive(Args, Debug)]
 pub(crate) struct Evaluation {
@@ -38,9 +57,8 @@ pub(crate) struct Evaluation {
     /// What to evaluate: `data.pkg.rule`, `pkg/rule` [default: the policy's only package or entrypoint].
     #[arg(short, long, value_name = "PATH")]
     entrypoint: Option<String>,
-    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
-    #[arg(long = "v0-compatible")]
-    pub(crate) v0_compatible: bool,
+    #[command(flatten)]
+    syntax: RegoSyntax,
 }
 
 impl Evaluation {
@@ -56,8 +74,7 @@ impl Evaluation {
             .as_deref()
             .map(|p| read_document(p, "data"))
             .transpose()?;
-        let source = wasmlayer_policy::PolicySource::read(&self.policy, data)?
-            .with_rego_v0(self.v0_compatible);
+        let source = self.syntax.read(&self.policy, data)?;
         Ok((Policy::from_source(&source)?, input))
     }
 }
@@ -96,9 +113,8 @@ pub(crate) struct TestArgs {
     /// Show every test, passing ones too, with its time.
     #[arg(long = "show-all")]
     show_all: bool,
-    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
-    #[arg(long = "v0-compatible")]
-    pub(crate) v0_compatible: bool,
+    #[command(flatten)]
+    syntax: RegoSyntax,
 }
 
 #[derive(Args, Debug)]
@@ -117,9 +133,8 @@ pub(crate) struct BuildArgs {
     /// that use what the compiler does not support.
     #[arg(long)]
     interpreter: bool,
-    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
-    #[arg(long = "v0-compatible")]
-    pub(crate) v0_compatible: bool,
+    #[command(flatten)]
+    syntax: RegoSyntax,
 }
 
 pub(crate) fn dispatch(cmd: PolicyCommand) -> Result<i32, Error> {
@@ -202,7 +217,7 @@ fn eval(args: EvalArgs) -> Result<i32, Error> {
 
 fn test(args: TestArgs) -> Result<i32, Error> {
     let mut sources = Sources::read(&args.paths)?;
-    sources.rego_v0 = args.v0_compatible;
+    sources.rego_v0 = args.syntax.v0_compatible;
     let policy = NativePolicy::new(&sources)?;
     let outcomes = policy.run_tests();
     let mut out = std::io::stdout().lock();
@@ -252,7 +267,7 @@ fn build(args: BuildArgs) -> Result<i32, Error> {
         data: sources.data,
         entrypoints: args.entrypoints,
         interpreter: args.interpreter,
-        rego_v0: args.v0_compatible,
+        rego_v0: args.syntax.v0_compatible,
     };
     let module = wasmlayer_policy::wasm_build::build_module(&input)?;
     crate::write_file_atomic(&args.output, &module)?;

@@ -34,9 +34,8 @@ pub(crate) struct WebhookArgs {
     /// How long open connections may take to finish after SIGTERM or SIGINT, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     drain_timeout: u64,
-    /// Parse Rego as v0, the syntax before OPA 1.0 (`p[x] { ... }`, no `if` or `contains`; Gatekeeper's templates), as OPA's `--v0-compatible` does; a module that imports `rego.v1` stays v1.
-    #[arg(long = "v0-compatible")]
-    v0_compatible: bool,
+    #[command(flatten)]
+    syntax: crate::policy::RegoSyntax,
 }
 
 pub(crate) fn run(args: WebhookArgs) -> Result<i32, Error> {
@@ -45,9 +44,7 @@ pub(crate) fn run(args: WebhookArgs) -> Result<i32, Error> {
         .as_deref()
         .map(|p| crate::policy::read_document(p, "data"))
         .transpose()?;
-    let source =
-        wasmlayer_policy::PolicySource::read(&args.policy, data)?.with_rego_v0(args.v0_compatible);
-    let policy = Policy::from_source(&source)?;
+    let policy = Policy::from_source(&args.syntax.read(&args.policy, data)?)?;
     webhook::serve(
         policy,
         WebhookOptions {

@@ -3,8 +3,8 @@
 //! Rego's builtins are implemented by the native interpreter: a call runs
 //! the interpreter's own function for the builtin directly, with the
 //! argument expressions of a one-rule policy `r := NAME(input[0], ...)`
-//! parsed once (they name the arguments in its error messages). The hashes, which the interpreter lacks, are
-//! implemented here, and so are the builtins whose result has a size the
+//! parsed once (they name the arguments in its error messages). The
+//! hashes, which the interpreter lacks, are implemented here, and so are the builtins whose result has a size the
 //! arguments choose (`numbers.range`, `numbers.range_step`,
 //! `net.cidr_expand`): they check it against the memory the evaluation may
 //! still use ([`crate::memory::remaining`]) before allocating anything.
