@@ -696,6 +696,22 @@ fn v0_policies_need_v0_compatible_and_then_evaluate_and_build() {
     );
     let r = run(["policy", "test", "--v0-compatible", &v0, &s(&tests)]);
     assert_eq!((r.code, r.stdout.contains("PASS: 1/1")), (0, true), "{r:?}");
+    let r = run([
+        "policy",
+        "bench",
+        "--v0-compatible",
+        &v0,
+        "-i",
+        &input,
+        "-e",
+        "k8sdisallowedtags/violation",
+        "-n",
+        "10",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let bench: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(bench["result"].to_string(), expected, "{r:?}");
 
     for interpreter in [false, true] {
         let mut args = vec!["policy", "build", "--v0-compatible"];

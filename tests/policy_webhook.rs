@@ -778,6 +778,68 @@ fn a_policy_that_does_not_parse_stops_the_start() {
     assert!(run.stderr.contains("data.nothing.here"), "{run:?}");
 }
 
+/// A Gatekeeper-style policy in Rego v0 is refused without
+/// `--v0-compatible` and decides with it, from its source and as a module
+/// built with the flag (whose `regex.match` the host provides).
+#[test]
+fn a_v0_policy_decides_with_v0_compatible() {
+    let tls = Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("digests.rego"),
+        "package k8simagedigests\n\n\
+         violation[{\"msg\": msg}] {\n  \
+           container := input.review.object.spec.containers[_]\n  \
+           not regex.match(\"@[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+\", container.image)\n  \
+           msg := sprintf(\"container <%v> uses an image without a digest <%v>\", [container.name, container.image])\n\
+         }\n",
+    )
+    .unwrap();
+    let src = src.display().to_string();
+    let (cert, key) = (tls.path("server.crt"), tls.path("server.key"));
+    let run = refused_start(&src, &cert, &key, &["--package", "k8simagedigests"]);
+    assert!(run.stderr.contains("digests.rego:3"), "{run:?}");
+
+    let module = dir.path().join("digests.wasm");
+    let built = output(
+        wasmlayer()
+            .args(["policy", "build", "--v0-compatible", &src, "-o"])
+            .arg(&module)
+            .args(["-e", "k8simagedigests/violation"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(built.code, 0, "{built:?}");
+    let module = module.display().to_string();
+    for policy in [&src, &module] {
+        let mut hook = Webhook::start(
+            &tls,
+            &[
+                "--policy",
+                policy,
+                "--v0-compatible",
+                "--package",
+                "k8simagedigests",
+            ],
+        );
+        let resp = hook.review(&read_sample("allowed-pod.json"));
+        assert_eq!(resp["allowed"], false, "{policy}: {resp}");
+        assert_eq!(
+            resp["status"]["message"],
+            "container <web> uses an image without a digest <nginx:1.27>",
+            "{policy}: {resp}"
+        );
+        let mut review = read_sample("allowed-pod.json");
+        review["request"]["object"]["spec"]["containers"][0]["image"] =
+            json!("nginx@sha256:0123abcd");
+        let resp = hook.review(&review);
+        assert_eq!(resp["allowed"], true, "{policy}: {resp}");
+        assert_eq!(hook.sigterm(), 0, "{}", hook.stderr_text());
+    }
+}
+
 /// Starts the webhook with `policy`, the TLS files and `extra`, expecting it
 /// to refuse to start: a clear error and a non-zero exit, never a panic and
 /// never a listening server.
